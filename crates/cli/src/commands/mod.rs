@@ -1,0 +1,148 @@
+//! One module per subcommand; each has a clap `Args` struct (its doc comments are the help) and a `run`.
+
+mod assets;
+mod backbone;
+mod chat;
+mod generate;
+mod score;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ferrotune_assets::Home;
+use ferrotune_model::{Backbone, Device, GenerationConfig};
+
+use crate::printer::Printer;
+
+/// Ferrotune: fine-tune large language models on your own data.
+#[derive(Debug, Parser)]
+#[command(name = "ferrotune", version, about)]
+pub struct Cli {
+    /// Print only results (no progress messages).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Score texts: per-line and total negative log-likelihood and perplexity.
+    Score(score::ScoreArgs),
+    /// Generate a completion for one prompt.
+    Generate(generate::GenerateArgs),
+    /// Chat interactively with a backbone (streaming; /reset, /exit).
+    Chat(chat::ChatArgs),
+    /// Manage backbones (import a GGUF file as a Hugging Face folder).
+    #[command(subcommand)]
+    Backbone(backbone::BackboneCommand),
+    /// Fetch the demo assets (backbone and datasets) into $FERROTUNE_HOME/assets.
+    #[command(subcommand)]
+    Assets(assets::AssetsCommand),
+}
+
+/// Runs one command.
+pub fn run(command: Command, printer: &Printer) -> anyhow::Result<()> {
+    match command {
+        Command::Score(args) => score::run(args, printer),
+        Command::Generate(args) => generate::run(args, printer),
+        Command::Chat(args) => chat::run(args, printer),
+        Command::Backbone(cmd) => backbone::run(cmd, printer),
+        Command::Assets(cmd) => assets::run(cmd, printer),
+    }
+}
+
+/// Which backbone to load and how.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Backbone: a Hugging Face folder or a `.gguf` file (imported on the fly). Default: the demo backbone
+    /// (SmolLM2-135M-Instruct), fetched on first use.
+    #[arg(long, value_name = "DIR|FILE.gguf")]
+    pub model: Option<PathBuf>,
+    /// Compute dtype.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
+    pub dtype: String,
+}
+
+impl ModelArgs {
+    /// Loads the backbone (fetching the demo one when no --model is given).
+    pub fn load(&self, printer: &Printer) -> anyhow::Result<Backbone> {
+        let home = Home::from_env();
+        let path = match &self.model {
+            Some(p) => p.clone(),
+            None => ferrotune_assets::ensure_demo_backbone(&home, &mut |m| printer.status(m))
+                .context("cannot fetch the demo backbone")?,
+        };
+        let dtype = ferrotune_model::parse_dtype(&self.dtype)?;
+        let device = device()?;
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            && !ferrotune_model::backbone::is_imported(&path, &home.backbones())
+        {
+            printer.status(&format!("importing {} (once)", path.display()));
+        }
+        Backbone::load(&path, dtype, &device, &home.backbones())
+            .with_context(|| format!("cannot load backbone `{}`", path.display()))
+    }
+}
+
+/// The compute device: CUDA when built with the `cuda` feature and a GPU is present, else the CPU.
+pub fn device() -> anyhow::Result<Device> {
+    #[cfg(feature = "cuda")]
+    {
+        if let Ok(d) = Device::cuda_if_available(0) {
+            return Ok(d);
+        }
+    }
+    Ok(Device::Cpu)
+}
+
+/// Sampling and stopping settings shared by `generate` and `chat`.
+#[derive(Debug, Args)]
+pub struct GenerationArgs {
+    /// Maximum number of new tokens.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// Minimum number of new tokens before a stop token or string may end the answer.
+    #[arg(long, default_value_t = 0)]
+    pub min_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Sample only among the k most likely tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Sample only among the most likely tokens whose probabilities add up to p.
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Penalty (> 1) for tokens already in the prompt or answer.
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f64,
+    /// Beam search with this many beams (with --temperature 0).
+    #[arg(long, default_value_t = 1)]
+    pub num_beams: usize,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop when this text appears (repeatable); the answer is cut before it.
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub stop_strings: Vec<String>,
+}
+
+impl GenerationArgs {
+    /// The generation config for `backbone` (its stop token ids plus these settings).
+    pub fn config(&self, backbone: &Backbone) -> GenerationConfig {
+        GenerationConfig {
+            max_new_tokens: self.max_new_tokens,
+            min_new_tokens: self.min_new_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
+            num_beams: self.num_beams,
+            seed: self.seed,
+            stop_strings: self.stop_strings.clone(),
+            ..backbone.generation_config()
+        }
+    }
+}

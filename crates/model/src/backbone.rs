@@ -1,0 +1,137 @@
+//! A backbone: a Hugging Face folder (or a `.gguf` file imported into one) loaded as model + tokenizer +
+//! generation defaults, in the requested compute dtype.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::generation::GenerationConfig;
+use crate::models::Llama;
+use crate::tokenizer::{GenerationDefaults, TextTokenizer};
+use crate::weights::Weights;
+
+/// Parses a compute dtype name: `f32`/`float32`, `bf16`/`bfloat16`, `f16`/`float16`.
+pub fn parse_dtype(name: &str) -> Result<DType> {
+    match name {
+        "f32" | "float32" => Ok(DType::F32),
+        "bf16" | "bfloat16" => Ok(DType::BF16),
+        "f16" | "float16" => Ok(DType::F16),
+        other => Err(Error::UnsupportedDtype(other.to_string())),
+    }
+}
+
+/// A loaded backbone.
+pub struct Backbone {
+    /// The folder the backbone was loaded from (the imported folder for a `.gguf`).
+    pub dir: PathBuf,
+    pub model: Llama,
+    pub tokenizer: TextTokenizer,
+    pub generation_defaults: GenerationDefaults,
+}
+
+impl Backbone {
+    /// Loads the backbone at `path` (an HF folder, or a `.gguf` file imported into `gguf_cache` first).
+    pub fn load(path: &Path, dtype: DType, device: &Device, gguf_cache: &Path) -> Result<Self> {
+        let dir = resolve_folder(path, gguf_cache)?;
+        Self::load_folder(&dir, dtype, device)
+    }
+
+    /// Loads an HF folder.
+    pub fn load_folder(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        if !dir.exists() {
+            return Err(Error::NotFound {
+                path: dir.to_path_buf(),
+            });
+        }
+        let cfg = ModelConfig::from_dir(dir)?;
+        let tokenizer = TextTokenizer::from_dir(dir)?;
+        let weights = Weights::open(dir)?;
+        let model = Llama::load(&cfg, &weights, dtype, device)?;
+        if tokenizer.vocab_size() > model.vocab_size() {
+            return Err(Error::VocabMismatch {
+                tokenizer: tokenizer.vocab_size(),
+                embedding: model.vocab_size(),
+            });
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            model,
+            tokenizer,
+            generation_defaults: GenerationDefaults::from_dir(dir)?,
+        })
+    }
+
+    /// Token ids that end a generation: generation_config's, else config.json's, plus the tokenizer's EOS.
+    pub fn stop_token_ids(&self) -> Vec<u32> {
+        let mut ids = match &self.generation_defaults.eos_token_id {
+            Some(t) => t.to_vec(),
+            None => self.model.config().eos_token_ids.clone(),
+        };
+        if let Some(id) = self.tokenizer.eos_token().and_then(|t| self.tokenizer.token_id(t)) {
+            ids.push(id);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// A generation config with this backbone's stop ids and the given sampling settings.
+    pub fn generation_config(&self) -> GenerationConfig {
+        GenerationConfig {
+            stop_token_ids: self.stop_token_ids(),
+            ..GenerationConfig::default()
+        }
+    }
+}
+
+/// The HF folder for `path`: itself, or for a `.gguf` file the folder it is (or gets) imported into.
+pub fn resolve_folder(path: &Path, gguf_cache: &Path) -> Result<PathBuf> {
+    if !path.exists() {
+        return Err(Error::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        let dir = gguf_cache.join(gguf_cache_key(path)?);
+        if !dir.join("config.json").is_file() {
+            crate::gguf::import_gguf(path, &dir)?;
+        }
+        return Ok(dir);
+    }
+    if path.is_file() {
+        return Err(Error::MissingConfig {
+            dir: path.to_path_buf(),
+        });
+    }
+    Ok(path.to_path_buf())
+}
+
+/// Whether the `.gguf` file at `path` has already been imported into `gguf_cache`.
+pub fn is_imported(path: &Path, gguf_cache: &Path) -> bool {
+    gguf_cache_key(path).is_ok_and(|key| gguf_cache.join(key).join("config.json").is_file())
+}
+
+/// A folder name that changes when the GGUF file changes (name, size, modification time).
+fn gguf_cache_key(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let stem: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' { c } else { '_' })
+        .collect();
+    Ok(format!("{stem}-{:x}-{:x}", meta.len(), mtime))
+}

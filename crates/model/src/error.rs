@@ -1,0 +1,101 @@
+//! The model crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while loading a backbone, tokenizing, or running the model.
+///
+/// Messages start lowercase, name the thing in backticks and end with a `help:` line when there is a fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("`{dir}` is not a backbone folder: it has no `config.json`\nhelp: point --model at a Hugging Face model folder (config.json, *.safetensors, tokenizer.json) or at a `.gguf` file")]
+    MissingConfig { dir: PathBuf },
+
+    #[error("`{path}` does not exist")]
+    NotFound { path: PathBuf },
+
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("`{path}` is not valid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("unsupported architecture `{name}`\nhelp: supported architectures are {supported}")]
+    UnsupportedArchitecture { name: String, supported: String },
+
+    #[error("invalid `config.json` in `{dir}`: {message}")]
+    InvalidConfig { dir: PathBuf, message: String },
+
+    #[error("`{dir}` has no weights: neither `model.safetensors` nor `model.safetensors.index.json`\nhelp: the folder must hold the weights in safetensors format")]
+    MissingWeights { dir: PathBuf },
+
+    #[error("shard `{shard}` named in `{index}` is missing\nhelp: copy every shard listed in the index into the folder")]
+    MissingShard { shard: PathBuf, index: PathBuf },
+
+    #[error("`{path}` is not a valid safetensors file ({message})\nhelp: the file is corrupt or truncated; copy it again")]
+    CorruptWeights { path: PathBuf, message: String },
+
+    #[error("tensor `{name}` is missing from the backbone weights in `{dir}`")]
+    MissingTensor { name: String, dir: PathBuf },
+
+    #[error("tensor `{name}` has shape {actual:?}, expected {expected:?}")]
+    ShapeMismatch {
+        name: String,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
+
+    #[error("the tokenizer has {tokenizer} tokens but the embedding has only {embedding} rows\nhelp: the tokenizer does not belong to this model; use the tokenizer.json shipped with the weights")]
+    VocabMismatch { tokenizer: usize, embedding: usize },
+
+    #[error("cannot load tokenizer `{path}`: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+
+    #[error("tokenization failed: {0}")]
+    Encode(String),
+
+    #[error("the backbone has no chat template\nhelp: add `chat_template` to tokenizer_config.json (or a chat_template.jinja file), or run without --chat")]
+    NoChatTemplate,
+
+    #[error("chat template error: {0}")]
+    ChatTemplate(String),
+
+    #[error("invalid generation settings: {0}")]
+    InvalidGeneration(String),
+
+    #[error("unsupported dtype `{0}`\nhelp: use one of f32, bf16, f16")]
+    UnsupportedDtype(String),
+
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
+
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result with the model crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Reads a file to a string, naming it on failure.
+pub(crate) fn read_to_string(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads and parses a JSON file, naming it on failure.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
+    let text = read_to_string(path)?;
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,305 @@
+//! The Llama-family decoder (Llama, Mistral, Qwen2), following transformers' `modeling_llama.py`:
+//! token embedding → N × [RMSNorm → grouped-query self-attention with rotary positions → residual → RMSNorm →
+//! SwiGLU MLP → residual] → RMSNorm → LM head (tied to the embedding or not).
+//!
+//! Written for training as well as inference: every op is either differentiable or switches to a
+//! differentiable composition when its input tracks gradients (see [`crate::ops`]). Reads no files: weights come
+//! from [`Weights`].
+
+use candle_core::{DType, Device, Tensor, D};
+
+use crate::cache::KvCache;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::layers::Linear;
+use crate::ops;
+use crate::rope::RotaryEmbedding;
+use crate::weights::Weights;
+
+#[derive(Debug, Clone)]
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn load(weights: &Weights, name: &str, cfg: &ModelConfig, dtype: DType, device: &Device) -> Result<Self> {
+        Ok(Self {
+            weight: weights.load(name, Some(&[cfg.hidden_size]), dtype, device)?,
+            eps: cfg.rms_norm_eps,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::rms_norm(x, &self.weight, self.eps)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    sliding_window: Option<usize>,
+}
+
+impl Attention {
+    fn load(weights: &Weights, prefix: &str, cfg: &ModelConfig, dtype: DType, device: &Device) -> Result<Self> {
+        let (h, d) = (cfg.hidden_size, cfg.head_dim);
+        let q_out = cfg.num_heads * d;
+        let kv_out = cfg.num_kv_heads * d;
+        let lin = |name: &str, shape, bias| Linear::load(weights, &format!("{prefix}.{name}"), shape, bias, dtype, device);
+        Ok(Self {
+            q_proj: lin("q_proj", (q_out, h), cfg.qkv_bias)?,
+            k_proj: lin("k_proj", (kv_out, h), cfg.qkv_bias)?,
+            v_proj: lin("v_proj", (kv_out, h), cfg.qkv_bias)?,
+            o_proj: lin("o_proj", (h, q_out), cfg.o_bias)?,
+            num_heads: cfg.num_heads,
+            num_kv_heads: cfg.num_kv_heads,
+            head_dim: d,
+            sliding_window: cfg.sliding_window,
+        })
+    }
+
+    /// `x`: `(batch, seq, hidden)` at positions `offset..offset+seq`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        cache: Option<(&mut KvCache, usize)>,
+        offset: usize,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let q = self.q_proj.forward(x)?.reshape((b, t, nh, d))?.transpose(1, 2)?;
+        let k = self.k_proj.forward(x)?.reshape((b, t, nkv, d))?.transpose(1, 2)?;
+        let v = self.v_proj.forward(x)?.reshape((b, t, nkv, d))?.transpose(1, 2)?;
+        let q = ops::apply_rope(&q, cos, sin)?;
+        let k = ops::apply_rope(&k, cos, sin)?;
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, &k, &v.contiguous()?)?,
+            None => (k.contiguous()?, v.contiguous()?),
+        };
+        let s = k.dim(2)?;
+        // Grouped-query attention without copying keys/values: the `n_rep` query heads that share one kv head
+        // are folded into the row dimension, (b, nkv, n_rep·t, d) against (b, nkv, s, d).
+        let n_rep = nh / nkv;
+        let q = (q.contiguous()? * (1.0 / (d as f64).sqrt()))?.reshape((b, nkv, n_rep * t, d))?;
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(mask) = attention_mask(t, s, offset, self.sliding_window, n_rep, scores.dtype(), x.device())? {
+            scores = scores.broadcast_add(&mask)?;
+        }
+        let probs = ops::softmax_last_dim(&scores)?;
+        let out = probs.matmul(&v)?; // (b, nkv, n_rep·t, d)
+        let out = out.reshape((b, nh, t, d))?.transpose(1, 2)?.reshape((b, t, nh * d))?;
+        self.o_proj.forward(&out)
+    }
+}
+
+/// Additive causal (and sliding-window) mask `(n_rep·t, s)` for queries at `offset..offset+t`; `None` when
+/// nothing needs masking (a single query that may see every key).
+fn attention_mask(
+    t: usize,
+    s: usize,
+    offset: usize,
+    window: Option<usize>,
+    n_rep: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<Option<Tensor>> {
+    let masked = |i: usize, j: usize| {
+        let pos = offset + i;
+        j > pos || window.is_some_and(|w| pos >= w && j <= pos - w)
+    };
+    let any = (0..t).any(|i| (0..s).any(|j| masked(i, j)));
+    if !any {
+        return Ok(None);
+    }
+    let mut data = Vec::with_capacity(n_rep * t * s);
+    for _ in 0..n_rep {
+        for i in 0..t {
+            data.extend((0..s).map(|j| if masked(i, j) { f32::NEG_INFINITY } else { 0.0 }));
+        }
+    }
+    Ok(Some(Tensor::from_vec(data, (n_rep * t, s), device)?.to_dtype(dtype)?))
+}
+
+#[derive(Debug, Clone)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn load(weights: &Weights, prefix: &str, cfg: &ModelConfig, dtype: DType, device: &Device) -> Result<Self> {
+        let (h, i, bias) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
+        let lin = |name: &str, shape| Linear::load(weights, &format!("{prefix}.{name}"), shape, bias, dtype, device);
+        Ok(Self {
+            gate_proj: lin("gate_proj", (i, h))?,
+            up_proj: lin("up_proj", (i, h))?,
+            down_proj: lin("down_proj", (h, i))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = ops::swiglu(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
+        self.down_proj.forward(&h)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl DecoderLayer {
+    fn load(weights: &Weights, layer: usize, cfg: &ModelConfig, dtype: DType, device: &Device) -> Result<Self> {
+        let p = format!("model.layers.{layer}");
+        Ok(Self {
+            input_layernorm: RmsNorm::load(weights, &format!("{p}.input_layernorm.weight"), cfg, dtype, device)?,
+            self_attn: Attention::load(weights, &format!("{p}.self_attn"), cfg, dtype, device)?,
+            post_attention_layernorm: RmsNorm::load(
+                weights,
+                &format!("{p}.post_attention_layernorm.weight"),
+                cfg,
+                dtype,
+                device,
+            )?,
+            mlp: Mlp::load(weights, &format!("{p}.mlp"), cfg, dtype, device)?,
+        })
+    }
+}
+
+/// A Llama-family causal language model.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    cfg: ModelConfig,
+    embed_tokens: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    rotary: RotaryEmbedding,
+    dtype: DType,
+}
+
+impl Llama {
+    /// Builds the model from `weights` in compute dtype `dtype`, layer by layer.
+    pub fn load(cfg: &ModelConfig, weights: &Weights, dtype: DType, device: &Device) -> Result<Self> {
+        let embed_shape = weights.shape("model.embed_tokens.weight")?;
+        if embed_shape.len() != 2 || embed_shape[1] != cfg.hidden_size {
+            return Err(Error::ShapeMismatch {
+                name: "model.embed_tokens.weight".into(),
+                expected: vec![cfg.vocab_size, cfg.hidden_size],
+                actual: embed_shape,
+            });
+        }
+        // Some checkpoints pad the embedding beyond `vocab_size`; the embedding's rows are authoritative.
+        let vocab = embed_shape[0];
+        let embed_tokens = weights.load("model.embed_tokens.weight", None, dtype, device)?;
+        let layers = (0..cfg.num_layers)
+            .map(|i| DecoderLayer::load(weights, i, cfg, dtype, device))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(weights, "model.norm.weight", cfg, dtype, device)?;
+        let lm_head = if cfg.tie_word_embeddings && !weights.contains("lm_head.weight") {
+            Linear::new(embed_tokens.clone(), None)
+        } else {
+            Linear::load(weights, "lm_head", (vocab, cfg.hidden_size), false, dtype, device)?
+        };
+        let rotary = RotaryEmbedding::new(cfg, cfg.max_position_embeddings.min(4096), dtype, device)?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary,
+            dtype,
+        })
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Rows of the embedding (the usable vocabulary size).
+    pub fn vocab_size(&self) -> usize {
+        self.embed_tokens.dims()[0]
+    }
+
+    /// The compute dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.embed_tokens.device()
+    }
+
+    /// Final hidden states `(batch, seq, hidden)` for `input_ids` `(batch, seq)` (u32), appending to `cache`.
+    pub fn hidden_states(&self, input_ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let offset = cache.as_ref().map(|c| c.len()).unwrap_or(0);
+        let (cos, sin) = self.rotary.cos_sin(offset, t)?;
+        let mut x = self
+            .embed_tokens
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((b, t, self.cfg.hidden_size))?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = layer.input_layernorm.forward(&x)?;
+            let attn_cache = cache.as_deref_mut().map(|c| (c, i));
+            let h = layer.self_attn.forward(&h, &cos, &sin, attn_cache, offset)?;
+            x = (x + h)?;
+            let h = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?)?;
+            x = (x + h)?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Logits `(..., vocab)` in f32 for hidden states `(..., hidden)`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.lm_head.forward(hidden)?.to_dtype(DType::F32)?)
+    }
+
+    /// Logits `(batch, seq, vocab)` in f32 for every position of `input_ids` `(batch, seq)`.
+    pub fn forward(&self, input_ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let hidden = self.hidden_states(input_ids, cache)?;
+        self.logits(&hidden)
+    }
+
+    /// Logits `(batch, vocab)` in f32 of the last position only (what generation needs).
+    pub fn forward_last(&self, input_ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let hidden = self.hidden_states(input_ids, cache)?;
+        let t = hidden.dim(1)?;
+        self.logits(&hidden.narrow(1, t - 1, 1)?.squeeze(1)?)
+    }
+
+    /// A fresh KV cache sized for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.cfg.num_layers)
+    }
+
+    /// Log-probabilities `(seq-1)` of each next token of the 1-D `ids` given its prefix (f32).
+    pub fn token_log_probs(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        if ids.len() < 2 {
+            return Ok(Vec::new());
+        }
+        let input = Tensor::new(ids, self.device())?.unsqueeze(0)?;
+        let logits = self.forward(&input, None)?.squeeze(0)?; // (t, v)
+        let t = ids.len();
+        let logits = logits.narrow(0, 0, t - 1)?;
+        let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let targets = Tensor::new(&ids[1..], self.device())?.unsqueeze(1)?;
+        Ok(log_probs.gather(&targets, 1)?.squeeze(1)?.to_vec1::<f32>()?)
+    }
+}

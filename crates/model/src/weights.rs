@@ -1,0 +1,182 @@
+//! Safetensors weights of a backbone folder: `model.safetensors`, or shards listed in
+//! `model.safetensors.index.json`. Files are memory-mapped and tensors loaded one at a time, in the requested
+//! dtype, so a caller can build (and later quantize) the model layer by layer without the whole file in memory.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use memmap2::Mmap;
+use safetensors::tensor::{Dtype as StDtype, TensorInfo};
+
+use crate::error::{Error, Result};
+
+struct Shard {
+    path: PathBuf,
+    mmap: Mmap,
+    data_start: usize,
+}
+
+/// Memory-mapped safetensors files of one backbone, indexed by tensor name.
+pub struct Weights {
+    dir: PathBuf,
+    shards: Vec<Shard>,
+    index: HashMap<String, (usize, TensorInfo)>,
+}
+
+impl Weights {
+    /// Opens the safetensors weights of the backbone folder `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        let index_path = dir.join("model.safetensors.index.json");
+        let files = if index_path.is_file() {
+            shard_files(&index_path, dir)?
+        } else if single.is_file() {
+            vec![single]
+        } else {
+            return Err(Error::MissingWeights {
+                dir: dir.to_path_buf(),
+            });
+        };
+        let mut shards = Vec::with_capacity(files.len());
+        let mut index = HashMap::new();
+        for path in files {
+            let file = File::open(&path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            // SAFETY: the file is only read; a concurrent writer would be a user error that at worst yields
+            // garbage values, which is what any reader of the file would see.
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let (header_len, metadata) =
+                safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| Error::CorruptWeights {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+            let shard_id = shards.len();
+            for (name, info) in metadata.tensors() {
+                index.insert(name, (shard_id, info.clone()));
+            }
+            shards.push(Shard {
+                path,
+                mmap,
+                data_start: 8 + header_len,
+            });
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            shards,
+            index,
+        })
+    }
+
+    /// Whether the weights hold a tensor called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Names of all tensors.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    /// The on-disk shape of `name`.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        Ok(self.info(name)?.shape.clone())
+    }
+
+    /// The dtype the weights are stored in (of the embedding, as representative).
+    pub fn stored_dtype(&self) -> Option<DType> {
+        self.index
+            .get("model.embed_tokens.weight")
+            .or_else(|| self.index.values().next())
+            .and_then(|(_, info)| candle_dtype(info.dtype))
+    }
+
+    /// Total bytes of all tensors on disk.
+    pub fn stored_bytes(&self) -> usize {
+        self.index
+            .values()
+            .map(|(_, i)| i.data_offsets.1 - i.data_offsets.0)
+            .sum()
+    }
+
+    fn info(&self, name: &str) -> Result<&TensorInfo> {
+        self.index
+            .get(name)
+            .map(|(_, info)| info)
+            .ok_or_else(|| Error::MissingTensor {
+                name: name.to_string(),
+                dir: self.dir.clone(),
+            })
+    }
+
+    /// Loads tensor `name` converted to `dtype`, checking its shape when `expected` is given.
+    pub fn load(&self, name: &str, expected: Option<&[usize]>, dtype: DType, device: &Device) -> Result<Tensor> {
+        let (shard_id, info) = self.index.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_string(),
+            dir: self.dir.clone(),
+        })?;
+        if let Some(expected) = expected {
+            if info.shape != expected {
+                return Err(Error::ShapeMismatch {
+                    name: name.to_string(),
+                    expected: expected.to_vec(),
+                    actual: info.shape.clone(),
+                });
+            }
+        }
+        let shard = &self.shards[*shard_id];
+        let stored = candle_dtype(info.dtype).ok_or_else(|| Error::CorruptWeights {
+            path: shard.path.clone(),
+            message: format!("tensor `{name}` has unsupported dtype {:?}", info.dtype),
+        })?;
+        let (start, end) = info.data_offsets;
+        let bytes = &shard.mmap[shard.data_start + start..shard.data_start + end];
+        let tensor = Tensor::from_raw_buffer(bytes, stored, &info.shape, device)?;
+        Ok(tensor.to_dtype(dtype)?)
+    }
+}
+
+fn candle_dtype(dtype: StDtype) -> Option<DType> {
+    Some(match dtype {
+        StDtype::F32 => DType::F32,
+        StDtype::F16 => DType::F16,
+        StDtype::BF16 => DType::BF16,
+        StDtype::F64 => DType::F64,
+        StDtype::I64 => DType::I64,
+        StDtype::U32 => DType::U32,
+        StDtype::U8 => DType::U8,
+        _ => return None,
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct ShardIndex {
+    weight_map: HashMap<String, String>,
+}
+
+fn shard_files(index_path: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
+    let index: ShardIndex = crate::error::read_json(index_path)?;
+    let mut names: Vec<&String> = index.weight_map.values().collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(name);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(Error::MissingShard {
+                    shard: path,
+                    index: index_path.to_path_buf(),
+                })
+            }
+        })
+        .collect()
+}
