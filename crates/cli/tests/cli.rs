@@ -7,9 +7,11 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+mod demo;
 
-fn fixture(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures").join(case)
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures").join(name)
 }
 
 fn ferrotune() -> Command {

@@ -14,23 +14,7 @@ use crate::error::{Error, Result};
 pub const SUPPORTED_ARCHITECTURES: [&str; 3] =
     ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"];
 
-/// A token id or a list of them (`eos_token_id` may be either).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(untagged)]
-pub enum TokenIds {
-    One(u32),
-    Many(Vec<u32>),
-}
-
-impl TokenIds {
-    /// The ids as a list.
-    pub fn to_vec(&self) -> Vec<u32> {
-        match self {
-            TokenIds::One(id) => vec![*id],
-            TokenIds::Many(ids) => ids.clone(),
-        }
-    }
-}
+pub use ferrotune_data::TokenIds;
 
 /// Rope settings: `rope_scaling` (classic) or `rope_parameters` (transformers 5); all keys optional.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

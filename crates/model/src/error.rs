@@ -55,23 +55,17 @@ pub enum Error {
     #[error("the tokenizer has {tokenizer} tokens but the embedding has only {embedding} rows\nhelp: the tokenizer does not belong to this model; use the tokenizer.json shipped with the weights")]
     VocabMismatch { tokenizer: usize, embedding: usize },
 
-    #[error("cannot load tokenizer `{path}`: {message}")]
-    Tokenizer { path: PathBuf, message: String },
-
-    #[error("tokenization failed: {0}")]
-    Encode(String),
-
-    #[error("the backbone has no chat template\nhelp: add `chat_template` to tokenizer_config.json (or a chat_template.jinja file), or run without --chat")]
-    NoChatTemplate,
-
-    #[error("chat template error: {0}")]
-    ChatTemplate(String),
-
     #[error("invalid generation settings: {0}")]
     InvalidGeneration(String),
 
     #[error("unsupported dtype `{0}`\nhelp: use one of f32, bf16, f16")]
     UnsupportedDtype(String),
+
+    #[error("invalid adapter: {0}")]
+    InvalidAdapter(String),
+
+    #[error(transparent)]
+    Data(#[from] ferrotune_data::Error),
 
     #[error(transparent)]
     Gguf(#[from] crate::gguf::GgufError),

@@ -25,7 +25,7 @@ pub fn run(args: ChatArgs, printer: &Printer) -> anyhow::Result<()> {
     let template = backbone
         .tokenizer
         .chat_template()
-        .ok_or(ferrotune_model::Error::NoChatTemplate)?;
+        .ok_or(ferrotune_model::chat_template_missing())?;
     let cfg = args.generation.config(&backbone);
     let fresh = || -> Vec<Message> {
         args.system

@@ -34,7 +34,7 @@ pub fn run(args: GenerateArgs, printer: &Printer) -> anyhow::Result<()> {
         let template = backbone
             .tokenizer
             .chat_template()
-            .ok_or(ferrotune_model::Error::NoChatTemplate)?;
+            .ok_or(ferrotune_model::chat_template_missing())?;
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
             messages.push(Message::new("system", system.clone()));

@@ -60,6 +60,9 @@ pub struct ModelArgs {
     /// (SmolLM2-135M-Instruct), fetched on first use.
     #[arg(long, value_name = "DIR|FILE.gguf")]
     pub model: Option<PathBuf>,
+    /// A LoRA adapter folder in PEFT's format (what `ferrotune train` saves) to apply on the backbone.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
     /// Compute dtype.
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
     pub dtype: String,
@@ -81,8 +84,13 @@ impl ModelArgs {
         {
             printer.status(&format!("importing {} (once)", path.display()));
         }
-        Backbone::load(&path, dtype, &device, &home.backbones())
-            .with_context(|| format!("cannot load backbone `{}`", path.display()))
+        let mut backbone = Backbone::load(&path, dtype, &device, &home.backbones())
+            .with_context(|| format!("cannot load backbone `{}`", path.display()))?;
+        if let Some(adapter) = &self.adapter {
+            ferrotune_model::adapter::load_peft(&mut backbone.model, adapter)
+                .with_context(|| format!("cannot load adapter `{}`", adapter.display()))?;
+        }
+        Ok(backbone)
     }
 }
 

@@ -73,12 +73,13 @@ impl Attention {
         sin: &Tensor,
         cache: Option<(&mut KvCache, usize)>,
         offset: usize,
+        seed: Option<u64>,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = self.q_proj.forward(x)?.reshape((b, t, nh, d))?.transpose(1, 2)?;
-        let k = self.k_proj.forward(x)?.reshape((b, t, nkv, d))?.transpose(1, 2)?;
-        let v = self.v_proj.forward(x)?.reshape((b, t, nkv, d))?.transpose(1, 2)?;
+        let q = self.q_proj.forward_t(x, sub_seed(seed, 0))?.reshape((b, t, nh, d))?.transpose(1, 2)?;
+        let k = self.k_proj.forward_t(x, sub_seed(seed, 1))?.reshape((b, t, nkv, d))?.transpose(1, 2)?;
+        let v = self.v_proj.forward_t(x, sub_seed(seed, 2))?.reshape((b, t, nkv, d))?.transpose(1, 2)?;
         let q = ops::apply_rope(&q, cos, sin)?;
         let k = ops::apply_rope(&k, cos, sin)?;
         let (k, v) = match cache {
@@ -97,8 +98,18 @@ impl Attention {
         let probs = ops::softmax_last_dim(&scores)?;
         let out = probs.matmul(&v)?; // (b, nkv, n_rep·t, d)
         let out = out.reshape((b, nh, t, d))?.transpose(1, 2)?.reshape((b, t, nh * d))?;
-        self.o_proj.forward(&out)
+        self.o_proj.forward_t(&out, sub_seed(seed, 3))
     }
+}
+
+/// A distinct, reproducible seed per (layer, module) derived from the step's seed (splitmix64).
+fn sub_seed(seed: Option<u64>, salt: u64) -> Option<u64> {
+    seed.map(|s| {
+        let mut z = s.wrapping_add(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(salt + 1));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
 }
 
 /// Additive causal (and sliding-window) mask `(n_rep·t, s)` for queries at `offset..offset+t`; `None` when
@@ -147,9 +158,10 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = ops::swiglu(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
-        self.down_proj.forward(&h)
+    fn forward(&self, x: &Tensor, seed: Option<u64>) -> Result<Tensor> {
+        let gate = self.gate_proj.forward_t(x, sub_seed(seed, 4))?;
+        let up = self.up_proj.forward_t(x, sub_seed(seed, 5))?;
+        self.down_proj.forward_t(&ops::swiglu(&gate, &up)?, sub_seed(seed, 6))
     }
 }
 
@@ -177,6 +189,25 @@ impl DecoderLayer {
             mlp: Mlp::load(weights, &format!("{p}.mlp"), cfg, dtype, device)?,
         })
     }
+}
+
+/// Options of a training forward pass.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardOptions {
+    /// Seed of this step's adapter-dropout masks; `None` disables dropout (inference).
+    pub dropout_seed: Option<u64>,
+    /// NEFTune (Jain et al., 2023): uniform noise of scale `alpha / √(seq·hidden)` on the embeddings.
+    pub neftune: Option<(f64, u64)>,
+}
+
+fn neftune_noise(x: &Tensor, alpha: f64, seed: u64) -> Result<Tensor> {
+    use rand::{Rng, SeedableRng};
+    let (_, t, h) = x.dims3()?;
+    let scale = (alpha / ((t * h) as f64).sqrt()) as f32;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let noise: Vec<f32> = (0..x.elem_count()).map(|_| rng.random_range(-scale..scale)).collect();
+    let noise = Tensor::from_vec(noise, x.shape(), x.device())?.to_dtype(x.dtype())?;
+    Ok((x + noise)?)
 }
 
 /// A Llama-family causal language model.
@@ -247,7 +278,17 @@ impl Llama {
     }
 
     /// Final hidden states `(batch, seq, hidden)` for `input_ids` `(batch, seq)` (u32), appending to `cache`.
-    pub fn hidden_states(&self, input_ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    pub fn hidden_states(&self, input_ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        self.hidden_states_with(input_ids, cache, &ForwardOptions::default())
+    }
+
+    /// [`Self::hidden_states`] with training options (adapter dropout, NEFTune noise).
+    pub fn hidden_states_with(
+        &self,
+        input_ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        options: &ForwardOptions,
+    ) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
         let offset = cache.as_ref().map(|c| c.len()).unwrap_or(0);
         let (cos, sin) = self.rotary.cos_sin(offset, t)?;
@@ -255,15 +296,54 @@ impl Llama {
             .embed_tokens
             .index_select(&input_ids.flatten_all()?, 0)?
             .reshape((b, t, self.cfg.hidden_size))?;
+        if let Some((alpha, seed)) = options.neftune {
+            x = neftune_noise(&x, alpha, seed)?;
+        }
         for (i, layer) in self.layers.iter().enumerate() {
+            let seed = sub_seed(options.dropout_seed, 100 + i as u64);
             let h = layer.input_layernorm.forward(&x)?;
             let attn_cache = cache.as_deref_mut().map(|c| (c, i));
-            let h = layer.self_attn.forward(&h, &cos, &sin, attn_cache, offset)?;
+            let h = layer.self_attn.forward(&h, &cos, &sin, attn_cache, offset, seed)?;
             x = (x + h)?;
-            let h = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?)?;
+            let h = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?, seed)?;
             x = (x + h)?;
         }
         self.norm.forward(&x)
+    }
+
+    /// Every adaptable linear layer with its module path and short name.
+    pub fn linears(&self) -> Vec<(String, &'static str, &Linear)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (a, m) = (&layer.self_attn, &layer.mlp);
+            let p = format!("model.layers.{i}");
+            out.push((format!("{p}.self_attn.q_proj"), "q_proj", &a.q_proj));
+            out.push((format!("{p}.self_attn.k_proj"), "k_proj", &a.k_proj));
+            out.push((format!("{p}.self_attn.v_proj"), "v_proj", &a.v_proj));
+            out.push((format!("{p}.self_attn.o_proj"), "o_proj", &a.o_proj));
+            out.push((format!("{p}.mlp.gate_proj"), "gate_proj", &m.gate_proj));
+            out.push((format!("{p}.mlp.up_proj"), "up_proj", &m.up_proj));
+            out.push((format!("{p}.mlp.down_proj"), "down_proj", &m.down_proj));
+        }
+        out
+    }
+
+    /// Every adaptable linear layer with its module path (`model.layers.0.self_attn.q_proj`) and short name.
+    pub fn linears_mut(&mut self) -> Vec<(String, &'static str, &mut Linear)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let a = &mut layer.self_attn;
+            let m = &mut layer.mlp;
+            let p = format!("model.layers.{i}");
+            out.push((format!("{p}.self_attn.q_proj"), "q_proj", &mut a.q_proj));
+            out.push((format!("{p}.self_attn.k_proj"), "k_proj", &mut a.k_proj));
+            out.push((format!("{p}.self_attn.v_proj"), "v_proj", &mut a.v_proj));
+            out.push((format!("{p}.self_attn.o_proj"), "o_proj", &mut a.o_proj));
+            out.push((format!("{p}.mlp.gate_proj"), "gate_proj", &mut m.gate_proj));
+            out.push((format!("{p}.mlp.up_proj"), "up_proj", &mut m.up_proj));
+            out.push((format!("{p}.mlp.down_proj"), "down_proj", &mut m.down_proj));
+        }
+        out
     }
 
     /// Logits `(..., vocab)` in f32 for hidden states `(..., hidden)`.

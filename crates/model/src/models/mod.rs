@@ -3,4 +3,4 @@
 
 pub mod llama;
 
-pub use llama::Llama;
+pub use llama::{ForwardOptions, Llama};

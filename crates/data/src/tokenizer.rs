@@ -156,12 +156,30 @@ impl TextTokenizer {
     }
 }
 
+/// A token id or a list of them (`eos_token_id` may be either).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum TokenIds {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl TokenIds {
+    /// The ids as a list.
+    pub fn to_vec(&self) -> Vec<u32> {
+        match self {
+            TokenIds::One(id) => vec![*id],
+            TokenIds::Many(ids) => ids.clone(),
+        }
+    }
+}
+
 /// Defaults of `generation_config.json` that generation honours.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct GenerationDefaults {
-    pub eos_token_id: Option<crate::config::TokenIds>,
-    pub bos_token_id: Option<crate::config::TokenIds>,
-    pub pad_token_id: Option<crate::config::TokenIds>,
+    pub eos_token_id: Option<TokenIds>,
+    pub bos_token_id: Option<TokenIds>,
+    pub pad_token_id: Option<TokenIds>,
     pub temperature: Option<f64>,
     pub top_k: Option<usize>,
     pub top_p: Option<f64>,

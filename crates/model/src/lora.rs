@@ -1,0 +1,131 @@
+//! LoRA adapters (Hu et al., 2021) on frozen linear layers, with rsLoRA scaling and DoRA (Liu et al., 2024),
+//! computed as PEFT's `LoraLayer` does so that adapters round-trip through PEFT's file format unchanged:
+//!
+//! `y = x·Wᵀ + b + s · dropout(x)·Aᵀ·Bᵀ`, `s = alpha / r` (rsLoRA: `alpha / √r`);
+//! DoRA: `y = x·Wᵀ + b + (m/‖W + s·B·A‖ − 1) ⊙ x·Wᵀ + (m/‖W + s·B·A‖) ⊙ s · dropout(x)·Aᵀ·Bᵀ`, the row norm
+//! detached from the graph as in the paper (§4.3) and PEFT.
+
+use candle_core::{DType, Tensor, Var, D};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::error::Result;
+
+/// Which LoRA to build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraSpec {
+    pub r: usize,
+    pub alpha: f64,
+    pub dropout: f32,
+    pub use_rslora: bool,
+    pub use_dora: bool,
+    /// Module names (`q_proj`, …, `down_proj`); empty means all of them.
+    pub target_modules: Vec<String>,
+}
+
+/// Every linear module name LoRA may target (the LM head is never adapted).
+pub const LORA_TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+impl LoraSpec {
+    /// The scaling factor `s`.
+    pub fn scale(&self) -> f64 {
+        if self.use_rslora {
+            self.alpha / (self.r as f64).sqrt()
+        } else {
+            self.alpha / self.r as f64
+        }
+    }
+
+    /// Whether module `name` (e.g. `q_proj`) is adapted.
+    pub fn targets(&self, name: &str) -> bool {
+        if self.target_modules.is_empty() {
+            LORA_TARGETS.contains(&name)
+        } else {
+            self.target_modules.iter().any(|t| t == name)
+        }
+    }
+}
+
+/// Trainable low-rank update of one linear layer.
+#[derive(Debug, Clone)]
+pub struct LoraAdapter {
+    /// `(r, in)`, PEFT's `lora_A.weight`.
+    pub a: Var,
+    /// `(out, r)`, PEFT's `lora_B.weight`.
+    pub b: Var,
+    /// DoRA's magnitude `(out)`, PEFT's `lora_magnitude_vector`.
+    pub magnitude: Option<Var>,
+    pub scale: f64,
+    pub dropout: f32,
+}
+
+impl LoraAdapter {
+    /// A fresh adapter initialised like PEFT: A Kaiming-uniform (a = √5, i.e. U(±1/√in)), B zero; DoRA's
+    /// magnitude = the row norms of W.
+    pub fn init(spec: &LoraSpec, weight: &Tensor, rng: &mut StdRng) -> Result<Self> {
+        let (out_dim, in_dim) = weight.dims2()?;
+        let bound = 1.0 / (in_dim as f32).sqrt();
+        let a: Vec<f32> = (0..spec.r * in_dim).map(|_| rng.random_range(-bound..bound)).collect();
+        let device = weight.device();
+        let a = Var::from_tensor(&Tensor::from_vec(a, (spec.r, in_dim), device)?)?;
+        let b = Var::zeros((out_dim, spec.r), DType::F32, device)?;
+        let magnitude = if spec.use_dora {
+            Some(Var::from_tensor(&row_norms(&weight.to_dtype(DType::F32)?)?)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            a,
+            b,
+            magnitude,
+            scale: spec.scale(),
+            dropout: spec.dropout,
+        })
+    }
+
+    /// `x`: `(rows, in)`, `base`: `x·Wᵀ` `(rows, out)` without bias; returns what to add to the layer output.
+    pub fn delta(&self, x: &Tensor, base: &Tensor, weight: &Tensor, dropout_seed: Option<u64>) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let x32 = x.to_dtype(DType::F32)?;
+        let xd = match dropout_seed {
+            Some(seed) if self.dropout > 0.0 => dropout(&x32, self.dropout, seed)?,
+            _ => x32,
+        };
+        let lora = xd.matmul(&self.a.t()?)?.matmul(&self.b.t()?)?;
+        let lora = (lora * self.scale)?;
+        let out = match &self.magnitude {
+            None => lora,
+            Some(m) => {
+                let w = weight.to_dtype(DType::F32)?;
+                let merged = (w + (self.b.matmul(self.a.as_tensor())? * self.scale)?)?;
+                let norm = row_norms(&merged)?.detach();
+                let factor = m.as_tensor().broadcast_div(&norm)?; // (out)
+                let base32 = base.to_dtype(DType::F32)?;
+                let scaled_base = base32.broadcast_mul(&(&factor - 1.0)?)?;
+                (scaled_base + lora.broadcast_mul(&factor)?)?
+            }
+        };
+        Ok(out.to_dtype(dtype)?)
+    }
+
+    /// The dense update `s·B·A` `(out, in)` (for merging into W).
+    pub fn merged_delta(&self) -> Result<Tensor> {
+        Ok((self.b.matmul(self.a.as_tensor())? * self.scale)?)
+    }
+}
+
+/// L2 norm of each row of `w` `(out, in)` → `(out)`.
+fn row_norms(w: &Tensor) -> Result<Tensor> {
+    Ok(w.sqr()?.sum(D::Minus1)?.sqrt()?)
+}
+
+/// Inverted dropout with a mask drawn from `seed` (reproducible, so a resumed run draws the same masks).
+pub fn dropout(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let keep = 1.0 - p;
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| if rng.random::<f32>() < keep { 1.0 / keep } else { 0.0 })
+        .collect();
+    let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
+    Ok((x * mask)?)
+}

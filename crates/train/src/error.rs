@@ -1,0 +1,36 @@
+//! The train crate's error type.
+
+use std::path::PathBuf;
+
+/// Errors of the training loop. Messages start lowercase, name the thing and end with a `help:` line when there
+/// is a fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid setting: {0}")]
+    Setting(String),
+
+    #[error("the loss became {value} at step {step}\nhelp: lower `training.learning_rate`, set `training.gradient_clip`, or check the data; the last checkpoint is kept")]
+    NonFiniteLoss { step: u64, value: f64 },
+
+    #[error("checkpoint `{path}`: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+
+    #[error("i/o error on `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(transparent)]
+    Model(#[from] ferrotune_model::Error),
+
+    #[error(transparent)]
+    Data(#[from] ferrotune_data::Error),
+
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result with the train crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

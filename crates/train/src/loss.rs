@@ -1,0 +1,99 @@
+//! Causal-LM cross-entropy, shifted as transformers does (the logits at position t predict the label at t+1;
+//! `-100` labels are ignored), with H2O LLM Studio's two averagings. Logits are computed only at labelled
+//! positions: the LM head (hidden × vocabulary) is the largest matmul of a small model, and prompt positions
+//! are usually masked.
+
+use candle_core::{DType, Tensor, D};
+use ferrotune_model::{ForwardOptions, Llama};
+
+use crate::error::{Error, Result};
+
+/// The label of an ignored position.
+pub const IGNORE_INDEX: i64 = -100;
+
+/// How token losses are averaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossKind {
+    /// Mean over all labelled tokens of the batch.
+    TokenAveraged,
+    /// Mean over samples of each sample's mean token loss.
+    SampleAveraged,
+}
+
+impl LossKind {
+    /// Parses `TokenAveragedCrossEntropy` / `SampleAveragedCrossEntropy`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "TokenAveragedCrossEntropy" => Ok(Self::TokenAveraged),
+            "SampleAveragedCrossEntropy" => Ok(Self::SampleAveraged),
+            other => Err(Error::Setting(format!(
+                "unknown loss `{other}`; use TokenAveragedCrossEntropy or SampleAveragedCrossEntropy"
+            ))),
+        }
+    }
+}
+
+/// The loss of one batch and what it was computed over.
+pub struct BatchLoss {
+    /// Scalar f32 loss (differentiable with respect to the adapters).
+    pub loss: Tensor,
+    /// Sum of token negative log-likelihoods (for perplexity).
+    pub nll_sum: f64,
+    /// Number of labelled (predicted) tokens.
+    pub tokens: usize,
+}
+
+/// Forward pass and loss of a right-padded batch. `input_ids` and `labels` are rows of equal length.
+pub fn batch_loss(
+    model: &Llama,
+    input_ids: &[Vec<u32>],
+    labels: &[Vec<i64>],
+    kind: LossKind,
+    options: &ForwardOptions,
+) -> Result<BatchLoss> {
+    let b = input_ids.len();
+    let t = input_ids.first().map(Vec::len).unwrap_or(0);
+    if b == 0 || t < 2 || labels.len() != b || labels.iter().any(|l| l.len() != t) {
+        return Err(Error::Setting("a batch needs rows of equal length ≥ 2 with labels of the same shape".into()));
+    }
+    // Position (row, t) predicts labels[row][t + 1].
+    let mut positions = Vec::new();
+    let mut targets = Vec::new();
+    let mut weights = Vec::new();
+    let per_row: Vec<usize> = labels.iter().map(|l| l[1..].iter().filter(|&&x| x != IGNORE_INDEX).count()).collect();
+    let total: usize = per_row.iter().sum();
+    if total == 0 {
+        return Err(Error::Setting(
+            "every label of the batch is masked\nhelp: check `dataset.mask_prompt_labels` and `tokenizer.max_length` (answers may be cut away)".into(),
+        ));
+    }
+    let rows_with_labels = per_row.iter().filter(|&&n| n > 0).count();
+    for (r, row) in labels.iter().enumerate() {
+        for (i, &label) in row[1..].iter().enumerate() {
+            if label != IGNORE_INDEX {
+                positions.push((r * t + i) as u32);
+                targets.push(label as u32);
+                weights.push(match kind {
+                    LossKind::TokenAveraged => 1.0 / total as f32,
+                    LossKind::SampleAveraged => 1.0 / (per_row[r] * rows_with_labels) as f32,
+                });
+            }
+        }
+    }
+    let device = model.device();
+    let flat: Vec<u32> = input_ids.iter().flatten().copied().collect();
+    let ids = Tensor::from_vec(flat, (b, t), device)?;
+    let hidden = model.hidden_states_with(&ids, None, options)?;
+    let h = hidden.dim(D::Minus1)?;
+    let selected = hidden
+        .reshape((b * t, h))?
+        .index_select(&Tensor::new(positions.as_slice(), device)?, 0)?;
+    let logits = model.logits(&selected)?; // (n, vocab) f32
+    let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let targets = Tensor::new(targets.as_slice(), device)?.unsqueeze(1)?;
+    let nll = log_probs.gather(&targets, 1)?.squeeze(1)?.neg()?; // (n)
+    let weights = Tensor::new(weights.as_slice(), device)?;
+    let loss = (&nll * weights)?.sum_all()?;
+    let nll_sum = nll.detach().to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+    Ok(BatchLoss { loss, nll_sum, tokens: total })
+}
