@@ -9,9 +9,12 @@
 //! Start reading at [`optim::Optimizer`], [`loss::batch_loss`], [`bleu::sentence_bleu`].
 
 pub mod bleu;
+pub mod checkpoint;
 pub mod error;
+pub mod events;
 pub mod loss;
 pub mod optim;
 pub mod schedule;
+pub mod trainer;
 
 pub use error::{Error, Result};
