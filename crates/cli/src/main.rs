@@ -36,9 +36,13 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let user_set = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"]
-            .iter()
-            .any(|v| std::env::var_os(v).is_some());
+        let user_set = [
+            "MALLOC_MMAP_THRESHOLD_",
+            "MALLOC_TRIM_THRESHOLD_",
+            "MALLOC_TOP_PAD_",
+        ]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
         if !user_set {
             // SAFETY: mallopt only changes allocator tuning parameters; called before any other thread exists.
             unsafe {

@@ -13,6 +13,11 @@ impl Printer {
         Self { quiet }
     }
 
+    /// Whether progress output is suppressed.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// A result line on stdout.
     pub fn line(&self, text: &str) -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();

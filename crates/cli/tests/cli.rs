@@ -7,11 +7,15 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+#[path = "e2e/demo.rs"]
 mod demo;
-
+#[path = "e2e/train.rs"]
+mod train;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures")
+        .join(name)
 }
 
 fn ferrotune() -> Command {
@@ -35,17 +39,28 @@ fn assert_clean_failure(o: &Output, needle: &str) {
     let err = stderr(o);
     assert!(!o.status.success(), "should fail: {err}");
     assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
 }
 
 fn expected_text(case: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture(case).join("expected_text.json")).unwrap()).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(fixture(case).join("expected_text.json")).unwrap(),
+    )
+    .unwrap()
 }
 
 #[test]
 fn score_prints_one_line_per_text_and_a_summary() {
     let exp = expected_text("llama3_rope");
-    let texts: Vec<&str> = exp["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let texts: Vec<&str> = exp["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     let mut f = std::fs::File::create(&input).unwrap();
@@ -53,16 +68,28 @@ fn score_prints_one_line_per_text_and_a_summary() {
         writeln!(f, "{}", serde_json::json!({ "text": t })).unwrap();
     }
     let model = fixture("llama3_rope");
-    let o = run(&["score", "--model", model.to_str().unwrap(), "--input", input.to_str().unwrap()]);
+    let o = run(&[
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let lines: Vec<Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), texts.len() + 1);
     let (mut tokens, mut nll) = (0u64, 0f64);
     for (i, line) in lines[..texts.len()].iter().enumerate() {
         // Tokens are predicted positions: the ids (with the BOS this tokenizer adds) minus one.
         let ids = exp["ids"][i].as_array().unwrap().len() as u64;
         assert_eq!(line["tokens"].as_u64().unwrap(), ids - 1);
-        let (n, s) = (line["tokens"].as_f64().unwrap(), line["nll_sum"].as_f64().unwrap());
+        let (n, s) = (
+            line["tokens"].as_f64().unwrap(),
+            line["nll_sum"].as_f64().unwrap(),
+        );
         assert!((line["mean_nll"].as_f64().unwrap() - s / n).abs() < 1e-9);
         tokens += ids - 1;
         nll += s;
@@ -91,8 +118,15 @@ fn generate_greedy_prints_the_transformers_completion() {
     let until_eos: Vec<u32> = greedy.iter().copied().take_while(|&t| t != eos).collect();
     let want = tok.decode(&until_eos, true).unwrap();
     let o = run(&[
-        "generate", "--model", model.to_str().unwrap(), "--prompt", prompt, "--max-new-tokens",
-        &greedy.len().to_string(), "--temperature", "0",
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        prompt,
+        "--max-new-tokens",
+        &greedy.len().to_string(),
+        "--temperature",
+        "0",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).strip_suffix('\n').unwrap(), want);
@@ -103,9 +137,25 @@ fn generate_sampling_is_reproducible_with_a_seed() {
     let model = fixture("llama3_rope");
     let args = |seed: &str| {
         run(&[
-            "generate", "--model", model.to_str().unwrap(), "--prompt", "Once upon", "--chat",
-            "--max-new-tokens", "12", "--temperature", "0.9", "--top-k", "50", "--top-p", "0.95",
-            "--repetition-penalty", "1.1", "--seed", seed, "--stats",
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "Once upon",
+            "--chat",
+            "--max-new-tokens",
+            "12",
+            "--temperature",
+            "0.9",
+            "--top-k",
+            "50",
+            "--top-p",
+            "0.95",
+            "--repetition-penalty",
+            "1.1",
+            "--seed",
+            seed,
+            "--stats",
         ])
     };
     let (a, b) = (args("5"), args("5"));
@@ -118,9 +168,29 @@ fn generate_sampling_is_reproducible_with_a_seed() {
 #[test]
 fn generate_with_beams() {
     let model = fixture("qwen2_tied");
-    let o = run(&["generate", "--model", model.to_str().unwrap(), "--prompt", "In the beginning", "--num-beams", "3", "--max-new-tokens", "8"]);
+    let o = run(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "In the beginning",
+        "--num-beams",
+        "3",
+        "--max-new-tokens",
+        "8",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = run(&["generate", "--model", model.to_str().unwrap(), "--prompt", "x", "--num-beams", "3", "--temperature", "0.7"]);
+    let o = run(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--num-beams",
+        "3",
+        "--temperature",
+        "0.7",
+    ]);
     assert_clean_failure(&o, "beam search is deterministic");
 }
 
@@ -128,16 +198,32 @@ fn generate_with_beams() {
 fn chat_keeps_history_and_resets() {
     let model = fixture("llama3_rope");
     let mut child = ferrotune()
-        .args(["chat", "--model", model.to_str().unwrap(), "--max-new-tokens", "5"])
+        .args([
+            "chat",
+            "--model",
+            model.to_str().unwrap(),
+            "--max-new-tokens",
+            "5",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"Hello\nHow are you?\n/reset\nHi\n/exit\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Hello\nHow are you?\n/reset\nHi\n/exit\n")
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o).lines().count(), 3, "three answers: {:?}", stdout(&o));
+    assert_eq!(
+        stdout(&o).lines().count(),
+        3,
+        "three answers: {:?}",
+        stdout(&o)
+    );
     assert!(stderr(&o).contains("history cleared"));
 }
 
@@ -147,7 +233,13 @@ mod bad_input {
     #[test]
     fn folder_without_config() {
         let dir = tempfile::tempdir().unwrap();
-        let o = run(&["generate", "--model", dir.path().to_str().unwrap(), "--prompt", "x"]);
+        let o = run(&[
+            "generate",
+            "--model",
+            dir.path().to_str().unwrap(),
+            "--prompt",
+            "x",
+        ]);
         assert_clean_failure(&o, "has no `config.json`");
     }
 
@@ -163,10 +255,22 @@ mod bad_input {
         let input = dir.path().join("in.jsonl");
         std::fs::write(&input, "{\"text\": \"ok\"}\n{\"text\": 3}\n").unwrap();
         let model = fixture("qwen2_tied");
-        let o = run(&["score", "--model", model.to_str().unwrap(), "--input", input.to_str().unwrap()]);
+        let o = run(&[
+            "score",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ]);
         assert_clean_failure(&o, "line 2 has no string field `text`");
         std::fs::write(&input, "{\"text\": \"ok\"}\n\n{oops\n").unwrap();
-        let o = run(&["score", "--model", model.to_str().unwrap(), "--input", input.to_str().unwrap()]);
+        let o = run(&[
+            "score",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ]);
         assert_clean_failure(&o, "line 3 is not valid JSON");
     }
 
@@ -176,7 +280,13 @@ mod bad_input {
         let file = dir.path().join("broken.gguf");
         std::fs::write(&file, b"definitely not a gguf file").unwrap();
         let out = dir.path().join("out");
-        let o = run(&["backbone", "import-gguf", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let o = run(&[
+            "backbone",
+            "import-gguf",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert_clean_failure(&o, "broken.gguf");
         assert!(!out.exists(), "a failed import leaves nothing behind");
     }

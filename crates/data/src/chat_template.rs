@@ -36,7 +36,11 @@ const TEMPLATE_NAME: &str = "chat";
 
 impl ChatTemplate {
     /// Compiles `source`.
-    pub fn new(source: String, bos_token: Option<String>, eos_token: Option<String>) -> Result<Self> {
+    pub fn new(
+        source: String,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+    ) -> Result<Self> {
         let mut env = Environment::new();
         let syntax = minijinja::syntax::SyntaxConfig::builder()
             .trim_blocks(true)
@@ -98,8 +102,18 @@ fn strftime_now(format: String) -> String {
 
 fn format_utc(secs: u64, format: &str) -> String {
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-        "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     let days = (secs / 86_400) as i64;
     let (h, mi, s) = ((secs % 86_400) / 3600, (secs % 3600) / 60, secs % 60);
@@ -152,27 +166,42 @@ mod tests {
     fn renders_chatml_with_generation_prompt() {
         let t = ChatTemplate::new(CHATML.into(), None, Some("<|im_end|>".into())).unwrap();
         let out = t.render(&[Message::new("user", "Hi")], true).unwrap();
-        assert_eq!(out, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            out,
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     #[test]
     fn raise_exception_reaches_the_caller() {
         let src = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('Conversations must start with user') }}{% endif %}ok";
         let t = ChatTemplate::new(src.into(), None, None).unwrap();
-        let err = t.render(&[Message::new("assistant", "x")], false).unwrap_err();
-        assert!(err.to_string().contains("Conversations must start with user"), "{err}");
+        let err = t
+            .render(&[Message::new("assistant", "x")], false)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Conversations must start with user"),
+            "{err}"
+        );
     }
 
     #[test]
     fn python_string_methods_and_blocks_trimming() {
         let src = "{% for m in messages %}\n  {{ m.content.strip() }}|{% if m.role.startswith('us') %}U{% endif %}\n{% endfor %}";
         let t = ChatTemplate::new(src.into(), None, None).unwrap();
-        assert_eq!(t.render(&[Message::new("user", "  a ")], false).unwrap(), "  a|U");
+        assert_eq!(
+            t.render(&[Message::new("user", "  a ")], false).unwrap(),
+            "  a|U"
+        );
     }
 
     #[test]
     fn dates_format_like_strftime() {
         // 2024-07-23 12:34:56 UTC
-        assert_eq!(format_utc(1_721_738_096, "%d %b %Y %H:%M:%S"), "23 Jul 2024 12:34:56");
+        assert_eq!(
+            format_utc(1_721_738_096, "%d %b %Y %H:%M:%S"),
+            "23 Jul 2024 12:34:56"
+        );
     }
 }

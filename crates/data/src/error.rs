@@ -31,6 +31,125 @@ pub enum Error {
 
     #[error("chat template error: {0}")]
     ChatTemplate(String),
+
+    #[error("cannot read dataset `{}`: unsupported file type\nhelp: use a `.csv`, `.parquet` (or `.pq`), `.json` (an array of objects) or `.jsonl` (one object per line) file", path.display())]
+    UnsupportedFormat { path: PathBuf },
+
+    #[error("dataset `{}` is not valid UTF-8{}\nhelp: re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)", path.display(), at_line(*line))]
+    NotUtf8 { path: PathBuf, line: Option<u64> },
+
+    #[error("dataset `{}`, line {line}: expected {expected} fields like the header, found {found}\nhelp: quote fields that contain the delimiter or line breaks, and give every row the same number of fields", path.display())]
+    RaggedCsv {
+        path: PathBuf,
+        line: u64,
+        expected: usize,
+        found: usize,
+    },
+
+    #[error("dataset `{}` is not valid CSV{}: {message}", path.display(), at_line(*line))]
+    Csv {
+        path: PathBuf,
+        line: Option<u64>,
+        message: String,
+    },
+
+    #[error("dataset `{}` is not a JSON array of objects: {found}\nhelp: {help}", path.display())]
+    JsonShape {
+        path: PathBuf,
+        found: String,
+        help: String,
+    },
+
+    #[error("dataset `{}`, line {line}: {message}\nhelp: a `.jsonl` file holds one JSON object per line", path.display())]
+    JsonLine {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+
+    #[error("cannot read Parquet dataset `{}`: {message}", path.display())]
+    Parquet { path: PathBuf, message: String },
+
+    #[error("dataset `{}` has no rows\nhelp: {help}", path.display())]
+    EmptyDataset { path: PathBuf, help: String },
+
+    #[error("dataset `{}` has no column `{column}`\nhelp: {}", path.display(), column_help(columns, suggestion.as_deref(), setting))]
+    MissingColumn {
+        path: PathBuf,
+        column: String,
+        /// The setting that named the column, e.g. `dataset.answer_column`.
+        setting: String,
+        columns: Vec<String>,
+        suggestion: Option<String>,
+    },
+
+    #[error("every value of the answer column `{column}` in `{}` is empty\nhelp: check `dataset.answer_column`; the model learns from the answers", path.display())]
+    EmptyAnswers { path: PathBuf, column: String },
+
+    #[error("dataset `{}` has the id `{id}` twice in column `{column}` ({first} and {second})\nhelp: ids must be unique for `dataset.parent_id_column` to chain conversations", path.display())]
+    DuplicateId {
+        path: PathBuf,
+        column: String,
+        id: String,
+        first: String,
+        second: String,
+    },
+
+    #[error("dataset `{}`, {location}: parent id `{parent}` (column `{column}`) is not an id in column `{id_column}`\nhelp: leave the parent id empty for the first turn of a conversation, or fix the id", path.display())]
+    MissingParent {
+        path: PathBuf,
+        location: String,
+        column: String,
+        parent: String,
+        id_column: String,
+    },
+
+    #[error("dataset `{}`: the parent ids in column `{column}` form a cycle through id `{id}`\nhelp: every conversation must start at a row whose parent id is empty", path.display())]
+    ParentCycle {
+        path: PathBuf,
+        column: String,
+        id: String,
+    },
+
+    #[error("invalid setting `{setting}`: {message}\nhelp: {help}")]
+    InvalidSetting {
+        setting: String,
+        message: String,
+        help: String,
+    },
+
+    #[error("the tokenizer has no {what} token\nhelp: {help}")]
+    MissingSpecialToken { what: String, help: String },
+
+    #[error("the chat template does not render conversations incrementally (turn {turn}: {detail}), so answer tokens cannot be located\nhelp: set `dataset.use_chat_template` to false to use the text markers instead")]
+    ChatTemplateNotIncremental { turn: usize, detail: String },
+
+    #[error("every label of every training sample is masked, so there is nothing to learn ({samples} samples)\nhelp: {help}")]
+    NoTrainableLabels { samples: usize, help: String },
+
+    #[error("cannot split `{}` into train and validation: {message}\nhelp: {help}", path.display())]
+    Split {
+        path: PathBuf,
+        message: String,
+        help: String,
+    },
+}
+
+fn at_line(line: Option<u64>) -> String {
+    line.map(|l| format!(" (line {l})")).unwrap_or_default()
+}
+
+fn column_help(columns: &[String], suggestion: Option<&str>, setting: &str) -> String {
+    let list = if columns.is_empty() {
+        "it has no columns".to_string()
+    } else {
+        let names: Vec<String> = columns.iter().map(|c| format!("`{c}`")).collect();
+        format!("its columns are {}", names.join(", "))
+    };
+    match suggestion {
+        Some(s) => format!("{list}; did you mean `{s}`? set `{setting}`"),
+        None => format!("{list}; set `{setting}`"),
+    }
 }
 
 /// Result with the data crate's [`Error`].

@@ -18,7 +18,11 @@ const PEFT_PREFIX: &str = "base_model.model.";
 
 /// Attaches fresh adapters (PEFT initialisation, seeded) to every targeted linear layer; returns their number.
 pub fn attach_lora(model: &mut Llama, spec: &LoraSpec, seed: u64) -> Result<usize> {
-    if let Some(bad) = spec.target_modules.iter().find(|t| !LORA_TARGETS.contains(&t.as_str())) {
+    if let Some(bad) = spec
+        .target_modules
+        .iter()
+        .find(|t| !LORA_TARGETS.contains(&t.as_str()))
+    {
         return Err(Error::InvalidAdapter(format!(
             "unknown LoRA target module `{bad}`; the modules are {}",
             LORA_TARGETS.join(", ")
@@ -44,7 +48,10 @@ pub fn lora_parameters(model: &Llama) -> Vec<(String, Var)> {
             out.push((format!("{PEFT_PREFIX}{path}.lora_A.weight"), l.a.clone()));
             out.push((format!("{PEFT_PREFIX}{path}.lora_B.weight"), l.b.clone()));
             if let Some(m) = &l.magnitude {
-                out.push((format!("{PEFT_PREFIX}{path}.lora_magnitude_vector"), m.clone()));
+                out.push((
+                    format!("{PEFT_PREFIX}{path}.lora_magnitude_vector"),
+                    m.clone(),
+                ));
             }
         }
     }
@@ -99,7 +106,9 @@ pub enum TargetModules {
 pub fn save_peft(model: &Llama, spec: &LoraSpec, base_model: &str, dir: &Path) -> Result<()> {
     let params = lora_parameters(model);
     if params.is_empty() {
-        return Err(Error::InvalidAdapter("the model has no LoRA adapters to save".into()));
+        return Err(Error::InvalidAdapter(
+            "the model has no LoRA adapters to save".into(),
+        ));
     }
     let mut targets: Vec<String> = model
         .linears()
@@ -130,23 +139,40 @@ pub fn save_peft(model: &Llama, spec: &LoraSpec, base_model: &str, dir: &Path) -
         .map(|(k, v)| v.as_tensor().to_dtype(DType::F32).map(|t| (k, t)))
         .collect::<std::result::Result<_, _>>()?;
     let parent = dir.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.into(), source })?;
+    std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+        path: parent.into(),
+        source,
+    })?;
     let tmp = parent.join(format!(
         ".{}.tmp-{}",
-        dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|source| Error::Io { path: tmp.clone(), source })?;
+    std::fs::create_dir_all(&tmp).map_err(|source| Error::Io {
+        path: tmp.clone(),
+        source,
+    })?;
     let write = || -> Result<()> {
-        let json = serde_json::to_string_pretty(&config).map_err(|e| Error::InvalidAdapter(e.to_string()))?;
-        std::fs::write(tmp.join("adapter_config.json"), json)
-            .map_err(|source| Error::Io { path: tmp.join("adapter_config.json"), source })?;
+        let json = serde_json::to_string_pretty(&config)
+            .map_err(|e| Error::InvalidAdapter(e.to_string()))?;
+        std::fs::write(tmp.join("adapter_config.json"), json).map_err(|source| Error::Io {
+            path: tmp.join("adapter_config.json"),
+            source,
+        })?;
         candle_core::safetensors::save(&tensors, tmp.join("adapter_model.safetensors"))?;
         if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
+            std::fs::remove_dir_all(dir).map_err(|source| Error::Io {
+                path: dir.into(),
+                source,
+            })?;
         }
-        std::fs::rename(&tmp, dir).map_err(|source| Error::Io { path: dir.into(), source })
+        std::fs::rename(&tmp, dir).map_err(|source| Error::Io {
+            path: dir.into(),
+            source,
+        })
     };
     let result = write();
     if result.is_err() {
@@ -157,6 +183,15 @@ pub fn save_peft(model: &Llama, spec: &LoraSpec, base_model: &str, dir: &Path) -
 
 /// Reads a PEFT LoRA adapter from `dir` and attaches it to `model`; returns its spec.
 pub fn load_peft(model: &mut Llama, dir: &Path) -> Result<LoraSpec> {
+    // A run's output directory holds its adapter in `adapter/`.
+    let nested = dir.join("adapter");
+    let dir = if !dir.join("adapter_config.json").is_file()
+        && nested.join("adapter_config.json").is_file()
+    {
+        nested.as_path()
+    } else {
+        dir
+    };
     let config_path = dir.join("adapter_config.json");
     if !config_path.is_file() {
         return Err(Error::InvalidAdapter(format!(
@@ -172,9 +207,11 @@ pub fn load_peft(model: &mut Llama, dir: &Path) -> Result<LoraSpec> {
         )));
     }
     let weights_path = dir.join("adapter_model.safetensors");
-    let tensors = candle_core::safetensors::load(&weights_path, model.device()).map_err(|e| Error::CorruptWeights {
-        path: weights_path.clone(),
-        message: e.to_string(),
+    let tensors = candle_core::safetensors::load(&weights_path, model.device()).map_err(|e| {
+        Error::CorruptWeights {
+            path: weights_path.clone(),
+            message: e.to_string(),
+        }
     })?;
     let spec = LoraSpec {
         r: config.r,
@@ -189,7 +226,10 @@ pub fn load_peft(model: &mut Llama, dir: &Path) -> Result<LoraSpec> {
     let device = model.device().clone();
     for (path, _, linear) in model.linears_mut() {
         let key = |suffix: &str| format!("{PEFT_PREFIX}{path}.{suffix}");
-        let (Some(a), Some(b)) = (tensors.get(&key("lora_A.weight")), tensors.get(&key("lora_B.weight"))) else {
+        let (Some(a), Some(b)) = (
+            tensors.get(&key("lora_A.weight")),
+            tensors.get(&key("lora_B.weight")),
+        ) else {
             continue;
         };
         let (out_dim, in_dim) = linear.weight().dims2()?;
@@ -200,9 +240,14 @@ pub fn load_peft(model: &mut Llama, dir: &Path) -> Result<LoraSpec> {
             )));
         }
         let magnitude = match tensors.get(&key("lora_magnitude_vector")) {
-            Some(m) => Some(Var::from_tensor(&m.to_dtype(DType::F32)?.to_device(&device)?)?),
+            Some(m) => Some(Var::from_tensor(
+                &m.to_dtype(DType::F32)?.to_device(&device)?,
+            )?),
             None if spec.use_dora => {
-                return Err(Error::InvalidAdapter(format!("DoRA adapter lacks `{}`", key("lora_magnitude_vector"))))
+                return Err(Error::InvalidAdapter(format!(
+                    "DoRA adapter lacks `{}`",
+                    key("lora_magnitude_vector")
+                )))
             }
             None => None,
         };

@@ -69,7 +69,11 @@ impl Backbone {
             Some(t) => t.to_vec(),
             None => self.model.config().eos_token_ids.clone(),
         };
-        if let Some(id) = self.tokenizer.eos_token().and_then(|t| self.tokenizer.token_id(t)) {
+        if let Some(id) = self
+            .tokenizer
+            .eos_token()
+            .and_then(|t| self.tokenizer.token_id(t))
+        {
             ids.push(id);
         }
         ids.sort_unstable();
@@ -93,10 +97,31 @@ pub fn resolve_folder(path: &Path, gguf_cache: &Path) -> Result<PathBuf> {
             path: path.to_path_buf(),
         });
     }
-    if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
-        let dir = gguf_cache.join(gguf_cache_key(path)?);
+    if path.is_file()
+        && path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        let key = gguf_cache_key(path)?;
+        let dir = gguf_cache.join(&key);
         if !dir.join("config.json").is_file() {
-            crate::gguf::import_gguf(path, &dir)?;
+            // Another process may be importing the same file: take the lock, then look again.
+            std::fs::create_dir_all(gguf_cache).map_err(|source| Error::Io {
+                path: gguf_cache.into(),
+                source,
+            })?;
+            let lock_path = gguf_cache.join(format!(".{key}.lock"));
+            let lock = std::fs::File::create(&lock_path).map_err(|source| Error::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
+            lock.lock().map_err(|source| Error::Io {
+                path: lock_path,
+                source,
+            })?;
+            if !dir.join("config.json").is_file() {
+                crate::gguf::import_gguf(path, &dir)?;
+            }
         }
         return Ok(dir);
     }
@@ -131,7 +156,13 @@ fn gguf_cache_key(path: &Path) -> Result<String> {
         .unwrap_or_else(|| "model".into());
     let stem: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     Ok(format!("{stem}-{:x}-{:x}", meta.len(), mtime))
 }

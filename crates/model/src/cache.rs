@@ -33,7 +33,12 @@ impl KvCache {
     }
 
     /// Appends `k`, `v` of layer `layer` and returns the full keys and values.
-    pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let entry = &mut self.layers[layer];
         let (k, v) = match entry.take() {
             None => (k.contiguous()?, v.contiguous()?),

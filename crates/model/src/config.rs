@@ -156,11 +156,12 @@ impl ModelConfig {
         }
         if hf.num_attention_heads == 0 || hf.num_hidden_layers == 0 || hf.hidden_size == 0 {
             return Err(invalid(
-                "`num_attention_heads`, `num_hidden_layers` and `hidden_size` must be positive".into(),
+                "`num_attention_heads`, `num_hidden_layers` and `hidden_size` must be positive"
+                    .into(),
             ));
         }
         let num_kv_heads = hf.num_key_value_heads.unwrap_or(hf.num_attention_heads);
-        if num_kv_heads == 0 || hf.num_attention_heads % num_kv_heads != 0 {
+        if num_kv_heads == 0 || !hf.num_attention_heads.is_multiple_of(num_kv_heads) {
             return Err(invalid(format!(
                 "`num_attention_heads` ({}) must be a multiple of `num_key_value_heads` ({num_kv_heads})",
                 hf.num_attention_heads
@@ -169,8 +170,10 @@ impl ModelConfig {
         let head_dim = hf
             .head_dim
             .unwrap_or(hf.hidden_size / hf.num_attention_heads);
-        if head_dim % 2 != 0 {
-            return Err(invalid(format!("`head_dim` ({head_dim}) must be even for rotary embeddings")));
+        if !head_dim.is_multiple_of(2) {
+            return Err(invalid(format!(
+                "`head_dim` ({head_dim}) must be even for rotary embeddings"
+            )));
         }
         let rope = hf.rope_parameters.as_ref().or(hf.rope_scaling.as_ref());
         let rope_theta = hf
@@ -210,8 +213,15 @@ impl ModelConfig {
             o_bias,
             mlp_bias: hf.mlp_bias.unwrap_or(false),
             sliding_window,
-            bos_token_id: hf.bos_token_id.as_ref().and_then(|t| t.to_vec().first().copied()),
-            eos_token_ids: hf.eos_token_id.as_ref().map(TokenIds::to_vec).unwrap_or_default(),
+            bos_token_id: hf
+                .bos_token_id
+                .as_ref()
+                .and_then(|t| t.to_vec().first().copied()),
+            eos_token_ids: hf
+                .eos_token_id
+                .as_ref()
+                .map(TokenIds::to_vec)
+                .unwrap_or_default(),
         })
     }
 
@@ -269,7 +279,11 @@ fn resolve_rope_scaling(p: Option<&HfRopeParameters>) -> std::result::Result<Rop
     let Some(p) = p else {
         return Ok(RopeScaling::None);
     };
-    let kind = p.rope_type.as_deref().or(p.kind.as_deref()).unwrap_or("default");
+    let kind = p
+        .rope_type
+        .as_deref()
+        .or(p.kind.as_deref())
+        .unwrap_or("default");
     let factor = || {
         p.factor
             .ok_or_else(|| format!("rope type `{kind}` needs `factor`"))
@@ -334,7 +348,10 @@ mod tests {
         let mut v = base();
         v["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
         let msg = parse(v).unwrap_err().to_string();
-        assert!(msg.contains("GPT2LMHeadModel") && msg.contains("Qwen2ForCausalLM"), "{msg}");
+        assert!(
+            msg.contains("GPT2LMHeadModel") && msg.contains("Qwen2ForCausalLM"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -65,13 +65,25 @@ pub enum Error {
     InvalidAdapter(String),
 
     #[error(transparent)]
-    Data(#[from] ferrotune_data::Error),
+    Data(Box<ferrotune_data::Error>),
 
     #[error(transparent)]
-    Gguf(#[from] crate::gguf::GgufError),
+    Gguf(Box<crate::gguf::GgufError>),
 
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
+}
+
+impl From<ferrotune_data::Error> for Error {
+    fn from(e: ferrotune_data::Error) -> Self {
+        Error::Data(Box::new(e))
+    }
+}
+
+impl From<crate::gguf::GgufError> for Error {
+    fn from(e: crate::gguf::GgufError) -> Self {
+        Error::Gguf(Box::new(e))
+    }
 }
 
 /// Result with the model crate's [`Error`].

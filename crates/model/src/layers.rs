@@ -18,7 +18,11 @@ pub struct Linear {
 impl Linear {
     /// Wraps an existing weight `(out, in)` and optional bias `(out)`.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias, lora: None }
+        Self {
+            weight,
+            bias,
+            lora: None,
+        }
     }
 
     /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`) with shape `(out, in)`.
@@ -30,13 +34,22 @@ impl Linear {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        let weight = weights.load(&format!("{prefix}.weight"), Some(&[out_dim, in_dim]), dtype, device)?;
+        let weight = weights.load(
+            &format!("{prefix}.weight"),
+            Some(&[out_dim, in_dim]),
+            dtype,
+            device,
+        )?;
         let bias = if bias {
             Some(weights.load(&format!("{prefix}.bias"), Some(&[out_dim]), dtype, device)?)
         } else {
             None
         };
-        Ok(Self { weight, bias, lora: None })
+        Ok(Self {
+            weight,
+            bias,
+            lora: None,
+        })
     }
 
     /// The LoRA adapter, if any.
@@ -73,7 +86,9 @@ impl Linear {
             y = y.broadcast_add(b)?;
         }
         let mut out_dims = dims.to_vec();
-        *out_dims.last_mut().expect("linear input has at least one dimension") = self.weight.dim(0)?;
+        *out_dims
+            .last_mut()
+            .expect("linear input has at least one dimension") = self.weight.dim(0)?;
         Ok(y.reshape(out_dims)?)
     }
 }

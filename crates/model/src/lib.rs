@@ -29,13 +29,13 @@ pub mod weights;
 
 pub use backbone::{parse_dtype, Backbone};
 pub use candle_core::{DType, Device};
-pub use ferrotune_data::{chat_template, tokenizer, ChatTemplate, Message, TextTokenizer};
 pub use config::ModelConfig;
 pub use error::{Error, Result};
+pub use ferrotune_data::{chat_template, tokenizer, ChatTemplate, Message, TextTokenizer};
 pub use generation::{generate, FinishReason, Generation, GenerationConfig};
 pub use models::{ForwardOptions, Llama};
 
 /// The error for a backbone without a chat template.
 pub fn chat_template_missing() -> Error {
-    Error::Data(ferrotune_data::Error::NoChatTemplate)
+    Error::from(ferrotune_data::Error::NoChatTemplate)
 }

@@ -24,7 +24,15 @@ pub struct LoraSpec {
 }
 
 /// Every linear module name LoRA may target (the LM head is never adapted).
-pub const LORA_TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+pub const LORA_TARGETS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
 
 impl LoraSpec {
     /// The scaling factor `s`.
@@ -65,12 +73,16 @@ impl LoraAdapter {
     pub fn init(spec: &LoraSpec, weight: &Tensor, rng: &mut StdRng) -> Result<Self> {
         let (out_dim, in_dim) = weight.dims2()?;
         let bound = 1.0 / (in_dim as f32).sqrt();
-        let a: Vec<f32> = (0..spec.r * in_dim).map(|_| rng.random_range(-bound..bound)).collect();
+        let a: Vec<f32> = (0..spec.r * in_dim)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
         let device = weight.device();
         let a = Var::from_tensor(&Tensor::from_vec(a, (spec.r, in_dim), device)?)?;
         let b = Var::zeros((out_dim, spec.r), DType::F32, device)?;
         let magnitude = if spec.use_dora {
-            Some(Var::from_tensor(&row_norms(&weight.to_dtype(DType::F32)?)?)?)
+            Some(Var::from_tensor(&row_norms(
+                &weight.to_dtype(DType::F32)?,
+            )?)?)
         } else {
             None
         };
@@ -84,7 +96,13 @@ impl LoraAdapter {
     }
 
     /// `x`: `(rows, in)`, `base`: `x·Wᵀ` `(rows, out)` without bias; returns what to add to the layer output.
-    pub fn delta(&self, x: &Tensor, base: &Tensor, weight: &Tensor, dropout_seed: Option<u64>) -> Result<Tensor> {
+    pub fn delta(
+        &self,
+        x: &Tensor,
+        base: &Tensor,
+        weight: &Tensor,
+        dropout_seed: Option<u64>,
+    ) -> Result<Tensor> {
         let dtype = x.dtype();
         let x32 = x.to_dtype(DType::F32)?;
         let xd = match dropout_seed {
@@ -124,7 +142,13 @@ pub fn dropout(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
     let mut rng = StdRng::seed_from_u64(seed);
     let keep = 1.0 - p;
     let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| if rng.random::<f32>() < keep { 1.0 / keep } else { 0.0 })
+        .map(|_| {
+            if rng.random::<f32>() < keep {
+                1.0 / keep
+            } else {
+                0.0
+            }
+        })
         .collect();
     let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
     Ok((x * mask)?)

@@ -15,7 +15,11 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     if x.track_op() || weight.track_op() {
         return rms_norm_reference(x, weight, eps);
     }
-    Ok(candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32)?)
+    Ok(candle_nn::ops::rms_norm(
+        &x.contiguous()?,
+        weight,
+        eps as f32,
+    )?)
 }
 
 /// [`rms_norm`] from plain ops (gradients flow).
@@ -115,7 +119,17 @@ mod tests {
         let y = softmax_last_dim(&rms_norm(x.as_tensor(), &w, 1e-6).unwrap()).unwrap();
         let loss = y.narrow(1, 3, 1).unwrap().sum_all().unwrap();
         let grads = loss.backward().unwrap();
-        let g = grads.get(x.as_tensor()).expect("gradient reaches the input");
-        assert!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+        let g = grads
+            .get(x.as_tensor())
+            .expect("gradient reaches the input");
+        assert!(
+            g.abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                > 0.0
+        );
     }
 }

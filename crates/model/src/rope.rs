@@ -23,7 +23,11 @@ pub fn inverse_frequencies(cfg: &ModelConfig) -> Vec<f32> {
             high_freq_factor,
             original_max_position_embeddings,
         } => {
-            let (factor, low, high) = (factor as f32, low_freq_factor as f32, high_freq_factor as f32);
+            let (factor, low, high) = (
+                factor as f32,
+                low_freq_factor as f32,
+                high_freq_factor as f32,
+            );
             let old_len = original_max_position_embeddings as f32;
             let low_freq_wavelen = old_len / low;
             let high_freq_wavelen = old_len / high;
@@ -86,7 +90,12 @@ impl RotaryEmbedding {
     }
 }
 
-fn tables(inv_freq: &[f32], positions: usize, dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
+fn tables(
+    inv_freq: &[f32],
+    positions: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
     let half = inv_freq.len();
     let mut cos = Vec::with_capacity(positions * half * 2);
     let mut sin = Vec::with_capacity(positions * half * 2);

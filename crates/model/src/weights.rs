@@ -53,9 +53,11 @@ impl Weights {
                 source,
             })?;
             let (header_len, metadata) =
-                safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| Error::CorruptWeights {
-                    path: path.clone(),
-                    message: e.to_string(),
+                safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| {
+                    Error::CorruptWeights {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    }
                 })?;
             let shard_id = shards.len();
             for (name, info) in metadata.tensors() {
@@ -116,7 +118,13 @@ impl Weights {
     }
 
     /// Loads tensor `name` converted to `dtype`, checking its shape when `expected` is given.
-    pub fn load(&self, name: &str, expected: Option<&[usize]>, dtype: DType, device: &Device) -> Result<Tensor> {
+    pub fn load(
+        &self,
+        name: &str,
+        expected: Option<&[usize]>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
         let (shard_id, info) = self.index.get(name).ok_or_else(|| Error::MissingTensor {
             name: name.to_string(),
             dir: self.dir.clone(),

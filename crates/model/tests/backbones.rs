@@ -10,7 +10,9 @@ use serde_json::Value;
 const CASES: [&str; 3] = ["llama3_rope", "mistral_sharded", "qwen2_tied"];
 
 fn fixture(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(case)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(case)
 }
 
 fn load(case: &str) -> Backbone {
@@ -18,19 +20,36 @@ fn load(case: &str) -> Backbone {
 }
 
 fn expected(case: &str) -> std::collections::HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixture(case).join("expected.safetensors"), &Device::Cpu).unwrap()
+    candle_core::safetensors::load(fixture(case).join("expected.safetensors"), &Device::Cpu)
+        .unwrap()
 }
 
 fn expected_text(case: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture(case).join("expected_text.json")).unwrap()).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(fixture(case).join("expected_text.json")).unwrap(),
+    )
+    .unwrap()
 }
 
 fn ids_of(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
 }
 
 #[test]
@@ -50,10 +69,20 @@ fn incremental_decoding_with_the_kv_cache_matches() {
     for case in CASES {
         let backbone = load(case);
         let exp = expected(case);
-        let row = exp["input_ids"].to_dtype(DType::U32).unwrap().narrow(0, 0, 1).unwrap();
+        let row = exp["input_ids"]
+            .to_dtype(DType::U32)
+            .unwrap()
+            .narrow(0, 0, 1)
+            .unwrap();
         let mut cache = backbone.model.new_cache();
-        backbone.model.forward(&row.narrow(1, 0, 6).unwrap(), Some(&mut cache)).unwrap();
-        let step = backbone.model.forward(&row.narrow(1, 6, 3).unwrap(), Some(&mut cache)).unwrap();
+        backbone
+            .model
+            .forward(&row.narrow(1, 0, 6).unwrap(), Some(&mut cache))
+            .unwrap();
+        let step = backbone
+            .model
+            .forward(&row.narrow(1, 6, 3).unwrap(), Some(&mut cache))
+            .unwrap();
         let diff = max_abs_diff(&step, &exp["logits_step"]);
         assert!(diff <= 1e-4, "{case}: max |Δlogit| with cache = {diff}");
     }
@@ -69,27 +98,53 @@ fn loss_matches_transformers_labels_loss() {
         let mut total = 0f64;
         for r in 0..b {
             let row: Vec<u32> = ids.get(r).unwrap().to_vec1().unwrap();
-            total -= backbone.model.token_log_probs(&row).unwrap().iter().map(|&x| x as f64).sum::<f64>();
+            total -= backbone
+                .model
+                .token_log_probs(&row)
+                .unwrap()
+                .iter()
+                .map(|&x| x as f64)
+                .sum::<f64>();
         }
         let loss = total / (b * (t - 1)) as f64;
         let want = exp["loss"].to_scalar::<f32>().unwrap() as f64;
-        assert!((loss - want).abs() / want <= 1e-5, "{case}: loss {loss} vs {want}");
+        assert!(
+            (loss - want).abs() / want <= 1e-5,
+            "{case}: loss {loss} vs {want}"
+        );
     }
 }
 
 #[test]
 fn bf16_compute_stays_close_to_f32() {
-    let backbone = Backbone::load_folder(&fixture("qwen2_tied"), DType::BF16, &Device::Cpu).unwrap();
+    let backbone =
+        Backbone::load_folder(&fixture("qwen2_tied"), DType::BF16, &Device::Cpu).unwrap();
     let exp = expected("qwen2_tied");
     let ids = exp["input_ids"].to_dtype(DType::U32).unwrap();
     let logits = backbone.model.forward(&ids, None).unwrap();
     assert_eq!(logits.dtype(), DType::F32);
     let diff = max_abs_diff(&logits, &exp["logits"]);
     assert!(diff < 0.5, "bf16 max |Δlogit| = {diff}");
-    let pred = logits.argmax(D::Minus1).unwrap().flatten_all().unwrap().to_vec1::<u32>().unwrap();
-    let want = exp["logits"].argmax(D::Minus1).unwrap().flatten_all().unwrap().to_vec1::<u32>().unwrap();
+    let pred = logits
+        .argmax(D::Minus1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<u32>()
+        .unwrap();
+    let want = exp["logits"]
+        .argmax(D::Minus1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<u32>()
+        .unwrap();
     let agree = pred.iter().zip(&want).filter(|(a, b)| a == b).count();
-    assert!(agree * 10 >= pred.len() * 8, "bf16 argmax agrees on {agree}/{}", pred.len());
+    assert!(
+        agree * 10 >= pred.len() * 8,
+        "bf16 argmax agrees on {agree}/{}",
+        pred.len()
+    );
 }
 
 #[test]
@@ -102,7 +157,11 @@ fn tokenizer_matches_transformers() {
             let ids = backbone.tokenizer.encode(text, true).unwrap();
             assert_eq!(ids, ids_of(&exp["ids"][i]), "{case}: ids of {text:?}");
             let decoded = backbone.tokenizer.decode(&ids, true).unwrap();
-            assert_eq!(decoded, exp["decoded"][i].as_str().unwrap(), "{case}: decode of {text:?}");
+            assert_eq!(
+                decoded,
+                exp["decoded"][i].as_str().unwrap(),
+                "{case}: decode of {text:?}"
+            );
         }
     }
 }
@@ -117,24 +176,39 @@ fn chat_templates_render_like_transformers() {
         let backbone = load(case);
         let exp = expected_text(case);
         let chat = &exp["chat"];
-        let template = backbone.tokenizer.chat_template().expect("fixture has a chat template");
+        let template = backbone
+            .tokenizer
+            .chat_template()
+            .expect("fixture has a chat template");
         let msgs = messages(&chat["messages"]);
         assert_eq!(
             template.render(&msgs, true).unwrap(),
             chat["rendered_with_generation_prompt"].as_str().unwrap(),
             "{case}"
         );
-        assert_eq!(template.render(&msgs, false).unwrap(), chat["rendered_without"].as_str().unwrap(), "{case}");
+        assert_eq!(
+            template.render(&msgs, false).unwrap(),
+            chat["rendered_without"].as_str().unwrap(),
+            "{case}"
+        );
         if let Some(no_system) = chat.get("messages_no_system") {
             assert_eq!(
                 template.render(&messages(no_system), true).unwrap(),
-                chat["rendered_no_system_with_generation_prompt"].as_str().unwrap(),
+                chat["rendered_no_system_with_generation_prompt"]
+                    .as_str()
+                    .unwrap(),
                 "{case}"
             );
         }
         if let Some(err) = chat.get("error_case") {
-            let msg = template.render(&messages(&err["messages"]), true).unwrap_err().to_string();
-            assert!(msg.contains(err["error_message"].as_str().unwrap()), "{case}: {msg}");
+            let msg = template
+                .render(&messages(&err["messages"]), true)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains(err["error_message"].as_str().unwrap()),
+                "{case}: {msg}"
+            );
         }
     }
 }
@@ -147,11 +221,24 @@ fn greedy_generation_matches_transformers() {
         let gen = &exp["generation"];
         let prompt = ids_of(&gen["prompt_ids"]);
         let want = ids_of(&gen["greedy_ids"]);
-        let cfg = GenerationConfig { max_new_tokens: want.len(), ..GenerationConfig::default() };
+        let cfg = GenerationConfig {
+            max_new_tokens: want.len(),
+            ..GenerationConfig::default()
+        };
         let mut streamed = String::new();
-        let out = generate(&backbone.model, &backbone.tokenizer, &prompt, &cfg, &mut |t| streamed.push_str(t)).unwrap();
+        let out = generate(
+            &backbone.model,
+            &backbone.tokenizer,
+            &prompt,
+            &cfg,
+            &mut |t| streamed.push_str(t),
+        )
+        .unwrap();
         assert_eq!(out.token_ids, want, "{case}");
-        assert_eq!(streamed, out.text, "{case}: streamed text equals the final text");
+        assert_eq!(
+            streamed, out.text,
+            "{case}: streamed text equals the final text"
+        );
     }
 }
 
@@ -165,7 +252,14 @@ fn beam_search_matches_transformers() {
         max_new_tokens: beam["max_new_tokens"].as_u64().unwrap() as usize,
         ..GenerationConfig::default()
     };
-    let out = generate(&backbone.model, &backbone.tokenizer, &ids_of(&beam["prompt_ids"]), &cfg, &mut |_| {}).unwrap();
+    let out = generate(
+        &backbone.model,
+        &backbone.tokenizer,
+        &ids_of(&beam["prompt_ids"]),
+        &cfg,
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(out.token_ids, ids_of(&beam["beam_ids"]));
 }
 
@@ -176,24 +270,75 @@ fn stop_tokens_min_tokens_and_stop_strings() {
     let prompt = ids_of(&exp["generation"]["prompt_ids"]);
     let greedy = ids_of(&exp["generation"]["greedy_ids"]);
     // Stopping on the third greedy token ends before it.
-    let cfg = GenerationConfig { max_new_tokens: 12, stop_token_ids: vec![greedy[2]], ..Default::default() };
-    let out = generate(&backbone.model, &backbone.tokenizer, &prompt, &cfg, &mut |_| {}).unwrap();
+    let cfg = GenerationConfig {
+        max_new_tokens: 12,
+        stop_token_ids: vec![greedy[2]],
+        ..Default::default()
+    };
+    let out = generate(
+        &backbone.model,
+        &backbone.tokenizer,
+        &prompt,
+        &cfg,
+        &mut |_| {},
+    )
+    .unwrap();
     if !greedy[..2].contains(&greedy[2]) {
         assert_eq!(out.token_ids, greedy[..2]);
         assert_eq!(out.finish_reason, ferrotune_model::FinishReason::StopToken);
     }
     // A stop string cuts the text before it, and streaming never shows it.
     let full = backbone.tokenizer.decode(&greedy, true).unwrap();
-    let stop: String = full.chars().skip(full.chars().count() / 2).take(2).collect();
-    let cfg = GenerationConfig { max_new_tokens: 12, stop_strings: vec![stop.clone()], ..Default::default() };
+    let stop: String = full
+        .chars()
+        .skip(full.chars().count() / 2)
+        .take(2)
+        .collect();
+    let cfg = GenerationConfig {
+        max_new_tokens: 12,
+        stop_strings: vec![stop.clone()],
+        ..Default::default()
+    };
     let mut streamed = String::new();
-    let out = generate(&backbone.model, &backbone.tokenizer, &prompt, &cfg, &mut |t| streamed.push_str(t)).unwrap();
-    assert!(!out.text.contains(&stop) && full.starts_with(&out.text), "{:?} / {stop:?}", out.text);
+    let out = generate(
+        &backbone.model,
+        &backbone.tokenizer,
+        &prompt,
+        &cfg,
+        &mut |t| streamed.push_str(t),
+    )
+    .unwrap();
+    assert!(
+        !out.text.contains(&stop) && full.starts_with(&out.text),
+        "{:?} / {stop:?}",
+        out.text
+    );
     assert_eq!(streamed, out.text);
     // Seeded sampling is reproducible.
-    let cfg = GenerationConfig { max_new_tokens: 8, temperature: 1.0, top_k: Some(20), top_p: Some(0.9), seed: 3, ..Default::default() };
-    let a = generate(&backbone.model, &backbone.tokenizer, &prompt, &cfg, &mut |_| {}).unwrap();
-    let b = generate(&backbone.model, &backbone.tokenizer, &prompt, &cfg, &mut |_| {}).unwrap();
+    let cfg = GenerationConfig {
+        max_new_tokens: 8,
+        temperature: 1.0,
+        top_k: Some(20),
+        top_p: Some(0.9),
+        seed: 3,
+        ..Default::default()
+    };
+    let a = generate(
+        &backbone.model,
+        &backbone.tokenizer,
+        &prompt,
+        &cfg,
+        &mut |_| {},
+    )
+    .unwrap();
+    let b = generate(
+        &backbone.model,
+        &backbone.tokenizer,
+        &prompt,
+        &cfg,
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(a.token_ids, b.token_ids);
     assert_eq!(a.token_ids.len(), 8);
 }
@@ -227,10 +372,15 @@ mod bad_input {
     fn unsupported_architecture_is_named() {
         let dir = copy_fixture("qwen2_tied");
         let path = dir.path().join("config.json");
-        let text = std::fs::read_to_string(&path).unwrap().replace("Qwen2ForCausalLM", "GPTNeoXForCausalLM");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("Qwen2ForCausalLM", "GPTNeoXForCausalLM");
         std::fs::write(&path, text).unwrap();
         let msg = error_of(dir.path());
-        assert!(msg.contains("GPTNeoXForCausalLM") && msg.contains("LlamaForCausalLM"), "{msg}");
+        assert!(
+            msg.contains("GPTNeoXForCausalLM") && msg.contains("LlamaForCausalLM"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -238,7 +388,10 @@ mod bad_input {
         let dir = copy_fixture("mistral_sharded");
         std::fs::remove_file(dir.path().join("model-00002-of-00003.safetensors")).unwrap();
         let msg = error_of(dir.path());
-        assert!(msg.contains("model-00002-of-00003.safetensors") && msg.contains("missing"), "{msg}");
+        assert!(
+            msg.contains("model-00002-of-00003.safetensors") && msg.contains("missing"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -248,14 +401,18 @@ mod bad_input {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         let msg = error_of(dir.path());
-        assert!(msg.contains("model.safetensors") && msg.contains("corrupt or truncated"), "{msg}");
+        assert!(
+            msg.contains("model.safetensors") && msg.contains("corrupt or truncated"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn vocab_larger_than_embedding() {
         let dir = copy_fixture("llama3_rope");
         let path = dir.path().join("tokenizer.json");
-        let mut tok: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut tok: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let vocab = tok["model"]["vocab"].as_object_mut().unwrap();
         for i in 0..100 {
             vocab.insert(format!("extra{i}"), Value::from(400 + i));
@@ -269,7 +426,9 @@ mod bad_input {
     fn missing_tensor_is_named() {
         let dir = copy_fixture("llama3_rope");
         let path = dir.path().join("config.json");
-        let text = std::fs::read_to_string(&path).unwrap().replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
         std::fs::write(&path, text).unwrap();
         let msg = error_of(dir.path());
         assert!(msg.contains("model.layers.2."), "{msg}");

@@ -16,7 +16,10 @@ pub fn sentence_bleu(hypothesis: &str, reference: &str) -> f64 {
         let h = ngrams(&hyp, n);
         let r = ngrams(&reference, n);
         total[n - 1] = h.values().sum();
-        correct[n - 1] = h.iter().map(|(g, &c)| c.min(r.get(g).copied().unwrap_or(0))).sum();
+        correct[n - 1] = h
+            .iter()
+            .map(|(g, &c)| c.min(r.get(g).copied().unwrap_or(0)))
+            .sum();
     }
     let bp = if sys_len < ref_len {
         if sys_len > 0 {
@@ -64,7 +67,10 @@ fn ngrams(tokens: &[String], n: usize) -> HashMap<&[String], usize> {
 
 /// sacrebleu's `13a` tokenizer (mteval-v13a).
 pub fn tokenize_13a(line: &str) -> Vec<String> {
-    let mut line = line.replace("<skipped>", "").replace("-\n", "").replace('\n', " ");
+    let mut line = line
+        .replace("<skipped>", "")
+        .replace("-\n", "")
+        .replace('\n', " ");
     if line.contains('&') {
         line = line
             .replace("&quot;", "\"")
@@ -86,9 +92,17 @@ pub fn tokenize_13a(line: &str) -> Vec<String> {
     let digit = |c: char| c.is_ascii_digit();
     let period = |c: char| c == '.' || c == ',';
     // ([^0-9])([\.,]) → "\1 \2 "
-    let s = substitute_pairs(&s, |a, b| !digit(a) && period(b), |a, b| vec![a, ' ', b, ' ']);
+    let s = substitute_pairs(
+        &s,
+        |a, b| !digit(a) && period(b),
+        |a, b| vec![a, ' ', b, ' '],
+    );
     // ([\.,])([^0-9]) → " \1 \2"
-    let s = substitute_pairs(&s, |a, b| period(a) && !digit(b), |a, b| vec![' ', a, ' ', b]);
+    let s = substitute_pairs(
+        &s,
+        |a, b| period(a) && !digit(b),
+        |a, b| vec![' ', a, ' ', b],
+    );
     // ([0-9])(-) → "\1 \2 "
     let s = substitute_pairs(&s, |a, b| digit(a) && b == '-', |a, b| vec![a, ' ', b, ' ']);
     s.into_iter()
@@ -124,11 +138,17 @@ mod tests {
 
     #[test]
     fn tokenizes_like_13a() {
-        assert_eq!(tokenize_13a("Hello,world.It costs 3.50!"), ["Hello", ",", "world", ".", "It", "costs", "3.50", "!"]);
+        assert_eq!(
+            tokenize_13a("Hello,world.It costs 3.50!"),
+            ["Hello", ",", "world", ".", "It", "costs", "3.50", "!"]
+        );
     }
 
     #[test]
     fn identical_sentences_score_100() {
-        assert!((sentence_bleu("The cat sat on the mat.", "The cat sat on the mat.") - 100.0).abs() < 1e-9);
+        assert!(
+            (sentence_bleu("The cat sat on the mat.", "The cat sat on the mat.") - 100.0).abs()
+                < 1e-9
+        );
     }
 }

@@ -31,7 +31,10 @@ pub fn checkpoint_dir(output_dir: &Path) -> PathBuf {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes a checkpoint of `model`'s adapters, the optimizer and `state` into `output_dir/checkpoint`.
@@ -57,7 +60,10 @@ pub fn save(
         } else {
             candle_core::safetensors::save(&tensors, &path)?;
         }
-        let json = serde_json::to_string_pretty(state).map_err(|e| Error::Checkpoint { path: tmp.clone(), message: e.to_string() })?;
+        let json = serde_json::to_string_pretty(state).map_err(|e| Error::Checkpoint {
+            path: tmp.clone(),
+            message: e.to_string(),
+        })?;
         let path = tmp.join("state.json");
         std::fs::write(&path, json).map_err(io(&path))?;
         Ok(())
@@ -97,12 +103,22 @@ pub fn load(output_dir: &Path, device: &Device) -> Result<Loaded> {
         }
     }
     let text = std::fs::read_to_string(dir.join("state.json")).map_err(io(&dir))?;
-    let state: CheckpointState = serde_json::from_str(&text).map_err(|e| Error::Checkpoint { path: dir.clone(), message: e.to_string() })?;
+    let state: CheckpointState = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+        path: dir.clone(),
+        message: e.to_string(),
+    })?;
     let opt_path = dir.join("optimizer.safetensors");
     let optimizer_state = if std::fs::metadata(&opt_path).map(|m| m.len()).unwrap_or(0) == 0 {
         HashMap::new()
     } else {
-        candle_core::safetensors::load(&opt_path, device).map_err(|e| Error::Checkpoint { path: opt_path.clone(), message: e.to_string() })?
+        candle_core::safetensors::load(&opt_path, device).map_err(|e| Error::Checkpoint {
+            path: opt_path.clone(),
+            message: e.to_string(),
+        })?
     };
-    Ok(Loaded { state, optimizer_state, adapter_dir: dir.join("adapter") })
+    Ok(Loaded {
+        state,
+        optimizer_state,
+        adapter_dir: dir.join("adapter"),
+    })
 }

@@ -23,13 +23,25 @@ pub enum Error {
     },
 
     #[error(transparent)]
-    Model(#[from] ferrotune_model::Error),
+    Model(Box<ferrotune_model::Error>),
 
     #[error(transparent)]
-    Data(#[from] ferrotune_data::Error),
+    Data(Box<ferrotune_data::Error>),
 
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
+}
+
+impl From<ferrotune_model::Error> for Error {
+    fn from(e: ferrotune_model::Error) -> Self {
+        Error::Model(Box::new(e))
+    }
+}
+
+impl From<ferrotune_data::Error> for Error {
+    fn from(e: ferrotune_data::Error) -> Self {
+        Error::Data(Box::new(e))
+    }
 }
 
 /// Result with the train crate's [`Error`].

@@ -11,9 +11,11 @@
 pub mod bleu;
 pub mod checkpoint;
 pub mod error;
+pub mod eval;
 pub mod events;
 pub mod loss;
 pub mod optim;
+pub mod run;
 pub mod schedule;
 pub mod trainer;
 

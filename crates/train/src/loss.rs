@@ -8,8 +8,7 @@ use ferrotune_model::{ForwardOptions, Llama};
 
 use crate::error::{Error, Result};
 
-/// The label of an ignored position.
-pub const IGNORE_INDEX: i64 = -100;
+pub use ferrotune_data::IGNORE_INDEX;
 
 /// How token losses are averaged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +40,8 @@ pub struct BatchLoss {
     pub nll_sum: f64,
     /// Number of labelled (predicted) tokens.
     pub tokens: usize,
+    /// Per row: (sum of token NLLs, labelled tokens).
+    pub rows: Vec<(f64, usize)>,
 }
 
 /// Forward pass and loss of a right-padded batch. `input_ids` and `labels` are rows of equal length.
@@ -54,13 +55,18 @@ pub fn batch_loss(
     let b = input_ids.len();
     let t = input_ids.first().map(Vec::len).unwrap_or(0);
     if b == 0 || t < 2 || labels.len() != b || labels.iter().any(|l| l.len() != t) {
-        return Err(Error::Setting("a batch needs rows of equal length ≥ 2 with labels of the same shape".into()));
+        return Err(Error::Setting(
+            "a batch needs rows of equal length ≥ 2 with labels of the same shape".into(),
+        ));
     }
     // Position (row, t) predicts labels[row][t + 1].
     let mut positions = Vec::new();
     let mut targets = Vec::new();
     let mut weights = Vec::new();
-    let per_row: Vec<usize> = labels.iter().map(|l| l[1..].iter().filter(|&&x| x != IGNORE_INDEX).count()).collect();
+    let per_row: Vec<usize> = labels
+        .iter()
+        .map(|l| l[1..].iter().filter(|&&x| x != IGNORE_INDEX).count())
+        .collect();
     let total: usize = per_row.iter().sum();
     if total == 0 {
         return Err(Error::Setting(
@@ -94,6 +100,18 @@ pub fn batch_loss(
     let nll = log_probs.gather(&targets, 1)?.squeeze(1)?.neg()?; // (n)
     let weights = Tensor::new(weights.as_slice(), device)?;
     let loss = (&nll * weights)?.sum_all()?;
-    let nll_sum = nll.detach().to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
-    Ok(BatchLoss { loss, nll_sum, tokens: total })
+    let token_nll = nll.detach().to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    let mut rows = vec![(0.0, 0usize); b];
+    for (&pos, &v) in positions.iter().zip(&token_nll) {
+        let r = pos as usize / t;
+        rows[r].0 += v;
+        rows[r].1 += 1;
+    }
+    let nll_sum = token_nll.iter().sum();
+    Ok(BatchLoss {
+        loss,
+        nll_sum,
+        tokens: total,
+        rows,
+    })
 }

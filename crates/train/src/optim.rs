@@ -27,7 +27,11 @@ impl OptimizerKind {
             "SGD" => Self::Sgd,
             "RMSprop" => Self::RmsProp,
             "Adadelta" => Self::Adadelta,
-            other => return Err(Error::Setting(format!("unknown optimizer `{other}`; use AdamW, Adam, SGD, RMSprop or Adadelta"))),
+            other => {
+                return Err(Error::Setting(format!(
+                    "unknown optimizer `{other}`; use AdamW, Adam, SGD, RMSprop or Adadelta"
+                )))
+            }
         })
     }
 }
@@ -51,7 +55,11 @@ impl OptimizerConfig {
             kind,
             weight_decay,
             betas: (0.9, 0.999),
-            eps: if kind == OptimizerKind::Adadelta { 1e-6 } else { 1e-8 },
+            eps: if kind == OptimizerKind::Adadelta {
+                1e-6
+            } else {
+                1e-8
+            },
             momentum: 0.9,
             alpha: 0.99,
             rho: 0.9,
@@ -79,7 +87,12 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new(config: OptimizerConfig, params: Vec<Param>) -> Self {
-        Self { config, params, state: HashMap::new(), step: 0 }
+        Self {
+            config,
+            params,
+            state: HashMap::new(),
+            step: 0,
+        }
     }
 
     /// The parameters.
@@ -98,12 +111,18 @@ impl Optimizer {
         let t = self.step as i32;
         let c = self.config;
         for p in &self.params {
-            let Some(g) = grads.get(&p.name) else { continue };
+            let Some(g) = grads.get(&p.name) else {
+                continue;
+            };
             let lr = lr * p.lr_scale;
             let w = p.var.as_tensor();
             let slot = |s: &str| format!("{}.{s}", p.name);
             let l2 = |g: &Tensor| -> Result<Tensor> {
-                Ok(if c.weight_decay != 0.0 { (g + (w * c.weight_decay)?)? } else { g.clone() })
+                Ok(if c.weight_decay != 0.0 {
+                    (g + (w * c.weight_decay)?)?
+                } else {
+                    g.clone()
+                })
             };
             let new = match c.kind {
                 OptimizerKind::AdamW | OptimizerKind::Adam => {
@@ -136,7 +155,11 @@ impl Optimizer {
                 OptimizerKind::Adadelta => {
                     let g = l2(g)?;
                     let sq = ema(&mut self.state, &slot("square_avg"), &g.sqr()?, c.rho)?;
-                    let acc = self.state.get(&slot("acc_delta")).cloned().unwrap_or(g.zeros_like()?);
+                    let acc = self
+                        .state
+                        .get(&slot("acc_delta"))
+                        .cloned()
+                        .unwrap_or(g.zeros_like()?);
                     let std = (sq + c.eps)?.sqrt()?;
                     let delta = (((&acc + c.eps)?.sqrt()? / std)? * &g)?;
                     let acc = ((acc * c.rho)? + (delta.sqr()? * (1.0 - c.rho))?)?;
@@ -175,7 +198,11 @@ fn ema(state: &mut HashMap<String, Tensor>, key: &str, x: &Tensor, beta: f64) ->
 pub fn global_norm(grads: &HashMap<String, Tensor>) -> Result<f64> {
     let mut total = 0f64;
     for g in grads.values() {
-        total += g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        total += g
+            .sqr()?
+            .sum_all()?
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?;
     }
     Ok(total.sqrt())
 }

@@ -18,7 +18,11 @@ impl ScheduleKind {
             "Cosine" => Self::Cosine,
             "Linear" => Self::Linear,
             "Constant" => Self::Constant,
-            other => return Err(Error::Setting(format!("unknown schedule `{other}`; use Cosine, Linear or Constant"))),
+            other => {
+                return Err(Error::Setting(format!(
+                    "unknown schedule `{other}`; use Cosine, Linear or Constant"
+                )))
+            }
         })
     }
 }
@@ -57,15 +61,28 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine_to_the_minimum() {
-        let s = Schedule { kind: ScheduleKind::Cosine, base_lr: 1.0, warmup_steps: 10, total_steps: 110, min_lr_ratio: 0.1 };
+        let s = Schedule {
+            kind: ScheduleKind::Cosine,
+            base_lr: 1.0,
+            warmup_steps: 10,
+            total_steps: 110,
+            min_lr_ratio: 0.1,
+        };
         assert_eq!(s.lr(0), 0.0);
         assert!((s.lr(5) - 0.5).abs() < 1e-12);
         assert!((s.lr(10) - 1.0).abs() < 1e-12);
         assert!((s.lr(60) - 0.55).abs() < 1e-12);
         assert!((s.lr(110) - 0.1).abs() < 1e-12);
-        let l = Schedule { kind: ScheduleKind::Linear, min_lr_ratio: 0.0, ..s };
+        let l = Schedule {
+            kind: ScheduleKind::Linear,
+            min_lr_ratio: 0.0,
+            ..s
+        };
         assert!((l.lr(60) - 0.5).abs() < 1e-12);
-        let c = Schedule { kind: ScheduleKind::Constant, ..s };
+        let c = Schedule {
+            kind: ScheduleKind::Constant,
+            ..s
+        };
         assert_eq!(c.lr(100), 1.0);
     }
 }

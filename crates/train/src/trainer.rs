@@ -12,22 +12,16 @@ use std::time::Instant;
 use candle_core::Tensor;
 use ferrotune_model::{ForwardOptions, Llama};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
-use crate::events::{Event, Listener};
-use crate::loss::{batch_loss, LossKind, IGNORE_INDEX};
+use crate::events::Event;
+use ferrotune_data::batch::{collate, BatchSampler, PadOptions, Position as DataPosition};
+use ferrotune_data::Sample;
+
+use crate::loss::{batch_loss, LossKind};
 use crate::optim::{clip_grad_norm, Optimizer, OptimizerConfig, Param};
 use crate::schedule::{Schedule, ScheduleKind};
-
-/// One tokenized training sample.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainSample {
-    pub input_ids: Vec<u32>,
-    /// Per position; [`IGNORE_INDEX`] where no loss is taken.
-    pub labels: Vec<i64>,
-}
 
 /// Settings of the loop (the experiment config's training/augmentation groups, resolved).
 #[derive(Debug, Clone)]
@@ -52,7 +46,8 @@ pub struct LoopSettings {
     /// Evaluate every this many epochs (fractions allowed).
     pub evaluation_epochs: f64,
     pub evaluate_before_training: bool,
-    pub pad_token_id: u32,
+    /// Padding of training batches (pad id, `padding_quantile`).
+    pub padding: PadOptions,
 }
 
 /// Where a run is: enough to continue exactly.
@@ -76,10 +71,11 @@ pub struct Plan {
 impl LoopSettings {
     /// Sizes for `n_train` samples.
     pub fn plan(&self, n_train: usize) -> Plan {
-        let per_epoch = n_train.div_ceil(self.batch_size.max(1)) as u64;
+        let per_epoch = self.sampler(n_train).batches_per_epoch() as u64;
         let total = per_epoch * self.epochs as u64;
         let accum = self.grad_accumulation.max(1) as u64;
-        let eval_every = ((self.evaluation_epochs * per_epoch as f64).round() as u64).clamp(1, total.max(1));
+        let eval_every =
+            ((self.evaluation_epochs * per_epoch as f64).round() as u64).clamp(1, total.max(1));
         Plan {
             micro_steps_per_epoch: per_epoch,
             total_micro_steps: total,
@@ -89,45 +85,21 @@ impl LoopSettings {
     }
 }
 
-/// The sample indices of micro-batch `micro_step` (data order of its epoch drawn from (seed, epoch)).
-pub fn batch_indices(settings: &LoopSettings, n_train: usize, micro_step: u64) -> Vec<usize> {
-    let plan = settings.plan(n_train);
-    let epoch = micro_step / plan.micro_steps_per_epoch.max(1);
-    let in_epoch = (micro_step % plan.micro_steps_per_epoch.max(1)) as usize;
-    let mut order: Vec<usize> = (0..n_train).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(mix(settings.seed, 0xDA7A, epoch)));
-    let start = in_epoch * settings.batch_size;
-    order[start..(start + settings.batch_size).min(n_train)].to_vec()
+impl LoopSettings {
+    /// The data order: shuffled per epoch from (seed, epoch), last partial batch kept.
+    pub fn sampler(&self, n_train: usize) -> BatchSampler {
+        BatchSampler::new(n_train, self.batch_size, self.seed)
+    }
 }
 
 /// A seed for (seed, purpose, index).
 pub fn mix(seed: u64, purpose: u64, index: u64) -> u64 {
-    let mut z = seed ^ purpose.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut z = seed
+        ^ purpose.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-/// Right-pads samples to the longest one: pad ids, labels ignored.
-pub fn collate(samples: &[&TrainSample], pad: u32) -> (Vec<Vec<u32>>, Vec<Vec<i64>>) {
-    let len = samples.iter().map(|s| s.input_ids.len()).max().unwrap_or(0);
-    let ids = samples
-        .iter()
-        .map(|s| {
-            let mut v = s.input_ids.clone();
-            v.resize(len, pad);
-            v
-        })
-        .collect();
-    let labels = samples
-        .iter()
-        .map(|s| {
-            let mut v = s.labels.clone();
-            v.resize(len, IGNORE_INDEX);
-            v
-        })
-        .collect();
-    (ids, labels)
 }
 
 /// The trainable parameters of the model with their learning-rate multipliers.
@@ -144,7 +116,11 @@ pub fn trainable_params(model: &Llama, settings: &LoopSettings) -> Vec<Param> {
             } else {
                 1.0
             };
-            Param { name, var, lr_scale }
+            Param {
+                name,
+                var,
+                lr_scale,
+            }
         })
         .collect()
 }
@@ -162,28 +138,36 @@ pub trait Hooks {
     /// Evaluates the model now (returns nothing: the hook emits its own event).
     fn evaluate(&mut self, model: &Llama, position: Position, epoch: f64) -> Result<()>;
     /// Saves a resumable checkpoint at `position`.
-    fn checkpoint(&mut self, model: &Llama, optimizer: &Optimizer, position: Position) -> Result<()>;
+    fn checkpoint(
+        &mut self,
+        model: &Llama,
+        optimizer: &Optimizer,
+        position: Position,
+    ) -> Result<()>;
+    /// Receives the loop's step events.
+    fn event(&mut self, event: &Event);
 }
 
 /// Trains `model`'s adapters on `samples` from `start` to the end (or until `stop`).
 pub fn train(
     model: &Llama,
-    samples: &[TrainSample],
+    samples: &[Sample],
     settings: &LoopSettings,
     optimizer: &mut Optimizer,
     start: Position,
     stop: &AtomicBool,
     hooks: &mut dyn Hooks,
-    listener: &mut dyn Listener,
 ) -> Result<(Outcome, Position)> {
     if samples.is_empty() {
         return Err(Error::Setting("the training set is empty".into()));
     }
     let plan = settings.plan(samples.len());
+    let sampler = settings.sampler(samples.len());
     let schedule = Schedule {
         kind: settings.schedule,
         base_lr: settings.learning_rate,
-        warmup_steps: (settings.warmup_epochs * plan.micro_steps_per_epoch as f64 / settings.grad_accumulation.max(1) as f64)
+        warmup_steps: (settings.warmup_epochs * plan.micro_steps_per_epoch as f64
+            / settings.grad_accumulation.max(1) as f64)
             .round() as u64,
         total_steps: plan.total_optimizer_steps,
         min_lr_ratio: settings.min_learning_rate_ratio,
@@ -198,24 +182,38 @@ pub fn train(
     let mut window_tokens = 0usize;
     let mut window_start = Instant::now();
     while pos.micro_step < plan.total_micro_steps {
-        if stop.load(Ordering::Relaxed) && pos.micro_step % accum == 0 {
+        if stop.load(Ordering::Relaxed) && pos.micro_step.is_multiple_of(accum) {
             return Ok((Outcome::Stopped, pos));
         }
-        let indices = batch_indices(settings, samples.len(), pos.micro_step);
-        let batch: Vec<&TrainSample> = indices.iter().map(|&i| &samples[i]).collect();
-        let (mut ids, labels) = collate(&batch, settings.pad_token_id);
+        let data_pos = DataPosition {
+            epoch: pos.micro_step / plan.micro_steps_per_epoch,
+            step: (pos.micro_step % plan.micro_steps_per_epoch) as usize,
+        };
+        let indices = sampler.batch(data_pos).unwrap_or_default();
+        let batch = collate(samples, &indices, &settings.padding);
+        let (mut ids, labels) = (batch.input_ids, batch.labels);
         let step_seed = mix(settings.seed, 0x57E9, pos.micro_step);
         if settings.token_mask_probability > 0.0 {
-            mask_tokens(&mut ids, &labels, settings.token_mask_probability, settings.pad_token_id, step_seed);
+            mask_tokens(
+                &mut ids,
+                &batch.attention_mask,
+                settings.token_mask_probability,
+                settings.padding.pad_id,
+                step_seed,
+            );
         }
         let options = ForwardOptions {
             dropout_seed: Some(step_seed),
-            neftune: (settings.neftune_noise_alpha > 0.0).then_some((settings.neftune_noise_alpha, step_seed ^ 0x4E)),
+            neftune: (settings.neftune_noise_alpha > 0.0)
+                .then_some((settings.neftune_noise_alpha, step_seed ^ 0x4E)),
         };
         let out = batch_loss(model, &ids, &labels, settings.loss, &options)?;
         let loss_value = out.loss.to_scalar::<f32>()? as f64;
         if !loss_value.is_finite() {
-            return Err(Error::NonFiniteLoss { step: pos.optimizer_step + 1, value: loss_value });
+            return Err(Error::NonFiniteLoss {
+                step: pos.optimizer_step + 1,
+                value: loss_value,
+            });
         }
         let grad_store = (out.loss / accum as f64)?.backward()?;
         for p in optimizer.params() {
@@ -231,7 +229,8 @@ pub fn train(
         window_loss += loss_value;
         window_tokens += ids.iter().map(Vec::len).sum::<usize>();
         pos.micro_step += 1;
-        let boundary = pos.micro_step % accum == 0 || pos.micro_step == plan.total_micro_steps;
+        let boundary =
+            pos.micro_step.is_multiple_of(accum) || pos.micro_step == plan.total_micro_steps;
         if boundary {
             let grad_norm = if settings.gradient_clip > 0.0 {
                 clip_grad_norm(&mut grads, settings.gradient_clip)?
@@ -244,22 +243,31 @@ pub fn train(
             pos.optimizer_step += 1;
             let micro = (pos.micro_step - 1) % accum + 1;
             let elapsed = window_start.elapsed().as_secs_f64();
-            listener.on_event(&Event::Step {
+            hooks.event(&Event::Step {
                 step: pos.optimizer_step,
                 total_steps: plan.total_optimizer_steps,
                 epoch: pos.micro_step as f64 / plan.micro_steps_per_epoch as f64,
                 loss: window_loss / micro as f64,
                 lr,
                 grad_norm,
-                tokens_per_second: if elapsed > 0.0 { window_tokens as f64 / elapsed } else { 0.0 },
+                tokens_per_second: if elapsed > 0.0 {
+                    window_tokens as f64 / elapsed
+                } else {
+                    0.0
+                },
             });
             window_loss = 0.0;
             window_tokens = 0;
             window_start = Instant::now();
         }
-        let eval_due = pos.micro_step % plan.eval_every_micro_steps == 0 || pos.micro_step == plan.total_micro_steps;
+        let eval_due = pos.micro_step.is_multiple_of(plan.eval_every_micro_steps)
+            || pos.micro_step == plan.total_micro_steps;
         if boundary && eval_due {
-            hooks.evaluate(model, pos, pos.micro_step as f64 / plan.micro_steps_per_epoch as f64)?;
+            hooks.evaluate(
+                model,
+                pos,
+                pos.micro_step as f64 / plan.micro_steps_per_epoch as f64,
+            )?;
             hooks.checkpoint(model, optimizer, pos)?;
         }
     }
@@ -267,12 +275,12 @@ pub fn train(
 }
 
 /// Token masking augmentation: input tokens (not labels) replaced by the pad token with probability `p`.
-fn mask_tokens(ids: &mut [Vec<u32>], labels: &[Vec<i64>], p: f64, pad: u32, seed: u64) {
+fn mask_tokens(ids: &mut [Vec<u32>], attention: &[Vec<u32>], p: f64, pad: u32, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x7A5C);
-    for (row, lab) in ids.iter_mut().zip(labels) {
+    for (row, mask) in ids.iter_mut().zip(attention) {
         for (i, id) in row.iter_mut().enumerate() {
             // Padding positions stay as they are; the first token is never masked.
-            if i > 0 && lab.get(i).is_some() && rng.random::<f64>() < p {
+            if i > 0 && mask.get(i) == Some(&1) && rng.random::<f64>() < p {
                 *id = pad;
             }
         }

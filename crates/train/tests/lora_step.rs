@@ -10,15 +10,28 @@ use ferrotune_train::loss::{batch_loss, LossKind};
 use ferrotune_train::optim::{clip_grad_norm, Optimizer, OptimizerConfig, OptimizerKind, Param};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn base(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures").join(case)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures")
+        .join(case)
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
 }
 
 struct Setup {
@@ -31,18 +44,44 @@ struct Setup {
 fn setup(base_case: &str, fixture_dir: &Path) -> Setup {
     let mut backbone = Backbone::load_folder(&base(base_case), DType::F32, &Device::Cpu).unwrap();
     adapter::load_peft(&mut backbone.model, &fixture_dir.join("adapter")).unwrap();
-    let expected = candle_core::safetensors::load(fixture_dir.join("expected.safetensors"), &Device::Cpu).unwrap();
-    let ids: Vec<Vec<u32>> = expected["input_ids"].to_dtype(DType::U32).unwrap().to_vec2().unwrap();
+    let expected =
+        candle_core::safetensors::load(fixture_dir.join("expected.safetensors"), &Device::Cpu)
+            .unwrap();
+    let ids: Vec<Vec<u32>> = expected["input_ids"]
+        .to_dtype(DType::U32)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
     let labels: Vec<Vec<i64>> = expected["labels"].to_vec2().unwrap();
-    Setup { backbone, expected, ids, labels }
+    Setup {
+        backbone,
+        expected,
+        ids,
+        labels,
+    }
 }
 
 fn grads_of(s: &Setup, kind: LossKind) -> (f32, HashMap<String, Tensor>) {
-    let out = batch_loss(&s.backbone.model, &s.ids, &s.labels, kind, &ForwardOptions::default()).unwrap();
+    let out = batch_loss(
+        &s.backbone.model,
+        &s.ids,
+        &s.labels,
+        kind,
+        &ForwardOptions::default(),
+    )
+    .unwrap();
     let store = out.loss.backward().unwrap();
     let grads = adapter::lora_parameters(&s.backbone.model)
         .into_iter()
-        .map(|(name, var)| (name, store.get(var.as_tensor()).expect("every adapter gets a gradient").clone()))
+        .map(|(name, var)| {
+            (
+                name,
+                store
+                    .get(var.as_tensor())
+                    .expect("every adapter gets a gradient")
+                    .clone(),
+            )
+        })
         .collect();
     (out.loss.to_scalar::<f32>().unwrap(), grads)
 }
@@ -51,12 +90,20 @@ fn check_loss_and_grads(base_case: &str, dir: &Path) {
     let s = setup(base_case, dir);
     let (loss, grads) = grads_of(&s, LossKind::TokenAveraged);
     let want = s.expected["loss"].to_scalar::<f32>().unwrap();
-    assert!(((loss - want) / want).abs() <= 1e-5, "{}: loss {loss} vs {want}", dir.display());
+    assert!(
+        ((loss - want) / want).abs() <= 1e-5,
+        "{}: loss {loss} vs {want}",
+        dir.display()
+    );
     let mut checked = 0;
     for (name, g) in &grads {
         let want = &s.expected[&format!("{name}.grad")];
         let d = max_diff(g, want);
-        assert!(d <= 1e-4, "{}: gradient of {name} differs by {d}", dir.display());
+        assert!(
+            d <= 1e-4,
+            "{}: gradient of {name} differs by {d}",
+            dir.display()
+        );
         checked += 1;
     }
     assert!(checked >= 28, "{checked} gradients checked");
@@ -70,7 +117,10 @@ fn loss_and_lora_gradients_match_peft() {
 
 #[test]
 fn rslora_and_dora_gradients_match_peft() {
-    for (base_case, dir) in [("llama3_rope", "lora_step"), ("qwen2_tied", "lora_step_qwen2")] {
+    for (base_case, dir) in [
+        ("llama3_rope", "lora_step"),
+        ("qwen2_tied", "lora_step_qwen2"),
+    ] {
         check_loss_and_grads(base_case, &fixture(dir).join("rslora"));
         check_loss_and_grads(base_case, &fixture(dir).join("dora"));
     }
@@ -83,16 +133,35 @@ fn forward_with_a_loaded_peft_adapter_matches_and_sample_averaging() {
     let ids = Tensor::from_vec(flat, (s.ids.len(), s.ids[0].len()), &Device::Cpu).unwrap();
     let logits = s.backbone.model.forward(&ids, None).unwrap();
     assert!(max_diff(&logits, &s.expected["logits"]) <= 1e-4);
-    let out = batch_loss(&s.backbone.model, &s.ids, &s.labels, LossKind::SampleAveraged, &ForwardOptions::default()).unwrap();
-    let want = s.expected["loss_sample_averaged"].to_scalar::<f32>().unwrap();
+    let out = batch_loss(
+        &s.backbone.model,
+        &s.ids,
+        &s.labels,
+        LossKind::SampleAveraged,
+        &ForwardOptions::default(),
+    )
+    .unwrap();
+    let want = s.expected["loss_sample_averaged"]
+        .to_scalar::<f32>()
+        .unwrap();
     assert!((out.loss.to_scalar::<f32>().unwrap() - want).abs() / want <= 1e-5);
 }
 
-fn optimizer_step_matches(kind: OptimizerKind, lr: f64, suffix: &str, steps: usize, clip: Option<f64>) {
+fn optimizer_step_matches(
+    kind: OptimizerKind,
+    lr: f64,
+    suffix: &str,
+    steps: usize,
+    clip: Option<f64>,
+) {
     let s = setup("llama3_rope", &fixture("lora_step"));
     let params: Vec<Param> = adapter::lora_parameters(&s.backbone.model)
         .into_iter()
-        .map(|(name, var)| Param { name, var, lr_scale: 1.0 })
+        .map(|(name, var)| Param {
+            name,
+            var,
+            lr_scale: 1.0,
+        })
         .collect();
     let mut opt = Optimizer::new(OptimizerConfig::new(kind, 0.01), params.clone());
     for _ in 0..steps {
@@ -100,18 +169,29 @@ fn optimizer_step_matches(kind: OptimizerKind, lr: f64, suffix: &str, steps: usi
         if let Some(fraction) = clip {
             let norm = clip_grad_norm(&mut grads, f64::INFINITY).unwrap();
             let want = s.expected["grad_norm"].to_scalar::<f32>().unwrap() as f64;
-            assert!((norm - want).abs() / want < 1e-4, "grad norm {norm} vs {want}");
+            assert!(
+                (norm - want).abs() / want < 1e-4,
+                "grad norm {norm} vs {want}"
+            );
             clip_grad_norm(&mut grads, fraction * norm).unwrap();
         }
         opt.step(&grads, lr).unwrap();
     }
     // RMSprop's first step is ≈ 10·lr·sign(g): float32 rounding of tiny gradients is amplified 10× more than in
     // Adam's ≈ lr·sign(g) first step.
-    let tolerance = if kind == OptimizerKind::RmsProp { 1e-4 } else { 1e-5 };
+    let tolerance = if kind == OptimizerKind::RmsProp {
+        1e-4
+    } else {
+        1e-5
+    };
     for p in &params {
         let want = &s.expected[&format!("{}.{suffix}", p.name)];
         let d = max_diff(p.var.as_tensor(), want);
-        assert!(d <= tolerance, "{kind:?}: {} differs by {d} after {steps} step(s)", p.name);
+        assert!(
+            d <= tolerance,
+            "{kind:?}: {} differs by {d} after {steps} step(s)",
+            p.name
+        );
     }
 }
 

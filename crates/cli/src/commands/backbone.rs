@@ -23,7 +23,11 @@ pub enum BackboneCommand {
 pub fn run(cmd: BackboneCommand, printer: &Printer) -> anyhow::Result<()> {
     match cmd {
         BackboneCommand::ImportGguf { file, out } => {
-            printer.status(&format!("importing {} into {}", file.display(), out.display()));
+            printer.status(&format!(
+                "importing {} into {}",
+                file.display(),
+                out.display()
+            ));
             let summary = ferrotune_model::gguf::import_gguf(&file, &out)
                 .with_context(|| format!("cannot import `{}`", file.display()))?;
             printer.line(&format!(

@@ -62,9 +62,15 @@ pub fn run(args: ChatArgs, printer: &Printer) -> anyhow::Result<()> {
             }
         };
         let ids = backbone.tokenizer.encode(&rendered, false)?;
-        let out = generate(&backbone.model, &backbone.tokenizer, &ids, &cfg, &mut |piece| {
-            let _ = printer.stream(piece);
-        })?;
+        let out = generate(
+            &backbone.model,
+            &backbone.tokenizer,
+            &ids,
+            &cfg,
+            &mut |piece| {
+                let _ = printer.stream(piece);
+            },
+        )?;
         printer.stream("\n")?;
         history.push(Message::new("assistant", out.text));
     }

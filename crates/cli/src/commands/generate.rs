@@ -47,11 +47,17 @@ pub fn run(args: GenerateArgs, printer: &Printer) -> anyhow::Result<()> {
     };
     let cfg = args.generation.config(&backbone);
     let mut write_error = None;
-    let out = generate(&backbone.model, &backbone.tokenizer, &prompt_ids, &cfg, &mut |piece| {
-        if write_error.is_none() {
-            write_error = printer.stream(piece).err();
-        }
-    })?;
+    let out = generate(
+        &backbone.model,
+        &backbone.tokenizer,
+        &prompt_ids,
+        &cfg,
+        &mut |piece| {
+            if write_error.is_none() {
+                write_error = printer.stream(piece).err();
+            }
+        },
+    )?;
     if let Some(e) = write_error {
         return Err(e).context("cannot write to stdout");
     }

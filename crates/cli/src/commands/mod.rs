@@ -3,8 +3,11 @@
 mod assets;
 mod backbone;
 mod chat;
+mod config;
+mod demo;
 mod generate;
 mod score;
+mod train;
 
 use std::path::PathBuf;
 
@@ -28,6 +31,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The embedded default: fine-tune the demo backbone on demo data (~10 min on 2 cores), then chat with it.
+    Demo(demo::DemoArgs),
+    /// Fine-tune LoRA adapters as an experiment file says (or --resume a run).
+    Train(train::TrainArgs),
     /// Score texts: per-line and total negative log-likelihood and perplexity.
     Score(score::ScoreArgs),
     /// Generate a completion for one prompt.
@@ -40,16 +47,22 @@ pub enum Command {
     /// Fetch the demo assets (backbone and datasets) into $FERROTUNE_HOME/assets.
     #[command(subcommand)]
     Assets(assets::AssetsCommand),
+    /// Write, check and show experiment files (YAML settings; see docs/settings.md).
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 /// Runs one command.
 pub fn run(command: Command, printer: &Printer) -> anyhow::Result<()> {
     match command {
+        Command::Demo(args) => demo::run(args, printer),
+        Command::Train(args) => train::run_cmd(args, printer),
         Command::Score(args) => score::run(args, printer),
         Command::Generate(args) => generate::run(args, printer),
         Command::Chat(args) => chat::run(args, printer),
         Command::Backbone(cmd) => backbone::run(cmd, printer),
         Command::Assets(cmd) => assets::run(cmd, printer),
+        Command::Config(cmd) => config::run(cmd, printer),
     }
 }
 
@@ -79,7 +92,9 @@ impl ModelArgs {
         };
         let dtype = ferrotune_model::parse_dtype(&self.dtype)?;
         let device = device()?;
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
             && !ferrotune_model::backbone::is_imported(&path, &home.backbones())
         {
             printer.status(&format!("importing {} (once)", path.display()));

@@ -26,11 +26,13 @@ pub struct ScoreArgs {
 
 /// Reads `{"text": ...}` lines, naming the line of any problem.
 fn read_texts(path: &PathBuf) -> anyhow::Result<Vec<String>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
     let mut texts = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let n = i + 1;
-        let line = line.with_context(|| format!("`{}` line {n} is not valid UTF-8", path.display()))?;
+        let line =
+            line.with_context(|| format!("`{}` line {n} is not valid UTF-8", path.display()))?;
         if line.trim().is_empty() {
             continue;
         }

@@ -27,7 +27,10 @@ pub(super) fn beam_search(
     let n = cfg.num_beams;
     let start = Instant::now();
     let mut cache = model.new_cache();
-    let first = model.forward_last(&Tensor::new(prompt_ids, device)?.unsqueeze(0)?, Some(&mut cache))?;
+    let first = model.forward_last(
+        &Tensor::new(prompt_ids, device)?.unsqueeze(0)?,
+        Some(&mut cache),
+    )?;
     let prefill_time = start.elapsed();
     // Every beam starts as the prompt; only beam 0 counts at the first step.
     cache.reorder(&Tensor::new(vec![0u32; n], device)?)?;
@@ -71,7 +74,11 @@ pub(super) fn beam_search(
                 if rank < n {
                     let ids = beams[b].clone();
                     let len = ids.len() + 1;
-                    finished.push(Hypothesis { ids, score: norm(len, score), stopped: true });
+                    finished.push(Hypothesis {
+                        ids,
+                        score: norm(len, score),
+                        stopped: true,
+                    });
                 }
                 continue;
             }
@@ -106,13 +113,18 @@ pub(super) fn beam_search(
     }
     for (ids, score) in beams.into_iter().zip(scores) {
         let len = ids.len();
-        finished.push(Hypothesis { ids, score: norm(len, score), stopped: false });
+        finished.push(Hypothesis {
+            ids,
+            score: norm(len, score),
+            stopped: false,
+        });
     }
     let best = finished
         .into_iter()
         .max_by(|a, b| a.score.total_cmp(&b.score))
         .expect("beam search keeps at least one hypothesis");
-    let (text, finish_reason) = cut_at_stop_string(tokenizer.decode(&best.ids, true)?, cfg, best.stopped);
+    let (text, finish_reason) =
+        cut_at_stop_string(tokenizer.decode(&best.ids, true)?, cfg, best.stopped);
     let total = start.elapsed();
     Ok(Generation {
         token_ids: best.ids,
@@ -123,7 +135,11 @@ pub(super) fn beam_search(
     })
 }
 
-fn cut_at_stop_string(text: String, cfg: &GenerationConfig, stopped: bool) -> (String, FinishReason) {
+fn cut_at_stop_string(
+    text: String,
+    cfg: &GenerationConfig,
+    stopped: bool,
+) -> (String, FinishReason) {
     let cut = cfg
         .stop_strings
         .iter()

@@ -159,7 +159,10 @@ pub fn generate(
     let mut prefill_time = None;
     let mut finish = FinishReason::Length;
     while generated.len() < cfg.max_new_tokens {
-        let mut logits = model.forward_last(&input, Some(&mut cache))?.squeeze(0)?.to_vec1::<f32>()?;
+        let mut logits = model
+            .forward_last(&input, Some(&mut cache))?
+            .squeeze(0)?
+            .to_vec1::<f32>()?;
         prefill_time.get_or_insert_with(|| start.elapsed());
         let next = choose(&mut logits, &history, generated.len(), cfg, &mut rng);
         if generated.len() >= cfg.min_new_tokens && cfg.stop_token_ids.contains(&next) {
@@ -188,7 +191,13 @@ pub fn generate(
 }
 
 /// Applies the logits processors and picks the next token (greedy or sampled).
-fn choose(logits: &mut [f32], history: &[u32], n_generated: usize, cfg: &GenerationConfig, rng: &mut StdRng) -> u32 {
+fn choose(
+    logits: &mut [f32],
+    history: &[u32],
+    n_generated: usize,
+    cfg: &GenerationConfig,
+    rng: &mut StdRng,
+) -> u32 {
     sampling::apply_repetition_penalty(logits, history, cfg.repetition_penalty as f32);
     if n_generated < cfg.min_new_tokens {
         sampling::suppress(logits, &cfg.stop_token_ids);

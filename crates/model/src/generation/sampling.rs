@@ -51,7 +51,9 @@ pub struct SamplingParams {
 pub fn sample(logits: &mut [f32], params: SamplingParams, rng: &mut StdRng) -> u32 {
     let t = params.temperature;
     logits.iter_mut().for_each(|l| *l /= t);
-    let mut order: Vec<usize> = (0..logits.len()).filter(|&i| logits[i].is_finite()).collect();
+    let mut order: Vec<usize> = (0..logits.len())
+        .filter(|&i| logits[i].is_finite())
+        .collect();
     if order.is_empty() {
         return argmax(logits);
     }
@@ -98,13 +100,23 @@ mod tests {
     #[test]
     fn top_k_one_is_greedy_and_seed_is_reproducible() {
         let logits = vec![0.1, 3.0, 0.5, 2.9];
-        let p = SamplingParams { temperature: 1.0, top_k: Some(1), top_p: None };
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_k: Some(1),
+            top_p: None,
+        };
         let mut rng = StdRng::seed_from_u64(0);
         assert_eq!(sample(&mut logits.clone(), p, &mut rng), 1);
-        let p = SamplingParams { temperature: 1.0, top_k: None, top_p: None };
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+        };
         let draw = |seed| {
             let mut rng = StdRng::seed_from_u64(seed);
-            (0..20).map(|_| sample(&mut logits.clone(), p, &mut rng)).collect::<Vec<_>>()
+            (0..20)
+                .map(|_| sample(&mut logits.clone(), p, &mut rng))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
     }
@@ -112,7 +124,11 @@ mod tests {
     #[test]
     fn top_p_keeps_only_the_nucleus() {
         let logits = vec![10.0, 0.0, 0.0, 0.0];
-        let p = SamplingParams { temperature: 1.0, top_k: None, top_p: Some(0.5) };
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_k: None,
+            top_p: Some(0.5),
+        };
         let mut rng = StdRng::seed_from_u64(1);
         for _ in 0..50 {
             assert_eq!(sample(&mut logits.clone(), p, &mut rng), 0);

@@ -25,7 +25,12 @@ impl<'a> TextStream<'a> {
 
     /// Feeds all ids generated so far; emits what became final. Returns true when a stop string appeared
     /// (only checked when `check_stop`).
-    pub fn push(&mut self, ids: &[u32], check_stop: bool, on_text: &mut dyn FnMut(&str)) -> Result<bool> {
+    pub fn push(
+        &mut self,
+        ids: &[u32],
+        check_stop: bool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<bool> {
         let text = self.tokenizer.decode(ids, true)?;
         if check_stop {
             if let Some(cut) = self

@@ -11,151 +11,16 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType};
+use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::Device;
 
+use super::types::{candle_dtype, ggml_type_name, shortest_f64, Value, GGML_TYPES};
 use super::GgufError;
 
 /// Arrays and strings longer than this are rejected before allocating (same cap as llama.cpp).
 const MAX_LEN: u64 = 1 << 30;
 const MAX_DIMS: u32 = 4;
 const DEFAULT_ALIGNMENT: u64 = 32;
-
-/// One metadata value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    U8(u8),
-    I8(i8),
-    U16(u16),
-    I16(i16),
-    U32(u32),
-    I32(i32),
-    U64(u64),
-    I64(i64),
-    F32(f32),
-    F64(f64),
-    Bool(bool),
-    String(String),
-    Array(Vec<Value>),
-}
-
-impl Value {
-    /// The GGUF type name, for error messages.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Value::U8(_) => "uint8",
-            Value::I8(_) => "int8",
-            Value::U16(_) => "uint16",
-            Value::I16(_) => "int16",
-            Value::U32(_) => "uint32",
-            Value::I32(_) => "int32",
-            Value::U64(_) => "uint64",
-            Value::I64(_) => "int64",
-            Value::F32(_) => "float32",
-            Value::F64(_) => "float64",
-            Value::Bool(_) => "bool",
-            Value::String(_) => "string",
-            Value::Array(_) => "array",
-        }
-    }
-
-    /// Any integer type as i128 (wide enough for u64 and i64 alike).
-    pub fn as_int(&self) -> Option<i128> {
-        Some(match *self {
-            Value::U8(v) => v.into(),
-            Value::I8(v) => v.into(),
-            Value::U16(v) => v.into(),
-            Value::I16(v) => v.into(),
-            Value::U32(v) => v.into(),
-            Value::I32(v) => v.into(),
-            Value::U64(v) => v.into(),
-            Value::I64(v) => v.into(),
-            _ => return None,
-        })
-    }
-
-    /// A float, or an integer read as a float.
-    pub fn as_f64(&self) -> Option<f64> {
-        match *self {
-            Value::F32(v) => Some(v.into()),
-            Value::F64(v) => Some(v),
-            _ => self.as_int().map(|v| v as f64),
-        }
-    }
-}
-
-/// ggml tensor types: (id, name, elements per block, bytes per block). Sizes only matter for the
-/// types candle dequantizes; the rest are listed so that errors can name them.
-const GGML_TYPES: &[(u32, &str, usize, usize)] = &[
-    (0, "F32", 1, 4),
-    (1, "F16", 1, 2),
-    (2, "Q4_0", 32, 18),
-    (3, "Q4_1", 32, 20),
-    (4, "Q4_2", 0, 0),
-    (5, "Q4_3", 0, 0),
-    (6, "Q5_0", 32, 22),
-    (7, "Q5_1", 32, 24),
-    (8, "Q8_0", 32, 34),
-    (9, "Q8_1", 32, 36),
-    (10, "Q2_K", 256, 84),
-    (11, "Q3_K", 256, 110),
-    (12, "Q4_K", 256, 144),
-    (13, "Q5_K", 256, 176),
-    (14, "Q6_K", 256, 210),
-    (15, "Q8_K", 256, 292),
-    (16, "IQ2_XXS", 0, 0),
-    (17, "IQ2_XS", 0, 0),
-    (18, "IQ3_XXS", 0, 0),
-    (19, "IQ1_S", 0, 0),
-    (20, "IQ4_NL", 0, 0),
-    (21, "IQ3_S", 0, 0),
-    (22, "IQ2_S", 0, 0),
-    (23, "IQ4_XS", 0, 0),
-    (24, "I8", 0, 0),
-    (25, "I16", 0, 0),
-    (26, "I32", 0, 0),
-    (27, "I64", 0, 0),
-    (28, "F64", 0, 0),
-    (29, "IQ1_M", 0, 0),
-    (30, "BF16", 1, 2),
-    (34, "TQ1_0", 0, 0),
-    (35, "TQ2_0", 0, 0),
-    (39, "MXFP4", 0, 0),
-];
-
-/// The ggml types this importer dequantizes (through candle).
-pub const SUPPORTED_GGML_TYPES: &[&str] = &[
-    "F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
-    "Q6_K",
-];
-
-/// The name llama.cpp gives a ggml type id (`"type 77"` for an id it does not know either).
-pub fn ggml_type_name(id: u32) -> String {
-    GGML_TYPES
-        .iter()
-        .find(|t| t.0 == id)
-        .map(|t| t.1.to_string())
-        .unwrap_or_else(|| format!("type {id}"))
-}
-
-fn candle_dtype(id: u32) -> Option<GgmlDType> {
-    Some(match id {
-        0 => GgmlDType::F32,
-        1 => GgmlDType::F16,
-        30 => GgmlDType::BF16,
-        2 => GgmlDType::Q4_0,
-        3 => GgmlDType::Q4_1,
-        6 => GgmlDType::Q5_0,
-        7 => GgmlDType::Q5_1,
-        8 => GgmlDType::Q8_0,
-        10 => GgmlDType::Q2K,
-        11 => GgmlDType::Q3K,
-        12 => GgmlDType::Q4K,
-        13 => GgmlDType::Q5K,
-        14 => GgmlDType::Q6K,
-        _ => return None,
-    })
-}
 
 /// Where one tensor lives and what it holds.
 #[derive(Debug, Clone)]
@@ -216,10 +81,12 @@ impl Cursor<'_> {
             return Err(self.truncated(what, n));
         }
         let mut buf = vec![0u8; n as usize];
-        self.r.read_exact(&mut buf).map_err(|source| GgufError::Io {
-            path: self.path.to_path_buf(),
-            source,
-        })?;
+        self.r
+            .read_exact(&mut buf)
+            .map_err(|source| GgufError::Read {
+                path: self.path.to_path_buf(),
+                source,
+            })?;
         self.pos += n;
         Ok(buf)
     }
@@ -229,10 +96,12 @@ impl Cursor<'_> {
         if N as u64 > self.size.saturating_sub(self.pos) {
             return Err(self.truncated(what, N as u64));
         }
-        self.r.read_exact(&mut buf).map_err(|source| GgufError::Io {
-            path: self.path.to_path_buf(),
-            source,
-        })?;
+        self.r
+            .read_exact(&mut buf)
+            .map_err(|source| GgufError::Read {
+                path: self.path.to_path_buf(),
+                source,
+            })?;
         self.pos += N as u64;
         Ok(buf)
     }
@@ -294,9 +163,17 @@ impl Cursor<'_> {
                 }
                 let elem_type = self.u32(what)?;
                 let n = self.len(what)?;
-                if n > MAX_LEN || n > self.size.saturating_sub(self.pos) {
-                    // Every element takes at least one byte.
-                    return Err(self.truncated(what, n));
+                let min_size: u64 = match elem_type {
+                    0 | 1 | 7 => 1,
+                    2 | 3 => 2,
+                    4..=6 => 4,
+                    8 if self.version == 1 => 4,
+                    8 | 10..=12 => 8,
+                    _ => 12,
+                };
+                let needed = n.saturating_mul(min_size);
+                if n > MAX_LEN || needed > self.size.saturating_sub(self.pos) {
+                    return Err(self.truncated(what, needed));
                 }
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {
@@ -315,7 +192,7 @@ impl Cursor<'_> {
 impl GgufFile {
     /// Parse the header of `path` and check every tensor's type and byte range.
     pub fn open(path: &Path) -> Result<Self, GgufError> {
-        let io = |source| GgufError::Io {
+        let io = |source| GgufError::Read {
             path: path.to_path_buf(),
             source,
         };
@@ -373,7 +250,10 @@ impl GgufFile {
             let mut shape = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
                 let d = c.len(&what)?;
-                shape.push(usize::try_from(d).map_err(|_| c.malformed(format!("tensor `{name}` has dimension {d}")))?);
+                shape.push(
+                    usize::try_from(d)
+                        .map_err(|_| c.malformed(format!("tensor `{name}` has dimension {d}")))?,
+                );
             }
             shape.reverse();
             let ggml_type = c.u32(&what)?;
@@ -396,7 +276,10 @@ impl GgufFile {
         let data_start = c.pos.div_ceil(alignment) * alignment;
 
         for (t, rel) in tensors.iter_mut().zip(relative) {
-            let (block, type_size) = match (candle_dtype(t.ggml_type), GGML_TYPES.iter().find(|x| x.0 == t.ggml_type)) {
+            let (block, type_size) = match (
+                candle_dtype(t.ggml_type),
+                GGML_TYPES.iter().find(|x| x.0 == t.ggml_type),
+            ) {
                 (Some(_), Some(&(_, _, b, s))) => (b, s),
                 _ => {
                     return Err(GgufError::UnsupportedTensorType {
@@ -431,7 +314,11 @@ impl GgufFile {
                 });
             }
         }
-        let by_name = tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        let by_name = tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
         Ok(GgufFile {
             path: path.to_path_buf(),
             version,
@@ -486,7 +373,10 @@ impl GgufFile {
         match self.metadata.get(key) {
             None => Ok(None),
             Some(Value::F32(v)) => Ok(Some(shortest_f64(*v))),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.wrong_type(key, "a number", v)),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.wrong_type(key, "a number", v)),
         }
     }
 
@@ -542,7 +432,10 @@ impl GgufFile {
             None => Ok(None),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|v| v.as_f64().ok_or_else(|| self.wrong_type(key, "an array of numbers", v)))
+                .map(|v| {
+                    v.as_f64()
+                        .ok_or_else(|| self.wrong_type(key, "an array of numbers", v))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
             Some(v) => Err(self.wrong_type(key, "an array of numbers", v)),
@@ -552,11 +445,13 @@ impl GgufFile {
     /// Read one tensor and dequantize it to float32 with candle, in row-major order.
     /// Returns the row-major shape and the values. No permutation is undone here.
     pub fn read_tensor_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), GgufError> {
-        let info = self.tensor_info(name).ok_or_else(|| GgufError::MissingTensor {
-            path: self.path.clone(),
-            tensor: name.to_string(),
-        })?;
-        let io = |source| GgufError::Io {
+        let info = self
+            .tensor_info(name)
+            .ok_or_else(|| GgufError::MissingTensor {
+                path: self.path.clone(),
+                tensor: name.to_string(),
+            })?;
+        let io = |source| GgufError::Read {
             path: self.path.clone(),
             source,
         };
@@ -577,21 +472,26 @@ impl GgufFile {
             },
             _ => io(e),
         })?;
-        let dtype = candle_dtype(info.ggml_type).ok_or_else(|| GgufError::UnsupportedTensorType {
-            path: self.path.clone(),
+        let dtype =
+            candle_dtype(info.ggml_type).ok_or_else(|| GgufError::UnsupportedTensorType {
+                path: self.path.clone(),
+                tensor: name.to_string(),
+                ggml_type: info.type_name(),
+            })?;
+        let candle_err = |source: candle_core::Error| GgufError::Dequantize {
             tensor: name.to_string(),
             ggml_type: info.type_name(),
-        })?;
-        let candle_err = |source| GgufError::Dequantize {
-            tensor: name.to_string(),
-            ggml_type: info.type_name(),
-            source,
+            source: Box::new(source),
         };
-        let q = qtensor_from_ggml(dtype, raw, info.shape.clone(), &Device::Cpu).map_err(candle_err)?;
+        let q =
+            qtensor_from_ggml(dtype, raw, info.shape.clone(), &Device::Cpu).map_err(candle_err)?;
         drop(backing);
         let t = q.dequantize(&Device::Cpu).map_err(candle_err)?;
         drop(q);
-        let values = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(candle_err)?;
+        let values = t
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(candle_err)?;
         Ok((info.shape.clone(), values))
     }
 }
@@ -608,10 +508,4 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(got)
-}
-
-/// The f64 whose decimal form is the shortest one that round-trips the f32: GGUF stores
-/// `rms_norm_eps = 1e-5` as the f32 9.99999974738e-06; this gives back 1e-5.
-pub fn shortest_f64(v: f32) -> f64 {
-    format!("{v}").parse().unwrap_or(v as f64)
 }

@@ -23,7 +23,13 @@ struct RmsNorm {
 }
 
 impl RmsNorm {
-    fn load(weights: &Weights, name: &str, cfg: &ModelConfig, dtype: DType, device: &Device) -> Result<Self> {
+    fn load(
+        weights: &Weights,
+        name: &str,
+        cfg: &ModelConfig,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         Ok(Self {
             weight: weights.load(name, Some(&[cfg.hidden_size]), dtype, device)?,
             eps: cfg.rms_norm_eps,
@@ -48,11 +54,26 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(weights: &Weights, prefix: &str, cfg: &ModelConfig, dtype: DType, device: &Device) -> Result<Self> {
+    fn load(
+        weights: &Weights,
+        prefix: &str,
+        cfg: &ModelConfig,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let (h, d) = (cfg.hidden_size, cfg.head_dim);
         let q_out = cfg.num_heads * d;
         let kv_out = cfg.num_kv_heads * d;
-        let lin = |name: &str, shape, bias| Linear::load(weights, &format!("{prefix}.{name}"), shape, bias, dtype, device);
+        let lin = |name: &str, shape, bias| {
+            Linear::load(
+                weights,
+                &format!("{prefix}.{name}"),
+                shape,
+                bias,
+                dtype,
+                device,
+            )
+        };
         Ok(Self {
             q_proj: lin("q_proj", (q_out, h), cfg.qkv_bias)?,
             k_proj: lin("k_proj", (kv_out, h), cfg.qkv_bias)?,
@@ -77,9 +98,21 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = self.q_proj.forward_t(x, sub_seed(seed, 0))?.reshape((b, t, nh, d))?.transpose(1, 2)?;
-        let k = self.k_proj.forward_t(x, sub_seed(seed, 1))?.reshape((b, t, nkv, d))?.transpose(1, 2)?;
-        let v = self.v_proj.forward_t(x, sub_seed(seed, 2))?.reshape((b, t, nkv, d))?.transpose(1, 2)?;
+        let q = self
+            .q_proj
+            .forward_t(x, sub_seed(seed, 0))?
+            .reshape((b, t, nh, d))?
+            .transpose(1, 2)?;
+        let k = self
+            .k_proj
+            .forward_t(x, sub_seed(seed, 1))?
+            .reshape((b, t, nkv, d))?
+            .transpose(1, 2)?;
+        let v = self
+            .v_proj
+            .forward_t(x, sub_seed(seed, 2))?
+            .reshape((b, t, nkv, d))?
+            .transpose(1, 2)?;
         let q = ops::apply_rope(&q, cos, sin)?;
         let k = ops::apply_rope(&k, cos, sin)?;
         let (k, v) = match cache {
@@ -92,12 +125,23 @@ impl Attention {
         let n_rep = nh / nkv;
         let q = (q.contiguous()? * (1.0 / (d as f64).sqrt()))?.reshape((b, nkv, n_rep * t, d))?;
         let mut scores = q.matmul(&k.t()?)?;
-        if let Some(mask) = attention_mask(t, s, offset, self.sliding_window, n_rep, scores.dtype(), x.device())? {
+        if let Some(mask) = attention_mask(
+            t,
+            s,
+            offset,
+            self.sliding_window,
+            n_rep,
+            scores.dtype(),
+            x.device(),
+        )? {
             scores = scores.broadcast_add(&mask)?;
         }
         let probs = ops::softmax_last_dim(&scores)?;
         let out = probs.matmul(&v)?; // (b, nkv, n_rep·t, d)
-        let out = out.reshape((b, nh, t, d))?.transpose(1, 2)?.reshape((b, t, nh * d))?;
+        let out = out
+            .reshape((b, nh, t, d))?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * d))?;
         self.o_proj.forward_t(&out, sub_seed(seed, 3))
     }
 }
@@ -137,7 +181,9 @@ fn attention_mask(
             data.extend((0..s).map(|j| if masked(i, j) { f32::NEG_INFINITY } else { 0.0 }));
         }
     }
-    Ok(Some(Tensor::from_vec(data, (n_rep * t, s), device)?.to_dtype(dtype)?))
+    Ok(Some(
+        Tensor::from_vec(data, (n_rep * t, s), device)?.to_dtype(dtype)?,
+    ))
 }
 
 #[derive(Debug, Clone)]
@@ -148,9 +194,24 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn load(weights: &Weights, prefix: &str, cfg: &ModelConfig, dtype: DType, device: &Device) -> Result<Self> {
+    fn load(
+        weights: &Weights,
+        prefix: &str,
+        cfg: &ModelConfig,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let (h, i, bias) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
-        let lin = |name: &str, shape| Linear::load(weights, &format!("{prefix}.{name}"), shape, bias, dtype, device);
+        let lin = |name: &str, shape| {
+            Linear::load(
+                weights,
+                &format!("{prefix}.{name}"),
+                shape,
+                bias,
+                dtype,
+                device,
+            )
+        };
         Ok(Self {
             gate_proj: lin("gate_proj", (i, h))?,
             up_proj: lin("up_proj", (i, h))?,
@@ -161,7 +222,8 @@ impl Mlp {
     fn forward(&self, x: &Tensor, seed: Option<u64>) -> Result<Tensor> {
         let gate = self.gate_proj.forward_t(x, sub_seed(seed, 4))?;
         let up = self.up_proj.forward_t(x, sub_seed(seed, 5))?;
-        self.down_proj.forward_t(&ops::swiglu(&gate, &up)?, sub_seed(seed, 6))
+        self.down_proj
+            .forward_t(&ops::swiglu(&gate, &up)?, sub_seed(seed, 6))
     }
 }
 
@@ -174,10 +236,22 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn load(weights: &Weights, layer: usize, cfg: &ModelConfig, dtype: DType, device: &Device) -> Result<Self> {
+    fn load(
+        weights: &Weights,
+        layer: usize,
+        cfg: &ModelConfig,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let p = format!("model.layers.{layer}");
         Ok(Self {
-            input_layernorm: RmsNorm::load(weights, &format!("{p}.input_layernorm.weight"), cfg, dtype, device)?,
+            input_layernorm: RmsNorm::load(
+                weights,
+                &format!("{p}.input_layernorm.weight"),
+                cfg,
+                dtype,
+                device,
+            )?,
             self_attn: Attention::load(weights, &format!("{p}.self_attn"), cfg, dtype, device)?,
             post_attention_layernorm: RmsNorm::load(
                 weights,
@@ -205,7 +279,9 @@ fn neftune_noise(x: &Tensor, alpha: f64, seed: u64) -> Result<Tensor> {
     let (_, t, h) = x.dims3()?;
     let scale = (alpha / ((t * h) as f64).sqrt()) as f32;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let noise: Vec<f32> = (0..x.elem_count()).map(|_| rng.random_range(-scale..scale)).collect();
+    let noise: Vec<f32> = (0..x.elem_count())
+        .map(|_| rng.random_range(-scale..scale))
+        .collect();
     let noise = Tensor::from_vec(noise, x.shape(), x.device())?.to_dtype(x.dtype())?;
     Ok((x + noise)?)
 }
@@ -224,7 +300,12 @@ pub struct Llama {
 
 impl Llama {
     /// Builds the model from `weights` in compute dtype `dtype`, layer by layer.
-    pub fn load(cfg: &ModelConfig, weights: &Weights, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn load(
+        cfg: &ModelConfig,
+        weights: &Weights,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let embed_shape = weights.shape("model.embed_tokens.weight")?;
         if embed_shape.len() != 2 || embed_shape[1] != cfg.hidden_size {
             return Err(Error::ShapeMismatch {
@@ -243,9 +324,17 @@ impl Llama {
         let lm_head = if cfg.tie_word_embeddings && !weights.contains("lm_head.weight") {
             Linear::new(embed_tokens.clone(), None)
         } else {
-            Linear::load(weights, "lm_head", (vocab, cfg.hidden_size), false, dtype, device)?
+            Linear::load(
+                weights,
+                "lm_head",
+                (vocab, cfg.hidden_size),
+                false,
+                dtype,
+                device,
+            )?
         };
-        let rotary = RotaryEmbedding::new(cfg, cfg.max_position_embeddings.min(4096), dtype, device)?;
+        let rotary =
+            RotaryEmbedding::new(cfg, cfg.max_position_embeddings.min(4096), dtype, device)?;
         Ok(Self {
             cfg: cfg.clone(),
             embed_tokens,
@@ -303,9 +392,13 @@ impl Llama {
             let seed = sub_seed(options.dropout_seed, 100 + i as u64);
             let h = layer.input_layernorm.forward(&x)?;
             let attn_cache = cache.as_deref_mut().map(|c| (c, i));
-            let h = layer.self_attn.forward(&h, &cos, &sin, attn_cache, offset, seed)?;
+            let h = layer
+                .self_attn
+                .forward(&h, &cos, &sin, attn_cache, offset, seed)?;
             x = (x + h)?;
-            let h = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?, seed)?;
+            let h = layer
+                .mlp
+                .forward(&layer.post_attention_layernorm.forward(&x)?, seed)?;
             x = (x + h)?;
         }
         self.norm.forward(&x)
@@ -380,6 +473,9 @@ impl Llama {
         let logits = logits.narrow(0, 0, t - 1)?;
         let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
         let targets = Tensor::new(&ids[1..], self.device())?.unsqueeze(1)?;
-        Ok(log_probs.gather(&targets, 1)?.squeeze(1)?.to_vec1::<f32>()?)
+        Ok(log_probs
+            .gather(&targets, 1)?
+            .squeeze(1)?
+            .to_vec1::<f32>()?)
     }
 }

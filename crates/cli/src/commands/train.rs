@@ -1,0 +1,167 @@
+//! `ferrotune train`: fine-tune a backbone as an experiment file says. The work is in `ferrotune_train::run`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use ferrotune_assets::Home;
+use ferrotune_config::{load_with_overrides, split_override_args, Experiment};
+use ferrotune_train::events::Event;
+use ferrotune_train::run::{run, RunRequest, RunSummary};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::printer::Printer;
+
+/// Fine-tune LoRA adapters on a backbone as the experiment file says (see `ferrotune config init`).
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The experiment file (YAML).
+    #[arg(long, value_name = "FILE.yaml", required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// Continue the run in this output directory from its last checkpoint (after a stop, a crash or kill -9).
+    #[arg(long, value_name = "OUTPUT_DIR", conflicts_with = "config")]
+    pub resume: Option<PathBuf>,
+    /// Settings that override the file: `--training.learning_rate 1e-5`, `--dataset.prompt_column=a,b`.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "--SECTION.FIELD VALUE"
+    )]
+    pub overrides: Vec<String>,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Ctrl-C and SIGTERM stop the run gracefully: it writes a checkpoint and exits as `stopped`.
+fn install_stop_handler() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            request_stop as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            request_stop as *const () as libc::sighandler_t,
+        );
+    }
+}
+
+pub fn run_cmd(args: TrainArgs, printer: &Printer) -> anyhow::Result<()> {
+    let overrides = split_override_args(&args.overrides)?;
+    let (cfg, resume) = match (&args.config, &args.resume) {
+        (_, Some(dir)) => {
+            let path = dir.join("cfg.yaml");
+            if !path.is_file() {
+                bail!("`{}` has no `cfg.yaml`\nhelp: --resume takes the output directory of an earlier run", dir.display());
+            }
+            let mut cfg = load_with_overrides(Some(&path), &overrides)?;
+            // The run stays where it is, whatever the file's output_directory says.
+            cfg.output_directory = dir.display().to_string();
+            (cfg, true)
+        }
+        (Some(path), None) => (load_with_overrides(Some(path), &overrides)?, false),
+        (None, None) => bail!("give --config FILE.yaml or --resume OUTPUT_DIR"),
+    };
+    let summary = train(cfg, resume, printer)?;
+    printer.line(&serde_json::to_string(&summary)?)?;
+    if summary.status == "stopped" {
+        printer.status(&format!(
+            "stopped; continue with: ferrotune train --resume {}",
+            summary.output_dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Settles names, seed, demo defaults and runs the experiment with a progress bar.
+pub fn train(mut cfg: Experiment, resume: bool, printer: &Printer) -> anyhow::Result<RunSummary> {
+    let home = Home::from_env();
+    if !resume {
+        cfg.fill_generated(ferrotune_config::fresh_entropy());
+    }
+    let backbone = if cfg.llm_backbone.trim().is_empty() {
+        ferrotune_assets::ensure_demo_backbone(&home, &mut |m| printer.status(m))
+            .context("cannot fetch the demo backbone")?
+    } else {
+        ferrotune_config::expand_path(&cfg.llm_backbone)
+    };
+    if cfg.llm_backbone.trim().is_empty() {
+        cfg.llm_backbone = backbone.display().to_string();
+    }
+    if cfg.dataset.train_dataframe.trim().is_empty() {
+        let dir = ferrotune_assets::ensure_demo_datasets(&home, &mut |m| printer.status(m))
+            .context("cannot fetch the demo datasets")?;
+        cfg.dataset.train_dataframe = dir.join("alpaca_en_demo.json").display().to_string();
+        printer.status(&format!(
+            "dataset.train_dataframe is empty: using the demo data {}",
+            cfg.dataset.train_dataframe
+        ));
+    }
+    printer.status(&format!(
+        "experiment `{}` → {}",
+        cfg.experiment_name,
+        cfg.output_dir().display()
+    ));
+    install_stop_handler();
+    let bar = ProgressBar::hidden();
+    if !printer.is_quiet() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    }
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut listener = |event: &Event| match event {
+        Event::Step {
+            step,
+            total_steps,
+            loss,
+            lr,
+            tokens_per_second,
+            ..
+        } => {
+            bar.set_length(*total_steps);
+            bar.set_position(*step);
+            bar.set_message(format!(
+                "loss {loss:.4}  lr {lr:.2e}  {tokens_per_second:.0} tok/s"
+            ));
+        }
+        Event::Evaluation {
+            step,
+            validation_loss,
+            metric_name,
+            metric,
+            ..
+        } => {
+            bar.println(format!(
+                "step {step}: validation loss {validation_loss:.4}, {metric_name} {metric:.4}"
+            ));
+        }
+        Event::Checkpoint { .. } => {}
+        Event::Log { message } => bar.println(message),
+    };
+    let request = RunRequest {
+        config: &cfg,
+        backbone,
+        gguf_cache: home.backbones(),
+        resume,
+        stop: &STOP,
+    };
+    let result = run(request, &mut listener);
+    bar.finish_and_clear();
+    result.with_context(|| {
+        format!(
+            "experiment `{}` failed (see {})",
+            cfg.experiment_name,
+            cfg.output_dir().join("logs.log").display()
+        )
+    })
+}

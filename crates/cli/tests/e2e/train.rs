@@ -1,0 +1,215 @@
+//! `ferrotune train` end to end on the tiny llama fixture: the files a run leaves, the PEFT adapter used by
+//! `generate --adapter`, exact resume after `kill -9`, a diverging loss, and bad data caught before training.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{ferrotune, fixture, stderr};
+
+/// A small arithmetic dataset (JSON, Alpaca columns) and a config that trains on it.
+fn setup(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let rows: Vec<Value> = (0..40)
+        .map(|i| serde_json::json!({"instruction": format!("Add {} and {}.", i, 2 * i), "input": "", "output": format!("{}", 3 * i)}))
+        .collect();
+    std::fs::write(dir.join("data.json"), serde_json::to_string(&rows).unwrap()).unwrap();
+    let cfg = format!(
+        "llm_backbone: {backbone}\noutput_directory: {out}/{{experiment_name}}\nexperiment_name: {name}\n\
+         dataset:\n  train_dataframe: {data}\n  system_column: None\n  validation_size: 0.1\n\
+         training:\n  learning_rate: 0.01\n  batch_size: 4\n{extra}\
+         environment:\n  seed: 7\nprediction:\n  max_length_inference: 6\n",
+        backbone = fixture("llama3_rope").display(),
+        out = dir.display(),
+        data = dir.join("data.json").display(),
+    );
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+fn train(cfg: &Path, more: &[&str]) -> std::process::Output {
+    ferrotune()
+        .arg("train")
+        .arg("--config")
+        .arg(cfg)
+        .args(more)
+        .output()
+        .unwrap()
+}
+
+fn status(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("status.json")).unwrap()).unwrap()
+}
+
+fn tensors(dir: &Path) -> std::collections::HashMap<String, Vec<f32>> {
+    let bytes = std::fs::read(dir.join("adapter/adapter_model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let v = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (name, v)
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_leaves_its_files_and_a_peft_adapter_that_generate_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(
+        dir.path(),
+        "basic",
+        "  epochs: 2\n  evaluation_epochs: 0.5\n",
+    );
+    let o = train(&cfg, &["--training.lora_r", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = dir.path().join("basic");
+    for f in [
+        "cfg.yaml",
+        "status.json",
+        "logs.log",
+        "metrics.jsonl",
+        "first_batch.json",
+        "validation_predictions.csv",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(status(&run)["status"], "finished");
+    let cfg_text = std::fs::read_to_string(run.join("cfg.yaml")).unwrap();
+    assert!(
+        cfg_text.contains("lora_r: 2"),
+        "the override reaches the saved config"
+    );
+    let metrics: Vec<Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps = metrics.iter().filter(|m| m["event"] == "step").count();
+    let evals = metrics
+        .iter()
+        .filter(|m| m["event"] == "evaluation")
+        .count();
+    assert_eq!(steps, 18, "2 epochs of 9 batches of 4 (36 training rows)");
+    assert_eq!(evals, 4, "every half epoch");
+    let adapter: Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("adapter/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(adapter["peft_type"], "LORA");
+    assert_eq!(adapter["r"], 2);
+    let names = tensors(&run);
+    assert!(names.contains_key("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
+    assert!(names.contains_key("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"));
+    let o = ferrotune()
+        .args([
+            "generate",
+            "--model",
+            fixture("llama3_rope").to_str().unwrap(),
+            "--adapter",
+            run.to_str().unwrap(),
+            "--prompt",
+            "Add 1 and 2.",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn resume_after_kill_9_ends_with_the_same_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "  epochs: 30\n  evaluation_epochs: 1\n  lora_dropout: 0.1\n";
+    let full_cfg = setup(dir.path(), "full", extra);
+    let o = train(&full_cfg, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let cut_cfg = setup(dir.path(), "cut", extra);
+    let run = dir.path().join("cut");
+    let mut child = ferrotune()
+        .arg("train")
+        .arg("--config")
+        .arg(&cut_cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = std::fs::read_to_string(run.join("checkpoint/state.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok());
+        if state.is_some_and(|s| s["position"]["optimizer_step"].as_u64().unwrap_or(0) >= 27) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(
+        status(&run)["status"],
+        "running",
+        "a killed run cannot update its status"
+    );
+    let o = ferrotune()
+        .arg("train")
+        .arg("--resume")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(status(&run)["status"], "finished");
+    let (a, b) = (tensors(&dir.path().join("full")), tensors(&run));
+    assert_eq!(a.len(), b.len());
+    let mut max = 0f32;
+    for (k, va) in &a {
+        for (x, y) in va.iter().zip(&b[k]) {
+            max = max.max((x - y).abs());
+        }
+    }
+    assert!(max <= 1e-6, "resumed adapter differs by {max}");
+}
+
+#[test]
+fn a_diverging_loss_fails_the_run_with_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(
+        dir.path(),
+        "nan",
+        "  epochs: 3\n  optimizer: SGD\n  evaluation_epochs: 1\n",
+    );
+    let o = train(&cfg, &["--training.learning_rate", "1e30"]);
+    assert!(!o.status.success());
+    let run = dir.path().join("nan");
+    let st = status(&run);
+    assert_eq!(st["status"], "failed");
+    let msg = st["message"].as_str().unwrap();
+    assert!(
+        msg.contains("at step") && msg.contains("learning_rate"),
+        "{msg}"
+    );
+    assert!(stderr(&o).contains("at step"));
+}
+
+#[test]
+fn bad_data_is_reported_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path(), "bad", "");
+    let o = train(&cfg, &["--dataset.answer_column", "response"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("response") && err.contains("output"),
+        "names the column and the closest one: {err}"
+    );
+    assert!(!err.contains("panicked"));
+    let run = dir.path().join("bad");
+    assert_eq!(status(&run)["status"], "failed");
+    assert!(!run.join("checkpoint").exists());
+}

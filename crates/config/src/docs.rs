@@ -1,0 +1,97 @@
+//! The settings reference, `docs/settings.md`, generated from the schema. A test fails when the committed file is
+//! stale; `FERROTUNE_BLESS=1 cargo test -p ferrotune-config` rewrites it.
+
+use crate::meta::{groups, Setting};
+use crate::schema::Experiment;
+use crate::validate::{CHAT_TEMPLATE_TOKENS, MIN_CONTENT_TOKENS};
+use crate::yaml::render_value;
+
+/// The Markdown of `docs/settings.md`: an introduction, then one table per group.
+pub fn settings_markdown() -> String {
+    let mut out = intro();
+    for (group, settings) in Experiment::layout() {
+        let (title, help) = if group.is_empty() {
+            (
+                "Top level".to_string(),
+                "Settings at the top of the file, outside any group.",
+            )
+        } else {
+            let help = groups()
+                .iter()
+                .find(|g| g.key == group)
+                .map_or("", |g| g.help);
+            (format!("`{group}`"), help)
+        };
+        out.push_str(&format!("\n## {title}\n\n{help}\n\n"));
+        out.push_str("| key | type | default | range / choices | applies when | grid | help |\n");
+        out.push_str("|---|---|---|---|---|---|---|\n");
+        for s in settings {
+            out.push_str(&row(s));
+        }
+    }
+    out
+}
+
+fn row(s: &Setting) -> String {
+    let limits = match (s.choices(), s.range) {
+        (Some(choices), _) => choices
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        (None, Some(range)) => format!("`{range}`"),
+        (None, None) => String::new(),
+    };
+    let when: Vec<String> = s.applies_when.iter().map(ToString::to_string).collect();
+    let cells = [
+        format!("`{}`", s.key),
+        s.kind.name(),
+        format!("`{}`", render_value(&s.default)),
+        limits,
+        when.join(" and "),
+        if s.grid {
+            "yes".to_string()
+        } else {
+            String::new()
+        },
+        s.help.to_string(),
+    ];
+    let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
+    format!("| {} |\n", cells.join(" | "))
+}
+
+fn intro() -> String {
+    format!(
+        "\
+# Experiment settings
+
+<!-- Generated from crates/config/src/schema/ by `FERROTUNE_BLESS=1 cargo test -p ferrotune-config`; do not edit. -->
+
+An experiment is one YAML file: top-level settings, then one section per group (`training:`, …). Each setting's
+key is `section.field` (`training.learning_rate`); `ferrotune config init` writes every setting with its default
+and a comment.
+
+- **Layers.** Defaults, then the YAML file, then command-line overrides `--section.field value` (or
+  `--section.field=value`); a later layer wins. On the command line a list is `a,b` or `[a, b]`, and a string in
+  double quotes (`'\"\\n\\n\"'`) is read with YAML escapes.
+- **Unknown keys** are errors, in the file and on the command line, with the closest key suggested.
+- **Applies when.** The setting has an effect only when these hold (the GUI hides it otherwise); a non-default
+  value that has no effect draws a warning.
+- **Grid.** With `grid_search: true`, a grid-enabled setting may list several values (`learning_rate: [0.0001,
+  0.00005]`) and one experiment runs per combination. Outside a grid search a list there is an error.
+- **Paths** are relative to the folder ferrotune runs in; a leading `~/` is the home folder. In
+  `output_directory`, `{{experiment_name}}` is replaced by the experiment's name.
+- **Drawn at the start of a run.** An empty `experiment_name` becomes an adjective-animal name and a `seed` of -1
+  a random seed; both are recorded in the run's saved settings.
+- **Checks** (`ferrotune config validate`). Beyond types, ranges and choices: `int8`/`int4` backbones need LoRA;
+  `num_beams` > 1 does not combine with `do_sample`; the `GPT` metric comes in a later release; a custom validation
+  strategy needs `validation_dataframe`; `train_dataframe` must be set; grid lists need `grid_search`. The
+  `max_length` rule warns when `tokenizer.max_length` is below the bytes of the marker texts in use (a token
+  covers at least one byte), plus one token per end-of-sequence token added, plus {MIN_CONTENT_TOKENS} tokens of
+  content; with `use_chat_template` the template's markers count as {CHAT_TEMPLATE_TOKENS} tokens. Then the world:
+  the data files exist with a supported extension (.csv, .parquet, .json, .jsonl), the backbone exists, the
+  output folder is writable, and its disk has 1 GiB free (a warning below) and 100 MiB (an error below). Whether
+  the named columns exist is checked when the data is loaded.
+"
+    )
+}

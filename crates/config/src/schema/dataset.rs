@@ -1,0 +1,73 @@
+//! `dataset`: which files, how the validation split is made, and how prompts and answers are built from columns.
+
+use crate::macros::settings_struct;
+use crate::meta::meta;
+use crate::value::choice_enum;
+
+choice_enum! {
+    /// Where the validation data comes from.
+    pub enum ValidationStrategy {
+        /// A random `validation_size` share of the training data is held out.
+        Automatic = "automatic",
+        /// The rows of `validation_dataframe`.
+        Custom = "custom",
+    }
+}
+
+choice_enum! {
+    /// Which data `data_sample` shrinks.
+    pub enum DataSampleChoice {
+        Train = "Train",
+        Validation = "Validation",
+    }
+}
+
+settings_struct! {
+    /// Dataset: the training and validation files and how prompt and answer texts are built from their columns.
+    pub struct Dataset in "dataset." {
+        /// Training data: a .csv, .parquet, .json or .jsonl file.
+        train_dataframe: String = String::new() => meta().path();
+        /// `automatic` holds out part of the training data; `custom` reads `validation_dataframe`.
+        validation_strategy: ValidationStrategy = ValidationStrategy::Automatic => meta();
+        /// Validation data: a .csv, .parquet, .json or .jsonl file.
+        validation_dataframe: String = String::new() => meta().path().when("dataset.validation_strategy", "custom");
+        /// Share of the training data held out for validation.
+        validation_size: f64 = 0.01 => meta().above(0.0).below(1.0).when("dataset.validation_strategy", "automatic");
+        /// Share of the data to use (1.0: all of it); handy for quick trial runs.
+        data_sample: f64 = 1.0 => meta().above(0.0).max(1.0);
+        /// Which data `data_sample` applies to.
+        data_sample_choice: Vec<DataSampleChoice> = DataSampleChoice::ALL.to_vec() => meta().unless("dataset.data_sample", 1.0);
+        /// Column with the system prompt, or `None` for no system prompt.
+        system_column: String = "system".into() => meta();
+        /// Columns joined (with `prompt_column_separator`) into the prompt.
+        prompt_column: Vec<String> = vec!["instruction".into(), "input".into()] => meta();
+        /// Text between the prompt columns.
+        prompt_column_separator: String = "\n\n".into() => meta();
+        /// Column with the answer the model learns to give.
+        answer_column: String = "output".into() => meta();
+        /// Column with the id of the previous turn (chained conversations), or `None`.
+        parent_id_column: String = "None".into() => meta();
+        /// Column with the id of each row (what `parent_id_column` refers to), or `None`.
+        id_column: String = "None".into() => meta().unless("dataset.parent_id_column", "None");
+        /// Format conversations with the backbone's chat template instead of the marker texts below.
+        use_chat_template: bool = false => meta();
+        /// Marker text before the system prompt.
+        text_system_start: String = "<|system|>".into() => meta().unless("dataset.system_column", "None").when("dataset.use_chat_template", false);
+        /// Marker text before each prompt.
+        text_prompt_start: String = "<|prompt|>".into() => meta().when("dataset.use_chat_template", false);
+        /// Marker text between prompt and answer.
+        text_answer_separator: String = "<|answer|>".into() => meta().when("dataset.use_chat_template", false);
+        /// Add the end-of-sequence token after the system prompt.
+        add_eos_token_to_system: bool = true => meta().unless("dataset.system_column", "None").when("dataset.use_chat_template", false);
+        /// Add the end-of-sequence token after each prompt.
+        add_eos_token_to_prompt: bool = true => meta().when("dataset.use_chat_template", false);
+        /// Add the end-of-sequence token after each answer.
+        add_eos_token_to_answer: bool = true => meta().when("dataset.use_chat_template", false);
+        /// Build each sample from a whole conversation only, not from each of its partial chains.
+        limit_chained_samples: bool = false => meta().unless("dataset.parent_id_column", "None");
+        /// Compute the loss on answers only, not on prompts.
+        mask_prompt_labels: bool = true => meta();
+        /// In chained conversations, compute the loss on the last answer only.
+        only_last_answer: bool = false => meta().unless("dataset.parent_id_column", "None");
+    }
+}

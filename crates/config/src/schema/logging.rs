@@ -1,0 +1,23 @@
+//! `logging`: how training progress is recorded.
+
+use crate::macros::settings_struct;
+use crate::meta::meta;
+use crate::value::choice_enum;
+
+choice_enum! {
+    /// The x axis of logged metrics.
+    pub enum LogStepSize {
+        /// Number of training samples seen.
+        Absolute = "absolute",
+        /// Share of the training data seen (epochs).
+        Relative = "relative",
+    }
+}
+
+settings_struct! {
+    /// Logging: how training metrics are recorded.
+    pub struct Logging in "logging." {
+        /// X axis of logged metrics: `absolute` counts training samples seen, `relative` the epochs (share of the data) seen.
+        log_step_size: LogStepSize = LogStepSize::Absolute => meta();
+    }
+}

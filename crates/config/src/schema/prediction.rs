@@ -1,0 +1,45 @@
+//! `prediction`: the validation metric and how answers are generated for it.
+
+use crate::macros::settings_struct;
+use crate::meta::meta;
+use crate::value::choice_enum;
+
+choice_enum! {
+    /// The validation metric.
+    pub enum Metric {
+        /// exp(mean token loss) of the validation answers; lower is better.
+        Perplexity = "Perplexity",
+        /// BLEU of generated answers against the validation answers; higher is better.
+        Bleu = "BLEU",
+        /// An LLM judge scores the generated answers (a later release).
+        Gpt = "GPT",
+    }
+}
+
+settings_struct! {
+    /// Prediction: the validation metric and how validation answers are generated.
+    pub struct Prediction in "prediction." {
+        /// Validation metric.
+        metric: Metric = Metric::Perplexity => meta();
+        /// Fewest new tokens before an answer may end.
+        min_length_inference: u32 = 2 => meta().min(0.0);
+        /// Most new tokens per answer.
+        max_length_inference: u32 = 256 => meta().min(1.0);
+        /// Batch size when generating (0: the training `batch_size`).
+        batch_size_inference: u32 = 0 => meta().min(0.0);
+        /// Sample the next token instead of taking the most likely one.
+        do_sample: bool = false => meta();
+        /// Beam search with this many beams (1: none); not with `do_sample`.
+        num_beams: u32 = 1 => meta().min(1.0);
+        /// Sampling temperature (higher: more random).
+        temperature: f64 = 0.0 => meta().min(0.0).when("prediction.do_sample", true);
+        /// Penalty (> 1) for tokens already in the prompt or answer; 1: none.
+        repetition_penalty: f64 = 1.0 => meta().above(0.0);
+        /// Extra texts that end an answer, separated by `,`.
+        stop_tokens: String = String::new() => meta();
+        /// Sample only among the k most likely tokens (0: all).
+        top_k: u32 = 0 => meta().min(0.0).when("prediction.do_sample", true);
+        /// Sample only among the most likely tokens whose probabilities add up to p (1: all).
+        top_p: f64 = 1.0 => meta().above(0.0).max(1.0).when("prediction.do_sample", true);
+    }
+}

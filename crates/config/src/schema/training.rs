@@ -1,0 +1,118 @@
+//! `training`: loss, optimizer, schedule, LoRA and checkpoints.
+
+use crate::macros::settings_struct;
+use crate::meta::meta;
+use crate::value::choice_enum;
+
+choice_enum! {
+    /// How token losses are averaged.
+    pub enum LossFunction {
+        /// Mean over all answer tokens of the batch.
+        TokenAveragedCrossEntropy = "TokenAveragedCrossEntropy",
+        /// Mean over samples of each sample's mean token loss.
+        SampleAveragedCrossEntropy = "SampleAveragedCrossEntropy",
+    }
+}
+
+choice_enum! {
+    /// The optimizer.
+    pub enum Optimizer {
+        Adam = "Adam",
+        AdamW = "AdamW",
+        Sgd = "SGD",
+        RmsProp = "RMSprop",
+        Adadelta = "Adadelta",
+    }
+}
+
+choice_enum! {
+    /// How the learning rate changes over training (after warmup).
+    pub enum Schedule {
+        Cosine = "Cosine",
+        Linear = "Linear",
+        Constant = "Constant",
+    }
+}
+
+choice_enum! {
+    /// A linear layer LoRA can adapt (Llama-family names).
+    pub enum LoraModule {
+        QProj = "q_proj",
+        KProj = "k_proj",
+        VProj = "v_proj",
+        OProj = "o_proj",
+        GateProj = "gate_proj",
+        UpProj = "up_proj",
+        DownProj = "down_proj",
+    }
+}
+
+choice_enum! {
+    /// Which checkpoints are kept.
+    pub enum SaveCheckpoint {
+        /// The weights after the last epoch.
+        Last = "last",
+        /// The weights with the best validation metric.
+        Best = "best",
+        /// A checkpoint after each evaluation.
+        EachEvaluationEpoch = "each_evaluation_epoch",
+        /// No checkpoint.
+        Disable = "disable",
+    }
+}
+
+settings_struct! {
+    /// Training: loss, optimizer, learning-rate schedule, batches, LoRA and checkpoints.
+    pub struct Training in "training." {
+        /// How token losses are averaged into the batch loss.
+        loss_function: LossFunction = LossFunction::TokenAveragedCrossEntropy => meta();
+        /// Optimizer of the trained weights.
+        optimizer: Optimizer = Optimizer::AdamW => meta().grid();
+        /// Peak learning rate (reached after warmup).
+        learning_rate: f64 = 1e-4 => meta().above(0.0).grid();
+        /// Modules (name prefixes, e.g. `lm_head`) trained with `differential_learning_rate` instead.
+        differential_learning_rate_layers: Vec<String> = Vec::new() => meta();
+        /// Learning rate of the `differential_learning_rate_layers`.
+        differential_learning_rate: f64 = 1e-5 => meta().above(0.0).grid().when_not_empty("training.differential_learning_rate_layers");
+        /// Samples per optimizer step on each device (before gradient accumulation).
+        batch_size: u32 = 2 => meta().min(1.0).grid();
+        /// Passes over the training data (0: evaluate only).
+        epochs: u32 = 1 => meta().min(0.0).grid();
+        /// Learning-rate schedule after warmup.
+        schedule: Schedule = Schedule::Cosine => meta().grid();
+        /// The schedule decays to this share of the learning rate, not to 0.
+        min_learning_rate_ratio: f64 = 0.0 => meta().min(0.0).max(1.0).grid().unless("training.schedule", "Constant");
+        /// Epochs (may be fractional) over which the learning rate rises linearly from 0.
+        warmup_epochs: f64 = 0.0 => meta().min(0.0).grid();
+        /// Decoupled weight decay (AdamW) or L2 penalty (the others).
+        weight_decay: f64 = 0.0 => meta().min(0.0).grid();
+        /// Clip the gradient norm to this value (0: no clipping).
+        gradient_clip: f64 = 0.0 => meta().min(0.0).grid();
+        /// Batches whose gradients are summed before each optimizer step.
+        grad_accumulation: u32 = 1 => meta().min(1.0).grid();
+        /// Train low-rank adapters (LoRA) on a frozen backbone instead of all weights.
+        lora: bool = true => meta();
+        /// DoRA: LoRA with a learned magnitude per output feature.
+        use_dora: bool = false => meta().when("training.lora", true);
+        /// Rank of the LoRA matrices.
+        lora_r: u32 = 4 => meta().min(1.0).max(4096.0).grid().when("training.lora", true);
+        /// LoRA scaling numerator: updates are scaled by `lora_alpha / lora_r` (by `lora_alpha / sqrt(lora_r)` with rsLoRA).
+        lora_alpha: u32 = 16 => meta().min(1.0).grid().when("training.lora", true);
+        /// Dropout probability on the LoRA input.
+        lora_dropout: f64 = 0.05 => meta().min(0.0).below(1.0).grid().when("training.lora", true);
+        /// rsLoRA: scale updates by `lora_alpha / sqrt(lora_r)`, which keeps large ranks stable.
+        use_rslora: bool = false => meta().when("training.lora", true);
+        /// Linear layers that get adapters; empty: every linear layer but the output head.
+        lora_target_modules: Vec<LoraModule> = Vec::new() => meta().when("training.lora", true);
+        /// Which checkpoints to keep.
+        save_checkpoint: SaveCheckpoint = SaveCheckpoint::Last => meta();
+        /// Evaluate every this many epochs (may be fractional, e.g. 0.25).
+        evaluation_epochs: f64 = 1.0 => meta().above(0.0);
+        /// Evaluate once before the first step (a baseline).
+        evaluate_before_training: bool = false => meta();
+        /// Also train on the validation data (its metric is then optimistic).
+        train_validation_data: bool = false => meta().unless("training.save_checkpoint", "best");
+        /// Pack several samples into each sequence of `max_length` tokens (attention stays within each sample).
+        sample_packing: bool = false => meta();
+    }
+}

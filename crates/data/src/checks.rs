@@ -1,0 +1,220 @@
+//! Checks of a table against the settings, run before anything is tokenized: the named columns exist (with the
+//! closest name suggested), some answer is non-empty, ids are unique, parent ids point at ids, and parents form no
+//! cycle.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::settings::{DatasetSettings, DEFAULT_SYSTEM_COLUMN};
+use crate::table::Table;
+
+/// Column indices of the settings' columns in one table.
+#[derive(Debug, Clone)]
+pub(crate) struct Columns {
+    pub prompt: Vec<usize>,
+    pub answer: usize,
+    pub system: Option<usize>,
+    /// (parent id column, id column), when conversations are chained.
+    pub chain: Option<(usize, usize)>,
+}
+
+/// Finds the settings' columns in `table`; a missing column is an error naming the file, the column, the file's
+/// columns, the closest name and the setting. The default system column may be absent.
+pub(crate) fn resolve_columns(table: &Table, settings: &DatasetSettings) -> Result<Columns> {
+    let find = |name: &str, setting: &str| {
+        table.column(name).ok_or_else(|| Error::MissingColumn {
+            path: table.path.clone(),
+            column: name.to_string(),
+            setting: format!("dataset.{setting}"),
+            columns: table.columns.clone(),
+            suggestion: closest(name, &table.columns),
+        })
+    };
+    let prompt = settings
+        .prompt_column
+        .iter()
+        .map(|c| find(c, "prompt_column"))
+        .collect::<Result<Vec<_>>>()?;
+    let answer = find(&settings.answer_column, "answer_column")?;
+    let system = match &settings.system_column {
+        Some(name) if name == DEFAULT_SYSTEM_COLUMN => table.column(name),
+        Some(name) => Some(find(name, "system_column")?),
+        None => None,
+    };
+    let chain = match (&settings.parent_id_column, settings.effective_id_column()) {
+        (Some(parent), Some(id)) => {
+            Some((find(parent, "parent_id_column")?, find(&id, "id_column")?))
+        }
+        _ => None,
+    };
+    Ok(Columns {
+        prompt,
+        answer,
+        system,
+        chain,
+    })
+}
+
+/// The closest of `candidates` to `name`: a case-insensitive match, else the smallest edit distance within a
+/// third of the name's length (at least 2).
+pub(crate) fn closest(name: &str, candidates: &[String]) -> Option<String> {
+    let lower = name.to_lowercase();
+    if let Some(c) = candidates.iter().find(|c| c.to_lowercase() == lower) {
+        return Some(c.clone());
+    }
+    let limit = (name.chars().count() / 3).max(2);
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&lower, &c.to_lowercase()), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.clone())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Errors when every answer is empty.
+pub(crate) fn check_answers(table: &Table, cols: &Columns) -> Result<()> {
+    if (0..table.len()).all(|r| table.text(r, cols.answer).is_empty()) {
+        return Err(Error::EmptyAnswers {
+            path: table.path.clone(),
+            column: table.columns[cols.answer].clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Parent ids that mean "no parent", as H2O reads them.
+fn is_no_parent(value: &str) -> bool {
+    matches!(value, "" | "None" | "none" | "nan" | "NaN" | "null")
+}
+
+/// An id as a key: trimmed, integral numbers without a fraction (`3.0` matches `3`).
+fn id_key(value: &str) -> String {
+    let trimmed = value.trim();
+    match trimmed.parse::<f64>() {
+        Ok(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 && trimmed.contains('.') => {
+            format!("{}", v as i64)
+        }
+        _ => trimmed.to_string(),
+    }
+}
+
+/// Each row's parent row, after checking ids (unique, non-empty) and parent ids (present, acyclic).
+pub(crate) fn parent_rows(
+    table: &Table,
+    parent_col: usize,
+    id_col: usize,
+) -> Result<Vec<Option<usize>>> {
+    let mut by_id: HashMap<String, usize> = HashMap::with_capacity(table.len());
+    for row in 0..table.len() {
+        let key = id_key(table.text(row, id_col));
+        if key.is_empty() {
+            continue;
+        }
+        if let Some(&first) = by_id.get(&key) {
+            return Err(Error::DuplicateId {
+                path: table.path.clone(),
+                column: table.columns[id_col].clone(),
+                id: table.text(row, id_col).to_string(),
+                first: table.origin(first).to_string(),
+                second: table.origin(row).to_string(),
+            });
+        }
+        by_id.insert(key, row);
+    }
+    let mut parents = Vec::with_capacity(table.len());
+    for row in 0..table.len() {
+        let value = table.text(row, parent_col).trim();
+        if is_no_parent(value) {
+            parents.push(None);
+            continue;
+        }
+        match by_id.get(&id_key(value)) {
+            Some(&p) => parents.push(Some(p)),
+            None => {
+                return Err(Error::MissingParent {
+                    path: table.path.clone(),
+                    location: table.origin(row).to_string(),
+                    column: table.columns[parent_col].clone(),
+                    parent: value.to_string(),
+                    id_column: table.columns[id_col].clone(),
+                })
+            }
+        }
+    }
+    check_acyclic(table, &parents, parent_col, id_col)?;
+    Ok(parents)
+}
+
+fn check_acyclic(
+    table: &Table,
+    parents: &[Option<usize>],
+    parent_col: usize,
+    id_col: usize,
+) -> Result<()> {
+    // 0: unseen, 1: on the current path, 2: known to reach a root.
+    let mut state = vec![0u8; parents.len()];
+    let mut path = Vec::new();
+    for start in 0..parents.len() {
+        let mut node = Some(start);
+        while let Some(n) = node {
+            match state[n] {
+                2 => break,
+                1 => {
+                    return Err(Error::ParentCycle {
+                        path: table.path.clone(),
+                        column: table.columns[parent_col].clone(),
+                        id: table.text(n, id_col).to_string(),
+                    })
+                }
+                _ => {
+                    state[n] = 1;
+                    path.push(n);
+                    node = parents[n];
+                }
+            }
+        }
+        for n in path.drain(..) {
+            state[n] = 2;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names() {
+        let cols: Vec<String> = ["instruction", "input", "response"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            closest("Instruction", &cols).as_deref(),
+            Some("instruction")
+        );
+        assert_eq!(closest("respons", &cols).as_deref(), Some("response"));
+        assert_eq!(closest("output", &cols), None);
+    }
+
+    #[test]
+    fn float_ids_match_integers() {
+        assert_eq!(id_key("3.0"), "3");
+        assert_eq!(id_key(" 3 "), "3");
+        assert_eq!(id_key("a.b"), "a.b");
+    }
+}

@@ -1,0 +1,91 @@
+//! Rows into conversations. Without a parent id column every row is a one-turn conversation. With one, a row's
+//! parent is its previous turn, and (as in H2O LLM Studio) every row is a sample whose history is its chain of
+//! ancestors; with `limit_chained_samples` only conversation ends (rows that are no one's parent) are samples.
+
+use crate::checks::{self, Columns};
+use crate::error::Result;
+use crate::settings::{unescape, DatasetSettings};
+use crate::table::Table;
+
+/// One row's texts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub system: String,
+    /// The prompt columns' non-empty values joined by the separator.
+    pub prompt: String,
+    pub answer: String,
+}
+
+/// A table's conversations.
+#[derive(Debug, Clone)]
+pub(crate) struct Conversations {
+    /// Each row's conversation root row.
+    pub root: Vec<usize>,
+    /// The samples: row chains from the root to the sample's row, ordered by that last row.
+    pub chains: Vec<Vec<usize>>,
+}
+
+/// Chains the rows of `table` (the parent checks run here).
+pub(crate) fn conversations(
+    table: &Table,
+    cols: &Columns,
+    limit_chained_samples: bool,
+) -> Result<Conversations> {
+    let Some((parent_col, id_col)) = cols.chain else {
+        return Ok(Conversations {
+            root: (0..table.len()).collect(),
+            chains: (0..table.len()).map(|r| vec![r]).collect(),
+        });
+    };
+    let parents = checks::parent_rows(table, parent_col, id_col)?;
+    let mut is_parent = vec![false; table.len()];
+    for p in parents.iter().flatten() {
+        is_parent[*p] = true;
+    }
+    let mut root = vec![usize::MAX; table.len()];
+    let mut chains = Vec::new();
+    for row in 0..table.len() {
+        let mut chain = vec![row];
+        let mut node = row;
+        while let Some(p) = parents[node] {
+            chain.push(p);
+            node = p;
+        }
+        chain.reverse();
+        root[row] = chain[0];
+        if !limit_chained_samples || !is_parent[row] {
+            chains.push(chain);
+        }
+    }
+    Ok(Conversations { root, chains })
+}
+
+/// The texts of `row`.
+pub(crate) fn turn(table: &Table, cols: &Columns, settings: &DatasetSettings, row: usize) -> Turn {
+    let separator = unescape(&settings.prompt_column_separator);
+    let prompt = cols
+        .prompt
+        .iter()
+        .map(|&c| table.text(row, c))
+        .filter(|v| !v.is_empty())
+        .collect::<Vec<_>>()
+        .join(&separator);
+    Turn {
+        system: cols
+            .system
+            .map(|c| table.text(row, c).to_string())
+            .unwrap_or_default(),
+        prompt,
+        answer: table.text(row, cols.answer).to_string(),
+    }
+}
+
+/// A conversation's name: its root row's id, or the root's 0-based row index without ids.
+pub(crate) fn conversation_id(table: &Table, cols: &Columns, root: usize) -> String {
+    match cols.chain {
+        Some((_, id_col)) if !table.text(root, id_col).is_empty() => {
+            table.text(root, id_col).to_string()
+        }
+        _ => root.to_string(),
+    }
+}

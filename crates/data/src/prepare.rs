@@ -1,0 +1,248 @@
+//! The pipeline: read the file(s), check them, chain conversations, split and subsample by conversation, and
+//! tokenize every sample.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::checks::{self, Columns};
+use crate::conversation::{self, Conversations, Turn};
+use crate::dataset::read_table;
+use crate::error::{Error, Result};
+use crate::format::{Encoder, Sample, TurnIds};
+use crate::settings::{DatasetSettings, ValidationStrategy};
+use crate::split::{self, STREAM_SAMPLE_TRAIN, STREAM_SAMPLE_VALIDATION};
+use crate::table::Table;
+use crate::tokenizer::TextTokenizer;
+
+/// Tokenized train and validation samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedData {
+    pub train: Vec<Sample>,
+    pub validation: Vec<Sample>,
+    pub stats: DataStats,
+}
+
+/// What preparation found, for logs and the GUI.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DataStats {
+    pub train: SideStats,
+    pub validation: SideStats,
+    /// Things worth telling the user that are not errors.
+    pub warnings: Vec<String>,
+}
+
+/// Counts for one side.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SideStats {
+    /// Rows of the file on this side (after `data_sample`).
+    pub rows: usize,
+    pub conversations: usize,
+    pub samples: usize,
+    /// Samples cut to `max_length`.
+    pub truncated: usize,
+    /// Samples without any label.
+    pub fully_masked: usize,
+    pub label_tokens: usize,
+    pub max_tokens: usize,
+    pub mean_tokens: f64,
+}
+
+/// A checked file with its conversations.
+struct Source {
+    table: Table,
+    cols: Columns,
+    convs: Conversations,
+    /// Conversation group of each row (roots numbered in row order).
+    group: Vec<usize>,
+    n_groups: usize,
+}
+
+fn load(path: &Path, settings: &DatasetSettings) -> Result<Source> {
+    let table = read_table(path)?;
+    if table.is_empty() {
+        return Err(Error::EmptyDataset {
+            path: path.to_path_buf(),
+            help: "the file needs a header (or keys) and at least one row".into(),
+        });
+    }
+    let cols = checks::resolve_columns(&table, settings)?;
+    checks::check_answers(&table, &cols)?;
+    let convs = conversation::conversations(&table, &cols, settings.limit_chained_samples)?;
+    let mut root_group = vec![usize::MAX; table.len()];
+    let mut n_groups = 0;
+    for (row, &root) in convs.root.iter().enumerate() {
+        if row == root {
+            root_group[row] = n_groups;
+            n_groups += 1;
+        }
+    }
+    let group = convs.root.iter().map(|&r| root_group[r]).collect();
+    Ok(Source {
+        table,
+        cols,
+        convs,
+        group,
+        n_groups,
+    })
+}
+
+/// Reads, checks, splits and tokenizes the data of `settings` for `tokenizer`.
+pub fn prepare(settings: &DatasetSettings, tokenizer: &TextTokenizer) -> Result<PreparedData> {
+    settings.validate()?;
+    let encoder = Encoder::new(settings, tokenizer)?;
+    let train_source = load(&settings.train_dataframe, settings)?;
+    let sample = |groups: Vec<usize>, validation: bool| {
+        if settings.samples_side(validation) {
+            let stream = if validation {
+                STREAM_SAMPLE_VALIDATION
+            } else {
+                STREAM_SAMPLE_TRAIN
+            };
+            split::sample_groups(&groups, settings.data_sample, settings.seed, stream)
+        } else {
+            groups
+        }
+    };
+    let (train, validation) = match settings.validation_strategy {
+        ValidationStrategy::Automatic => {
+            if train_source.n_groups < 2 {
+                return Err(Error::Split {
+                    path: settings.train_dataframe.clone(),
+                    message: format!("it has {} conversation(s)", train_source.n_groups),
+                    help: "add rows, or set `dataset.validation_strategy` to custom with a `dataset.validation_dataframe`"
+                        .into(),
+                });
+            }
+            let (train_groups, val_groups) = split::split_groups(
+                train_source.n_groups,
+                settings.validation_size,
+                settings.seed,
+            );
+            let train = side(&train_source, &sample(train_groups, false), &encoder)?;
+            let validation = side(&train_source, &sample(val_groups, true), &encoder)?;
+            (train, validation)
+        }
+        ValidationStrategy::Custom => {
+            let path = settings
+                .validation_dataframe
+                .as_deref()
+                .unwrap_or(Path::new(""));
+            let val_source = load(path, settings)?;
+            let train = side(
+                &train_source,
+                &sample((0..train_source.n_groups).collect(), false),
+                &encoder,
+            )?;
+            let validation = side(
+                &val_source,
+                &sample((0..val_source.n_groups).collect(), true),
+                &encoder,
+            )?;
+            (train, validation)
+        }
+    };
+    let (train, train_stats) = train;
+    let (validation, validation_stats) = validation;
+    if train.iter().all(|s| s.label_count() == 0) {
+        return Err(Error::NoTrainableLabels {
+            samples: train.len(),
+            help: "the answers are empty or cut off: raise `dataset.max_length`, set `dataset.add_eos_token_to_answer` to true (each answer then ends in a labelled EOS), or set `dataset.mask_prompt_labels` to false".into(),
+        });
+    }
+    let mut warnings = Vec::new();
+    for (name, stats) in [("train", &train_stats), ("validation", &validation_stats)] {
+        if stats.truncated > 0 {
+            warnings.push(format!(
+                "{} of {} {name} samples were longer than `dataset.max_length` ({}) and were truncated",
+                stats.truncated, stats.samples, settings.max_length
+            ));
+        }
+        if stats.fully_masked > 0 {
+            warnings.push(format!(
+                "{} of {} {name} samples have no labelled token (empty answers?)",
+                stats.fully_masked, stats.samples
+            ));
+        }
+    }
+    Ok(PreparedData {
+        train,
+        validation,
+        stats: DataStats {
+            train: train_stats,
+            validation: validation_stats,
+            warnings,
+        },
+    })
+}
+
+/// Tokenizes the samples of `source` whose conversation is in `groups` (sorted).
+fn side(source: &Source, groups: &[usize], encoder: &Encoder) -> Result<(Vec<Sample>, SideStats)> {
+    let mut in_side = vec![false; source.n_groups];
+    for &g in groups {
+        in_side[g] = true;
+    }
+    let rows: Vec<usize> = (0..source.table.len())
+        .filter(|&r| in_side[source.group[r]])
+        .collect();
+    let turns: Vec<Turn> = rows
+        .iter()
+        .map(|&r| conversation::turn(&source.table, &source.cols, encoder.settings(), r))
+        .collect();
+    let turn_ids = par_map(&turns, |t| encoder.turn_ids(t))?;
+    let mut slot = vec![usize::MAX; source.table.len()];
+    for (k, &r) in rows.iter().enumerate() {
+        slot[r] = k;
+    }
+    let chains: Vec<&Vec<usize>> = source
+        .convs
+        .chains
+        .iter()
+        .filter(|c| in_side[source.group[c[0]]])
+        .collect();
+    let samples = par_map(&chains, |chain| {
+        let chain_turns: Vec<&Turn> = chain.iter().map(|&r| &turns[slot[r]]).collect();
+        let chain_ids: Vec<&TurnIds> = chain.iter().map(|&r| &turn_ids[slot[r]]).collect();
+        let end = chain[chain.len() - 1];
+        let id = conversation::conversation_id(&source.table, &source.cols, chain[0]);
+        encoder.sample(&chain_turns, &chain_ids, id, end)
+    })?;
+    let total: usize = samples.iter().map(|s| s.input_ids.len()).sum();
+    let stats = SideStats {
+        rows: rows.len(),
+        conversations: groups.len(),
+        samples: samples.len(),
+        truncated: samples.iter().filter(|s| s.truncated).count(),
+        fully_masked: samples.iter().filter(|s| s.label_count() == 0).count(),
+        label_tokens: samples.iter().map(Sample::label_count).sum(),
+        max_tokens: samples.iter().map(|s| s.input_ids.len()).max().unwrap_or(0),
+        mean_tokens: if samples.is_empty() {
+            0.0
+        } else {
+            total as f64 / samples.len() as f64
+        },
+    };
+    Ok((samples, stats))
+}
+
+/// `f` over `items` on the available cores, in order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Result<R> + Sync) -> Result<Vec<R>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len() / 256 + 1);
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(items.len().div_ceil(threads))
+            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Result<Vec<R>>>()))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for handle in handles {
+            out.extend(handle.join().expect("a tokenization thread panicked")?);
+        }
+        Ok(out)
+    })
+}

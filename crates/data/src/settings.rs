@@ -1,0 +1,267 @@
+//! The dataset settings of a causal-LM experiment, with H2O LLM Studio's names and defaults. The train crate fills
+//! them from the experiment config; [`DatasetSettings::validate`] checks what can be checked without files.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How the validation set is chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ValidationStrategy {
+    /// A seeded `validation_size` fraction of the train file's conversations.
+    #[default]
+    Automatic,
+    /// The rows of `validation_dataframe`.
+    Custom,
+}
+
+/// Where the data is, which columns hold what, and how a conversation becomes tokens and labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatasetSettings {
+    /// The train file: `.csv`, `.parquet`/`.pq`, `.json` (array of objects) or `.jsonl`.
+    pub train_dataframe: PathBuf,
+    pub validation_strategy: ValidationStrategy,
+    /// The validation file, for [`ValidationStrategy::Custom`].
+    pub validation_dataframe: Option<PathBuf>,
+    /// Fraction of conversations held out, for [`ValidationStrategy::Automatic`]; in (0, 1).
+    pub validation_size: f64,
+    /// Fraction of conversations kept (seeded); in (0, 1].
+    pub data_sample: f64,
+    /// Which sides `data_sample` applies to: `"Train"`, `"Validation"`.
+    pub data_sample_choice: Vec<String>,
+    /// Column with the system text (the conversation's first row's value is used). The default `system` may be
+    /// absent from the file; any other name must exist.
+    pub system_column: Option<String>,
+    /// Columns whose non-empty values, joined by `prompt_column_separator`, form the prompt.
+    pub prompt_column: Vec<String>,
+    pub prompt_column_separator: String,
+    pub answer_column: String,
+    /// Column with the id of the previous turn; chains rows into conversations.
+    pub parent_id_column: Option<String>,
+    /// Column with each row's id (`id` when unset and `parent_id_column` is set).
+    pub id_column: Option<String>,
+    pub text_system_start: String,
+    pub text_prompt_start: String,
+    pub text_answer_separator: String,
+    pub add_eos_token_to_system: bool,
+    pub add_eos_token_to_prompt: bool,
+    pub add_eos_token_to_answer: bool,
+    /// Only whole conversations (rows that are no one's parent) become samples.
+    pub limit_chained_samples: bool,
+    /// No loss on system and prompt tokens.
+    pub mask_prompt_labels: bool,
+    /// With `mask_prompt_labels`, no loss on earlier answers of a chain either.
+    pub only_last_answer: bool,
+    /// Format with the backbone's chat template instead of the text markers.
+    pub use_chat_template: bool,
+    /// Most tokens per sample.
+    pub max_length: usize,
+    /// Training batches are padded to this quantile of their lengths (1.0: the longest; 0: `max_length`).
+    pub padding_quantile: f64,
+    pub seed: u64,
+}
+
+impl Default for DatasetSettings {
+    fn default() -> Self {
+        Self {
+            train_dataframe: PathBuf::new(),
+            validation_strategy: ValidationStrategy::Automatic,
+            validation_dataframe: None,
+            validation_size: 0.01,
+            data_sample: 1.0,
+            data_sample_choice: vec!["Train".into(), "Validation".into()],
+            system_column: Some(DEFAULT_SYSTEM_COLUMN.into()),
+            prompt_column: vec!["instruction".into(), "input".into()],
+            prompt_column_separator: "\n\n".into(),
+            answer_column: "output".into(),
+            parent_id_column: None,
+            id_column: None,
+            text_system_start: "<|system|>".into(),
+            text_prompt_start: "<|prompt|>".into(),
+            text_answer_separator: "<|answer|>".into(),
+            add_eos_token_to_system: true,
+            add_eos_token_to_prompt: true,
+            add_eos_token_to_answer: true,
+            limit_chained_samples: false,
+            mask_prompt_labels: true,
+            only_last_answer: false,
+            use_chat_template: false,
+            max_length: 512,
+            padding_quantile: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+/// The default system column, which a file may lack.
+pub(crate) const DEFAULT_SYSTEM_COLUMN: &str = "system";
+
+impl DatasetSettings {
+    /// Checks ranges and combinations without touching files.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |setting: &str, message: String, help: &str| {
+            Err(Error::InvalidSetting {
+                setting: format!("dataset.{setting}"),
+                message,
+                help: help.into(),
+            })
+        };
+        if self.prompt_column.is_empty() {
+            return invalid(
+                "prompt_column",
+                "no prompt column".into(),
+                "name at least one column",
+            );
+        }
+        if self.max_length == 0 {
+            return invalid("max_length", "must be at least 1".into(), "e.g. 512");
+        }
+        if !(self.data_sample > 0.0 && self.data_sample <= 1.0) {
+            return invalid(
+                "data_sample",
+                format!("{} is not in (0, 1]", self.data_sample),
+                "1.0 uses all the data",
+            );
+        }
+        if !(0.0..=1.0).contains(&self.padding_quantile) {
+            return invalid(
+                "padding_quantile",
+                format!("{} is not in [0, 1]", self.padding_quantile),
+                "1.0 pads to the longest sample of the batch",
+            );
+        }
+        for choice in &self.data_sample_choice {
+            if sample_side(choice).is_none() {
+                return invalid(
+                    "data_sample_choice",
+                    format!("unknown choice `{choice}`"),
+                    "use `Train` and/or `Validation`",
+                );
+            }
+        }
+        match self.validation_strategy {
+            ValidationStrategy::Automatic => {
+                if !(self.validation_size > 0.0 && self.validation_size < 1.0) {
+                    return invalid(
+                        "validation_size",
+                        format!("{} is not in (0, 1)", self.validation_size),
+                        "e.g. 0.01 holds out 1% of the conversations",
+                    );
+                }
+            }
+            ValidationStrategy::Custom => {
+                if self.validation_dataframe.is_none() {
+                    return invalid(
+                        "validation_dataframe",
+                        "the custom validation strategy needs a validation file".into(),
+                        "set `dataset.validation_dataframe`, or set `dataset.validation_strategy` to automatic",
+                    );
+                }
+            }
+        }
+        if let (Some(parent), Some(id)) = (&self.parent_id_column, &self.id_column) {
+            if parent == id {
+                return invalid(
+                    "parent_id_column",
+                    format!("`{parent}` is also the id column"),
+                    "the parent id column names the previous turn's id; it must differ from `dataset.id_column`",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `data_sample` applies to the train (`validation == false`) or validation side.
+    pub(crate) fn samples_side(&self, validation: bool) -> bool {
+        self.data_sample < 1.0
+            && self
+                .data_sample_choice
+                .iter()
+                .any(|c| sample_side(c) == Some(validation))
+    }
+
+    /// The id column in effect: `id_column`, or `id` when only `parent_id_column` is set.
+    pub(crate) fn effective_id_column(&self) -> Option<String> {
+        match (&self.id_column, &self.parent_id_column) {
+            (Some(id), _) => Some(id.clone()),
+            (None, Some(_)) => Some("id".into()),
+            (None, None) => None,
+        }
+    }
+}
+
+/// `Some(false)` for train, `Some(true)` for validation.
+fn sample_side(choice: &str) -> Option<bool> {
+    match choice.to_ascii_lowercase().as_str() {
+        "train" => Some(false),
+        "validation" => Some(true),
+        _ => None,
+    }
+}
+
+/// Decodes the escapes H2O's markers accept (`\n`, `\t`, `\r`, `\\`), as Python's `unicode_escape` would; other
+/// backslashes stay as they are.
+pub(crate) fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('\\') => out.push('\\'),
+            _ => {
+                out.push('\\');
+                continue;
+            }
+        }
+        chars.next();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        DatasetSettings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn custom_strategy_needs_a_file() {
+        let s = DatasetSettings {
+            validation_strategy: ValidationStrategy::Custom,
+            ..Default::default()
+        };
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("dataset.validation_dataframe"), "{err}");
+    }
+
+    #[test]
+    fn unescape_matches_python_for_common_escapes() {
+        assert_eq!(unescape("<|a|>\\n"), "<|a|>\n");
+        assert_eq!(unescape("a\\\\nb"), "a\\nb");
+        assert_eq!(unescape("x\\qy\\"), "x\\qy\\");
+        assert_eq!(unescape("real\nnewline"), "real\nnewline");
+    }
+
+    #[test]
+    fn sample_choice_is_case_insensitive() {
+        let s = DatasetSettings {
+            data_sample: 0.5,
+            data_sample_choice: vec!["train".into()],
+            ..Default::default()
+        };
+        assert!(s.samples_side(false));
+        assert!(!s.samples_side(true));
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the data pipeline: one binary, a module per theme.
+
+mod batches;
+mod chat;
+mod checks;
+mod common;
+mod formats;
+mod formatting;
+mod split;

@@ -1,0 +1,162 @@
+//! Evaluation on the validation samples: loss and perplexity over all labelled tokens, and — when asked —
+//! answers generated from each sample's prompt with the prediction settings, scored by BLEU (sacrebleu's
+//! sentence BLEU) or per-sample perplexity.
+
+use std::path::Path;
+
+use ferrotune_data::batch::{collate, PadOptions};
+use ferrotune_data::{Sample, TextTokenizer};
+use ferrotune_model::{generate, ForwardOptions, GenerationConfig, Llama};
+
+use crate::bleu::sentence_bleu;
+use crate::error::{Error, Result};
+use crate::loss::{batch_loss, LossKind};
+
+/// The metric that ranks checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// exp(validation loss); lower is better.
+    Perplexity,
+    /// Mean sentence BLEU of generated answers; higher is better.
+    Bleu,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Perplexity => "Perplexity",
+            Metric::Bleu => "BLEU",
+        }
+    }
+
+    /// Whether `a` is better than `b`.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        match self {
+            Metric::Perplexity => a < b,
+            Metric::Bleu => a > b,
+        }
+    }
+}
+
+/// One validation sample's generated answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub prompt: String,
+    pub target: String,
+    pub prediction: String,
+    /// BLEU, or the sample's perplexity.
+    pub metric: f64,
+}
+
+/// What an evaluation measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub perplexity: f64,
+    pub metric: f64,
+    pub predictions: Vec<Prediction>,
+}
+
+/// Evaluates `model` on `samples`. With `generation`, every sample's answer is generated and scored.
+pub fn evaluate(
+    model: &Llama,
+    tokenizer: &TextTokenizer,
+    samples: &[Sample],
+    padding: &PadOptions,
+    batch_size: usize,
+    metric: Metric,
+    generation: Option<&GenerationConfig>,
+) -> Result<Evaluation> {
+    if samples.is_empty() {
+        return Err(Error::Setting("the validation set is empty\nhelp: raise `dataset.validation_size` or give a `dataset.validation_dataframe`".into()));
+    }
+    let mut nll = 0.0;
+    let mut tokens = 0usize;
+    let mut per_sample = vec![(0.0, 0usize); samples.len()];
+    let indices: Vec<usize> = (0..samples.len())
+        .filter(|&i| samples[i].label_count() > 0)
+        .collect();
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let batch = collate(samples, chunk, padding);
+        let out = batch_loss(
+            model,
+            &batch.input_ids,
+            &batch.labels,
+            LossKind::TokenAveraged,
+            &ForwardOptions::default(),
+        )?;
+        nll += out.nll_sum;
+        tokens += out.tokens;
+        for (&i, row) in chunk.iter().zip(out.rows) {
+            per_sample[i] = row;
+        }
+    }
+    let loss = if tokens > 0 {
+        nll / tokens as f64
+    } else {
+        f64::NAN
+    };
+    let perplexity = loss.exp();
+    let mut predictions = Vec::new();
+    if let Some(cfg) = generation {
+        for (i, s) in samples.iter().enumerate() {
+            let prompt = &s.input_ids[..s.prompt_len.max(1).min(s.input_ids.len())];
+            let out = generate(model, tokenizer, prompt, cfg, &mut |_| {})?;
+            let prediction = out.text.trim().to_string();
+            let value = match metric {
+                Metric::Bleu => sentence_bleu(&prediction, &s.answer_text),
+                Metric::Perplexity => {
+                    let (n, k) = per_sample[i];
+                    if k > 0 {
+                        (n / k as f64).exp()
+                    } else {
+                        f64::NAN
+                    }
+                }
+            };
+            predictions.push(Prediction {
+                prompt: s.prompt_text.clone(),
+                target: s.answer_text.clone(),
+                prediction,
+                metric: value,
+            });
+        }
+    }
+    let metric_value = match metric {
+        Metric::Perplexity => perplexity,
+        Metric::Bleu if !predictions.is_empty() => {
+            predictions.iter().map(|p| p.metric).sum::<f64>() / predictions.len() as f64
+        }
+        Metric::Bleu => f64::NAN,
+    };
+    Ok(Evaluation {
+        loss,
+        perplexity,
+        metric: metric_value,
+        predictions,
+    })
+}
+
+/// Writes `validation_predictions.csv` (prompt, target, prediction, metric) with RFC 4180 quoting.
+pub fn write_predictions(path: &Path, metric: Metric, predictions: &[Prediction]) -> Result<()> {
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut out = format!("prompt,target,prediction,{}\n", metric.name());
+    for p in predictions {
+        out.push_str(&format!(
+            "{},{},{},{}\n",
+            quote(&p.prompt),
+            quote(&p.target),
+            quote(&p.prediction),
+            p.metric
+        ));
+    }
+    let tmp = path.with_extension("csv.tmp");
+    std::fs::write(&tmp, out).map_err(|source| Error::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
