@@ -4,6 +4,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::Result;
+use crate::kernels;
 use crate::lora::LoraAdapter;
 use crate::weights::Weights;
 
@@ -78,7 +79,11 @@ impl Linear {
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim;
         let x2 = x.reshape((rows, in_dim))?;
-        let mut y = x2.matmul(&self.weight.t()?)?;
+        let mut y = if kernels::frozen_matmul::applies(&x2, &self.weight) {
+            kernels::frozen_matmul::frozen_matmul(&x2, &self.weight)?
+        } else {
+            x2.matmul(&self.weight.t()?)?
+        };
         if let Some(lora) = &self.lora {
             y = (&y + lora.delta(&x2, &y, &self.weight, dropout_seed)?)?;
         }

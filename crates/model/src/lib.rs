@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod generation;
 pub mod gguf;
+pub mod kernels;
 pub mod layers;
 pub mod lora;
 pub mod models;

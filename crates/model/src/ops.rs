@@ -4,7 +4,8 @@
 //! candle's fused `rms_norm`, `softmax_last_dim` and `rope` have no backward: used in a training graph they drop
 //! gradients silently. Each function here uses the fused kernel only when its input tracks no gradient
 //! ([`Tensor::track_op`] is false), and the composed reference otherwise, so the same forward serves inference and
-//! training. The `*_reference` functions are the composed versions, tested against the fused ones.
+//! training (or, where the composition wastes memory, a kernel of ours with a backward: [`crate::kernels`]). The
+//! `*_reference` functions are the composed versions, tested against the fused ones.
 
 use candle_core::{DType, Tensor, D};
 
@@ -34,6 +35,9 @@ pub fn rms_norm_reference(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tenso
 /// Softmax over the last dimension.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     if x.track_op() {
+        if x.dtype() == DType::F32 && x.device().is_cpu() {
+            return crate::kernels::softmax::softmax_last_dim(x);
+        }
         return softmax_reference(x);
     }
     Ok(candle_nn::ops::softmax_last_dim(&x.contiguous()?)?)

@@ -105,3 +105,41 @@ fn demo_backbone_greedy_chat_answer_matches_transformers() {
     let want = greedy["text"].as_str().unwrap().trim_end();
     assert_eq!(stdout(&o).trim_end(), want);
 }
+
+#[test]
+fn a_short_run_on_the_demo_backbone_lowers_validation_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "experiment_name: short\noutput_directory: {}/{{experiment_name}}\n\
+             dataset:\n  system_column: None\n  use_chat_template: true\n  data_sample: 0.02\n  validation_size: 0.05\n\
+             tokenizer:\n  max_length: 128\n\
+             training:\n  epochs: 2\n  batch_size: 4\n  learning_rate: 0.001\n  lora_r: 8\n  evaluation_epochs: 2\n  evaluate_before_training: true\n  save_checkpoint: disable\n\
+             environment:\n  seed: 3\nprediction:\n  max_length_inference: 4\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let o = ferrotune()
+        .args(["-q", "train", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics = std::fs::read_to_string(dir.path().join("short/metrics.jsonl")).unwrap();
+    let losses: Vec<f64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|m| m["event"] == "evaluation")
+        .map(|m| m["validation_loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 2, "{metrics}");
+    assert!(
+        losses[1] < losses[0],
+        "validation loss {} → {}",
+        losses[0],
+        losses[1]
+    );
+}
