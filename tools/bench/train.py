@@ -111,6 +111,7 @@ training:
 environment:
   seed: 0
 prediction:
+  min_length_inference: 1
   max_length_inference: 1
 """)
 wall, rss = timed([args.ferrotune, "-q", "train", "--config", cfg], stdout=subprocess.DEVNULL)

@@ -87,10 +87,6 @@ pub fn unsupported(cfg: &Experiment) -> Vec<String> {
         !cfg.architecture.pretrained_weights.is_empty(),
         "`architecture.pretrained_weights` is not available yet; leave it empty",
     );
-    no(
-        cfg.training.sample_packing,
-        "`training.sample_packing` is not available yet; set it to false",
-    );
     no(cfg.environment.mixed_precision, "`environment.mixed_precision` is not available yet; use `architecture.backbone_dtype: bfloat16` for bf16 compute");
     no(cfg.augmentation.skip_parent_probability > 0.0 || cfg.augmentation.random_parent_probability > 0.0, "`augmentation.skip_parent_probability` and `random_parent_probability` are not available yet; set them to 0");
     no(cfg.prediction.metric == CfgMetric::Gpt, "the GPT judge metric comes in a later release; use `prediction.metric: Perplexity` or `BLEU`");
@@ -183,6 +179,7 @@ pub fn loop_settings(cfg: &Experiment, padding: PadOptions) -> Result<LoopSettin
         evaluation_epochs: t.evaluation_epochs,
         evaluate_before_training: t.evaluate_before_training,
         padding,
+        sample_packing: t.sample_packing,
     })
 }
 
@@ -432,9 +429,16 @@ fn run_inner(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> {
     });
     let padding = PadOptions::train(&data_settings, &backbone.tokenizer)?;
     let settings = loop_settings(cfg, padding)?;
-    let plan = settings.plan(data.train.len());
-    if let Some(first) = settings.sampler(data.train.len()).batch(Default::default()) {
-        let batch = ferrotune_data::batch::collate(&data.train, &first, &settings.padding);
+    let rows = trainer::packed_rows(&data.train, &settings);
+    let units = rows.as_ref().map_or(data.train.len(), Vec::len);
+    let plan = settings.plan(units);
+    if let Some(first) = settings.sampler(units).batch(Default::default()) {
+        let batch = match &rows {
+            Some(rows) => {
+                ferrotune_data::batch::collate_packed(&data.train, rows, &first, &settings.padding)
+            }
+            None => ferrotune_data::batch::collate(&data.train, &first, &settings.padding),
+        };
         ferrotune_data::save_first_batch(
             &batch,
             &backbone.tokenizer,

@@ -10,13 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::Tensor;
-use ferrotune_model::{ForwardOptions, Llama};
+use ferrotune_model::{ForwardOptions, Llama, Packing};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
 use crate::events::Event;
-use ferrotune_data::batch::{collate, BatchSampler, PadOptions, Position as DataPosition};
+use ferrotune_data::batch::{
+    collate, collate_packed, pack, BatchSampler, PadOptions, Position as DataPosition,
+};
 use ferrotune_data::Sample;
 
 use crate::loss::{batch_loss, LossKind};
@@ -46,8 +48,18 @@ pub struct LoopSettings {
     /// Evaluate every this many epochs (fractions allowed).
     pub evaluation_epochs: f64,
     pub evaluate_before_training: bool,
-    /// Padding of training batches (pad id, `padding_quantile`).
+    /// Padding of training batches (pad id, `padding_quantile`, `max_length`).
     pub padding: PadOptions,
+    /// Pack several samples into each row of up to `max_length` tokens (attention stays within a sample).
+    pub sample_packing: bool,
+}
+
+/// The training units: with packing, rows of several samples (first-fit decreasing); else one sample each.
+pub fn packed_rows(samples: &[Sample], settings: &LoopSettings) -> Option<Vec<Vec<usize>>> {
+    settings.sample_packing.then(|| {
+        let lengths: Vec<usize> = samples.iter().map(|s| s.input_ids.len()).collect();
+        pack(&lengths, settings.padding.max_length)
+    })
 }
 
 /// Where a run is: enough to continue exactly.
@@ -161,8 +173,10 @@ pub fn train(
     if samples.is_empty() {
         return Err(Error::Setting("the training set is empty".into()));
     }
-    let plan = settings.plan(samples.len());
-    let sampler = settings.sampler(samples.len());
+    let rows = packed_rows(samples, settings);
+    let units = rows.as_ref().map_or(samples.len(), Vec::len);
+    let plan = settings.plan(units);
+    let sampler = settings.sampler(units);
     let schedule = Schedule {
         kind: settings.schedule,
         base_lr: settings.learning_rate,
@@ -190,7 +204,10 @@ pub fn train(
             step: (pos.micro_step % plan.micro_steps_per_epoch) as usize,
         };
         let indices = sampler.batch(data_pos).unwrap_or_default();
-        let batch = collate(samples, &indices, &settings.padding);
+        let batch = match &rows {
+            Some(rows) => collate_packed(samples, rows, &indices, &settings.padding),
+            None => collate(samples, &indices, &settings.padding),
+        };
         let (mut ids, labels) = (batch.input_ids, batch.labels);
         let step_seed = mix(settings.seed, 0x57E9, pos.micro_step);
         if settings.token_mask_probability > 0.0 {
@@ -206,6 +223,10 @@ pub fn train(
             dropout_seed: Some(step_seed),
             neftune: (settings.neftune_noise_alpha > 0.0)
                 .then_some((settings.neftune_noise_alpha, step_seed ^ 0x4E)),
+            packing: rows.is_some().then(|| Packing {
+                position_ids: batch.position_ids.clone(),
+                sequence_ids: batch.sequence_ids.clone(),
+            }),
         };
         let out = batch_loss(model, &ids, &labels, settings.loss, &options)?;
         let loss_value = out.loss.to_scalar::<f32>()? as f64;

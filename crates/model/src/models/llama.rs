@@ -90,11 +90,11 @@ impl Attention {
     fn forward(
         &self,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
         cache: Option<(&mut KvCache, usize)>,
         offset: usize,
         seed: Option<u64>,
+        packed_mask: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
@@ -113,8 +113,18 @@ impl Attention {
             .forward_t(x, sub_seed(seed, 2))?
             .reshape((b, t, nkv, d))?
             .transpose(1, 2)?;
-        let q = ops::apply_rope(&q, cos, sin)?;
-        let k = ops::apply_rope(&k, cos, sin)?;
+        let (q, k) = if packed_mask.is_some() {
+            // Per-token positions: cos/sin are (b, 1, t, d); only the composed rope broadcasts them.
+            (
+                ops::apply_rope_reference(&q, cos, sin)?,
+                ops::apply_rope_reference(&k, cos, sin)?,
+            )
+        } else {
+            (
+                ops::apply_rope(&q, cos, sin)?,
+                ops::apply_rope(&k, cos, sin)?,
+            )
+        };
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, &k, &v.contiguous()?)?,
             None => (k.contiguous()?, v.contiguous()?),
@@ -125,7 +135,9 @@ impl Attention {
         let n_rep = nh / nkv;
         let q = (q.contiguous()? * (1.0 / (d as f64).sqrt()))?.reshape((b, nkv, n_rep * t, d))?;
         let mut scores = q.matmul(&k.t()?)?;
-        if let Some(mask) = attention_mask(
+        if let Some(mask) = packed_mask {
+            scores = scores.broadcast_add(mask)?;
+        } else if let Some(mask) = attention_mask(
             t,
             s,
             offset,
@@ -272,6 +284,45 @@ pub struct ForwardOptions {
     pub dropout_seed: Option<u64>,
     /// NEFTune (Jain et al., 2023): uniform noise of scale `alpha / √(seq·hidden)` on the embeddings.
     pub neftune: Option<(f64, u64)>,
+    /// Sample packing: several samples per row, attending only within themselves, positions restarting at 0.
+    pub packing: Option<Packing>,
+}
+
+/// Where the samples of packed rows lie: per row and position, the position id inside its sample and the
+/// sample's sequence id (0 for padding).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Packing {
+    pub position_ids: Vec<Vec<u32>>,
+    pub sequence_ids: Vec<Vec<u32>>,
+}
+
+impl Packing {
+    /// Additive attention bias `(batch, 1, n_rep·t, t)`: causal within a sample, −∞ across samples (padding
+    /// attends to itself only, so no row is all −∞).
+    fn mask(&self, n_rep: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+        let b = self.sequence_ids.len();
+        let t = self.sequence_ids.first().map(Vec::len).unwrap_or(0);
+        let mut data = Vec::with_capacity(b * n_rep * t * t);
+        for seq in &self.sequence_ids {
+            for _ in 0..n_rep {
+                for i in 0..t {
+                    data.extend((0..t).map(|j| {
+                        let visible = if seq[i] == 0 {
+                            i == j
+                        } else {
+                            j <= i && seq[j] == seq[i]
+                        };
+                        if visible {
+                            0.0f32
+                        } else {
+                            f32::NEG_INFINITY
+                        }
+                    }));
+                }
+            }
+        }
+        Ok(Tensor::from_vec(data, (b, 1, n_rep * t, t), device)?.to_dtype(dtype)?)
+    }
 }
 
 fn neftune_noise(x: &Tensor, alpha: f64, seed: u64) -> Result<Tensor> {
@@ -380,7 +431,29 @@ impl Llama {
     ) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
         let offset = cache.as_ref().map(|c| c.len()).unwrap_or(0);
-        let (cos, sin) = self.rotary.cos_sin(offset, t)?;
+        let (cos, sin, packed_mask) = match &options.packing {
+            Some(p) => {
+                let longest =
+                    p.position_ids.iter().flatten().copied().max().unwrap_or(0) as usize + 1;
+                let (cos, sin) = self.rotary.cos_sin(0, longest)?;
+                let flat: Vec<u32> = p.position_ids.iter().flatten().copied().collect();
+                let idx = Tensor::from_vec(flat, b * t, input_ids.device())?;
+                let d = cos.dim(1)?;
+                let gather = |table: &Tensor| -> Result<Tensor> {
+                    Ok(table.index_select(&idx, 0)?.reshape((b, 1, t, d))?)
+                };
+                let n_rep = self.cfg.num_heads / self.cfg.num_kv_heads;
+                (
+                    gather(&cos)?,
+                    gather(&sin)?,
+                    Some(p.mask(n_rep, self.dtype, input_ids.device())?),
+                )
+            }
+            None => {
+                let (cos, sin) = self.rotary.cos_sin(offset, t)?;
+                (cos, sin, None)
+            }
+        };
         let mut x = self
             .embed_tokens
             .index_select(&input_ids.flatten_all()?, 0)?
@@ -392,9 +465,14 @@ impl Llama {
             let seed = sub_seed(options.dropout_seed, 100 + i as u64);
             let h = layer.input_layernorm.forward(&x)?;
             let attn_cache = cache.as_deref_mut().map(|c| (c, i));
-            let h = layer
-                .self_attn
-                .forward(&h, &cos, &sin, attn_cache, offset, seed)?;
+            let h = layer.self_attn.forward(
+                &h,
+                (&cos, &sin),
+                attn_cache,
+                offset,
+                seed,
+                packed_mask.as_ref(),
+            )?;
             x = (x + h)?;
             let h = layer
                 .mlp

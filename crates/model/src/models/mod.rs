@@ -3,4 +3,4 @@
 
 pub mod llama;
 
-pub use llama::{ForwardOptions, Llama};
+pub use llama::{ForwardOptions, Llama, Packing};
