@@ -83,11 +83,6 @@ pub fn unsupported(cfg: &Experiment) -> Vec<String> {
         cfg.architecture.intermediate_dropout > 0.0,
         "`architecture.intermediate_dropout` is not available yet; set it to 0",
     );
-    no(
-        !cfg.architecture.pretrained_weights.is_empty(),
-        "`architecture.pretrained_weights` is not available yet; leave it empty",
-    );
-    no(cfg.environment.mixed_precision, "`environment.mixed_precision` is not available yet; use `architecture.backbone_dtype: bfloat16` for bf16 compute");
     no(cfg.augmentation.skip_parent_probability > 0.0 || cfg.augmentation.random_parent_probability > 0.0, "`augmentation.skip_parent_probability` and `random_parent_probability` are not available yet; set them to 0");
     no(cfg.prediction.metric == CfgMetric::Gpt, "the GPT judge metric comes in a later release; use `prediction.metric: Perplexity` or `BLEU`");
     no(
@@ -401,9 +396,15 @@ fn run_inner(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> {
     let dir = files.dir.clone();
     cfg.save(&dir.join("cfg.yaml"))
         .map_err(|e| Error::Setting(e.to_string()))?;
-    let dtype = match cfg.architecture.backbone_dtype {
-        BackboneDtype::Bfloat16 => DType::BF16,
-        BackboneDtype::Float16 => DType::F16,
+    // Mixed precision: the frozen backbone computes in the 16-bit dtype while the adapters, their gradients
+    // and the optimizer state stay in f32 (the adapters compute in f32 and cast their output).
+    let dtype = match (cfg.architecture.backbone_dtype, cfg.environment.mixed_precision) {
+        (BackboneDtype::Bfloat16, _) => DType::BF16,
+        (BackboneDtype::Float16, _) => DType::F16,
+        (_, true) => match cfg.environment.mixed_precision_dtype {
+            ferrotune_config::MixedPrecisionDtype::Bfloat16 => DType::BF16,
+            ferrotune_config::MixedPrecisionDtype::Float16 => DType::F16,
+        },
         _ => DType::F32,
     };
     files.emit(Event::Log {
@@ -468,7 +469,20 @@ fn run_inner(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> {
             loaded.state.best_metric,
         )
     } else {
-        ferrotune_model::adapter::attach_lora(&mut backbone.model, &spec, seed)?;
+        if cfg.architecture.pretrained_weights.trim().is_empty() {
+            ferrotune_model::adapter::attach_lora(&mut backbone.model, &spec, seed)?;
+        } else {
+            // Start from an earlier run's adapter (its folder or its output directory), with its own r/alpha.
+            let from = ferrotune_config::expand_path(&cfg.architecture.pretrained_weights);
+            let loaded = ferrotune_model::adapter::load_peft(&mut backbone.model, &from)?;
+            if loaded.r != spec.r || loaded.use_dora != spec.use_dora {
+                return Err(Error::Setting(format!(
+                    "`architecture.pretrained_weights` holds a LoRA adapter with r={} (DoRA: {}), the config asks for r={} (DoRA: {})\nhelp: set `training.lora_r` and `training.use_dora` to the adapter's values",
+                    loaded.r, loaded.use_dora, spec.r, spec.use_dora
+                )));
+            }
+            files.emit(Event::Log { message: format!("starting from the adapter in {}", from.display()) });
+        }
         (
             Position {
                 micro_step: 0,

@@ -213,3 +213,21 @@ fn bad_data_is_reported_before_training() {
     assert_eq!(status(&run)["status"], "failed");
     assert!(!run.join("checkpoint").exists());
 }
+
+#[test]
+fn mixed_precision_keeps_f32_adapters_and_pretrained_weights_start_from_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path(), "mixed", "  epochs: 1\n");
+    let o = train(&cfg, &["--environment.mixed_precision", "true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = dir.path().join("mixed");
+    let bytes = std::fs::read(first.join("adapter/adapter_model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert!(st.tensors().iter().all(|(_, v)| v.dtype() == safetensors::Dtype::F32), "adapters stay f32");
+
+    // A run with no training steps that starts from the first run's adapter saves exactly that adapter.
+    let cfg = setup(dir.path(), "again", "  epochs: 0\n");
+    let o = train(&cfg, &["--architecture.pretrained_weights", first.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(tensors(&first), tensors(&dir.path().join("again")));
+}
