@@ -398,7 +398,10 @@ fn run_inner(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> {
         .map_err(|e| Error::Setting(e.to_string()))?;
     // Mixed precision: the frozen backbone computes in the 16-bit dtype while the adapters, their gradients
     // and the optimizer state stay in f32 (the adapters compute in f32 and cast their output).
-    let dtype = match (cfg.architecture.backbone_dtype, cfg.environment.mixed_precision) {
+    let dtype = match (
+        cfg.architecture.backbone_dtype,
+        cfg.environment.mixed_precision,
+    ) {
         (BackboneDtype::Bfloat16, _) => DType::BF16,
         (BackboneDtype::Float16, _) => DType::F16,
         (_, true) => match cfg.environment.mixed_precision_dtype {
@@ -481,7 +484,9 @@ fn run_inner(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> {
                     loaded.r, loaded.use_dora, spec.r, spec.use_dora
                 )));
             }
-            files.emit(Event::Log { message: format!("starting from the adapter in {}", from.display()) });
+            files.emit(Event::Log {
+                message: format!("starting from the adapter in {}", from.display()),
+            });
         }
         (
             Position {

@@ -20,7 +20,11 @@ use crate::printer::Printer;
 
 /// Ferrotune: fine-tune large language models on your own data.
 #[derive(Debug, Parser)]
-#[command(name = "ferrotune", version, about)]
+#[command(
+    name = "ferrotune",
+    version,
+    about = "Ferrotune: fine-tune large language models on your own data, on your own machine."
+)]
 pub struct Cli {
     /// Print only results (no progress messages).
     #[arg(long, short, global = true)]

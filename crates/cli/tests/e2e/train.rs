@@ -223,11 +223,19 @@ fn mixed_precision_keeps_f32_adapters_and_pretrained_weights_start_from_a_run() 
     let first = dir.path().join("mixed");
     let bytes = std::fs::read(first.join("adapter/adapter_model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    assert!(st.tensors().iter().all(|(_, v)| v.dtype() == safetensors::Dtype::F32), "adapters stay f32");
+    assert!(
+        st.tensors()
+            .iter()
+            .all(|(_, v)| v.dtype() == safetensors::Dtype::F32),
+        "adapters stay f32"
+    );
 
     // A run with no training steps that starts from the first run's adapter saves exactly that adapter.
     let cfg = setup(dir.path(), "again", "  epochs: 0\n");
-    let o = train(&cfg, &["--architecture.pretrained_weights", first.to_str().unwrap()]);
+    let o = train(
+        &cfg,
+        &["--architecture.pretrained_weights", first.to_str().unwrap()],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(tensors(&first), tensors(&dir.path().join("again")));
 }
