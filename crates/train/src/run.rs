@@ -79,10 +79,6 @@ pub fn unsupported(cfg: &Experiment) -> Vec<String> {
         cfg.architecture.gradient_checkpointing,
         "`architecture.gradient_checkpointing` is not available yet; set it to false",
     );
-    no(
-        cfg.architecture.intermediate_dropout > 0.0,
-        "`architecture.intermediate_dropout` is not available yet; set it to 0",
-    );
     no(cfg.augmentation.skip_parent_probability > 0.0 || cfg.augmentation.random_parent_probability > 0.0, "`augmentation.skip_parent_probability` and `random_parent_probability` are not available yet; set them to 0");
     no(cfg.prediction.metric == CfgMetric::Gpt, "the GPT judge metric comes in a later release; use `prediction.metric: Perplexity` or `BLEU`");
     no(
@@ -170,6 +166,7 @@ pub fn loop_settings(cfg: &Experiment, padding: PadOptions) -> Result<LoopSettin
         loss: LossKind::parse(t.loss_function.as_str())?,
         seed: cfg.environment.seed.max(0) as u64,
         neftune_noise_alpha: cfg.augmentation.neftune_noise_alpha,
+        intermediate_dropout: cfg.architecture.intermediate_dropout,
         token_mask_probability: cfg.augmentation.token_mask_probability,
         evaluation_epochs: t.evaluation_epochs,
         evaluate_before_training: t.evaluate_before_training,

@@ -44,6 +44,8 @@ pub struct LoopSettings {
     pub loss: LossKind,
     pub seed: u64,
     pub neftune_noise_alpha: f64,
+    /// Dropout on the decoder's attention and MLP outputs (H2O's `architecture.intermediate_dropout`).
+    pub intermediate_dropout: f64,
     pub token_mask_probability: f64,
     /// Evaluate every this many epochs (fractions allowed).
     pub evaluation_epochs: f64,
@@ -221,6 +223,7 @@ pub fn train(
         }
         let options = ForwardOptions {
             dropout_seed: Some(step_seed),
+            intermediate_dropout: settings.intermediate_dropout as f32,
             neftune: (settings.neftune_noise_alpha > 0.0)
                 .then_some((settings.neftune_noise_alpha, step_seed ^ 0x4E)),
             packing: rows.is_some().then(|| Packing {

@@ -239,3 +239,21 @@ fn mixed_precision_keeps_f32_adapters_and_pretrained_weights_start_from_a_run() 
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(tensors(&first), tensors(&dir.path().join("again")));
 }
+
+#[test]
+fn intermediate_dropout_changes_training_reproducibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, p: &str| {
+        let cfg = setup(dir.path(), name, "  epochs: 1\n  lora_dropout: 0.0\n");
+        let o = train(&cfg, &["--architecture.intermediate_dropout", p]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        tensors(&dir.path().join(name))
+    };
+    let (plain, a, b) = (
+        run("plain", "0"),
+        run("drop_a", "0.2"),
+        run("drop_b", "0.2"),
+    );
+    assert_eq!(a, b, "seeded dropout is reproducible");
+    assert_ne!(plain, a, "dropout changes the updates");
+}

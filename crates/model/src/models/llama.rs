@@ -282,6 +282,9 @@ impl DecoderLayer {
 pub struct ForwardOptions {
     /// Seed of this step's adapter-dropout masks; `None` disables dropout (inference).
     pub dropout_seed: Option<u64>,
+    /// Dropout on each attention and MLP output before its residual add (H2O's `intermediate_dropout`);
+    /// applied only when `dropout_seed` is set.
+    pub intermediate_dropout: f32,
     /// NEFTune (Jain et al., 2023): uniform noise of scale `alpha / √(seq·hidden)` on the embeddings.
     pub neftune: Option<(f64, u64)>,
     /// Sample packing: several samples per row, attending only within themselves, positions restarting at 0.
@@ -322,6 +325,23 @@ impl Packing {
             }
         }
         Ok(Tensor::from_vec(data, (b, 1, n_rep * t, t), device)?.to_dtype(dtype)?)
+    }
+}
+
+fn intermediate_dropout(
+    h: &Tensor,
+    options: &ForwardOptions,
+    seed: Option<u64>,
+    salt: u64,
+) -> Result<Tensor> {
+    match sub_seed(seed, salt) {
+        Some(seed) if options.intermediate_dropout > 0.0 => {
+            let dtype = h.dtype();
+            let out =
+                crate::lora::dropout(&h.to_dtype(DType::F32)?, options.intermediate_dropout, seed)?;
+            Ok(out.to_dtype(dtype)?)
+        }
+        _ => Ok(h.clone()),
     }
 }
 
@@ -473,11 +493,11 @@ impl Llama {
                 seed,
                 packed_mask.as_ref(),
             )?;
-            x = (x + h)?;
+            x = (x + intermediate_dropout(&h, options, seed, 7)?)?;
             let h = layer
                 .mlp
                 .forward(&layer.post_attention_layernorm.forward(&x)?, seed)?;
-            x = (x + h)?;
+            x = (x + intermediate_dropout(&h, options, seed, 8)?)?;
         }
         self.norm.forward(&x)
     }
