@@ -11,7 +11,7 @@ use crate::dataset::read_table;
 use crate::error::{Error, Result};
 use crate::format::{Encoder, Sample, TurnIds};
 use crate::settings::{DatasetSettings, ValidationStrategy};
-use crate::split::{self, STREAM_SAMPLE_TRAIN, STREAM_SAMPLE_VALIDATION};
+use crate::split::{self, Rng, STREAM_AUGMENT, STREAM_SAMPLE_TRAIN, STREAM_SAMPLE_VALIDATION};
 use crate::table::Table;
 use crate::tokenizer::TextTokenizer;
 
@@ -21,6 +21,19 @@ pub struct PreparedData {
     pub train: Vec<Sample>,
     pub validation: Vec<Sample>,
     pub stats: DataStats,
+    /// With parent augmentation (`skip_parent_probability` / `random_parent_probability` > 0): for each epoch,
+    /// the training samples re-assembled with that epoch's draws (same count and order as `train`).
+    pub train_epochs: Option<Vec<Vec<Sample>>>,
+}
+
+impl PreparedData {
+    /// The training samples of `epoch` (augmented when augmentation is on).
+    pub fn train_for_epoch(&self, epoch: u64) -> &[Sample] {
+        match &self.train_epochs {
+            Some(epochs) if !epochs.is_empty() => &epochs[(epoch as usize).min(epochs.len() - 1)],
+            _ => &self.train,
+        }
+    }
 }
 
 /// What preparation found, for logs and the GUI.
@@ -92,6 +105,9 @@ pub fn prepare(settings: &DatasetSettings, tokenizer: &TextTokenizer) -> Result<
     settings.validate()?;
     let encoder = Encoder::new(settings, tokenizer)?;
     let train_source = load(&settings.train_dataframe, settings)?;
+    let augmenting =
+        settings.skip_parent_probability > 0.0 || settings.random_parent_probability > 0.0;
+    let mut train_epochs: Vec<Vec<Sample>> = Vec::new();
     let sample = |groups: Vec<usize>, validation: bool| {
         if settings.samples_side(validation) {
             let stream = if validation {
@@ -119,8 +135,13 @@ pub fn prepare(settings: &DatasetSettings, tokenizer: &TextTokenizer) -> Result<
                 settings.validation_size,
                 settings.seed,
             );
-            let train = side(&train_source, &sample(train_groups, false), &encoder)?;
-            let validation = side(&train_source, &sample(val_groups, true), &encoder)?;
+            let train = side(
+                &train_source,
+                &sample(train_groups, false),
+                &encoder,
+                augmenting.then_some(&mut train_epochs),
+            )?;
+            let validation = side(&train_source, &sample(val_groups, true), &encoder, None)?;
             (train, validation)
         }
         ValidationStrategy::Custom => {
@@ -133,11 +154,13 @@ pub fn prepare(settings: &DatasetSettings, tokenizer: &TextTokenizer) -> Result<
                 &train_source,
                 &sample((0..train_source.n_groups).collect(), false),
                 &encoder,
+                augmenting.then_some(&mut train_epochs),
             )?;
             let validation = side(
                 &val_source,
                 &sample((0..val_source.n_groups).collect(), true),
                 &encoder,
+                None,
             )?;
             (train, validation)
         }
@@ -173,11 +196,17 @@ pub fn prepare(settings: &DatasetSettings, tokenizer: &TextTokenizer) -> Result<
             validation: validation_stats,
             warnings,
         },
+        train_epochs: augmenting.then_some(train_epochs),
     })
 }
 
 /// Tokenizes the samples of `source` whose conversation is in `groups` (sorted).
-fn side(source: &Source, groups: &[usize], encoder: &Encoder) -> Result<(Vec<Sample>, SideStats)> {
+fn side(
+    source: &Source,
+    groups: &[usize],
+    encoder: &Encoder,
+    augment: Option<&mut Vec<Vec<Sample>>>,
+) -> Result<(Vec<Sample>, SideStats)> {
     let mut in_side = vec![false; source.n_groups];
     for &g in groups {
         in_side[g] = true;
@@ -200,13 +229,43 @@ fn side(source: &Source, groups: &[usize], encoder: &Encoder) -> Result<(Vec<Sam
         .iter()
         .filter(|c| in_side[source.group[c[0]]])
         .collect();
-    let samples = par_map(&chains, |chain| {
+    let build = |chain: &[usize], root: usize| {
         let chain_turns: Vec<&Turn> = chain.iter().map(|&r| &turns[slot[r]]).collect();
         let chain_ids: Vec<&TurnIds> = chain.iter().map(|&r| &turn_ids[slot[r]]).collect();
         let end = chain[chain.len() - 1];
-        let id = conversation::conversation_id(&source.table, &source.cols, chain[0]);
+        let id = conversation::conversation_id(&source.table, &source.cols, root);
         encoder.sample(&chain_turns, &chain_ids, id, end)
-    })?;
+    };
+    let samples = par_map(&chains, |chain| build(chain, chain[0]))?;
+    if let Some(out) = augment {
+        let settings = encoder.settings();
+        for epoch in 0..settings.epochs.max(1) as u64 {
+            let variants: Vec<(Vec<usize>, usize)> = chains
+                .iter()
+                .enumerate()
+                .map(|(k, chain)| {
+                    let mut rng = Rng::new(
+                        settings.seed,
+                        STREAM_AUGMENT,
+                        epoch * chains.len() as u64 + k as u64,
+                    );
+                    let last = chain[chain.len() - 1];
+                    let mut parents: Vec<usize> = chain[..chain.len() - 1].to_vec();
+                    if chains.len() > 1 && chance(&mut rng, settings.random_parent_probability) {
+                        let mut other = rng.below(chains.len() - 1);
+                        if other >= k {
+                            other += 1;
+                        }
+                        parents = chains[other].to_vec();
+                    }
+                    parents.retain(|_| !chance(&mut rng, settings.skip_parent_probability));
+                    parents.push(last);
+                    (parents, chain[0])
+                })
+                .collect();
+            out.push(par_map(&variants, |(chain, root)| build(chain, *root))?);
+        }
+    }
     let total: usize = samples.iter().map(|s| s.input_ids.len()).sum();
     let stats = SideStats {
         rows: rows.len(),
@@ -223,6 +282,11 @@ fn side(source: &Source, groups: &[usize], encoder: &Encoder) -> Result<(Vec<Sam
         },
     };
     Ok((samples, stats))
+}
+
+/// A draw that is true with probability `p`.
+fn chance(rng: &mut Rng, p: f64) -> bool {
+    p > 0.0 && ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
 }
 
 /// `f` over `items` on the available cores, in order.

@@ -62,6 +62,13 @@ pub struct DatasetSettings {
     /// Training batches are padded to this quantile of their lengths (1.0: the longest; 0: `max_length`).
     pub padding_quantile: f64,
     pub seed: u64,
+    /// Augmentation (training side only): each earlier turn of a chained sample is dropped with this probability.
+    pub skip_parent_probability: f64,
+    /// Augmentation (training side only): with this probability a sample's earlier turns are replaced by the
+    /// chain of a random other training sample.
+    pub random_parent_probability: f64,
+    /// Epochs to draw augmented variants for (a fresh draw per epoch); used only with the two probabilities.
+    pub epochs: usize,
 }
 
 impl Default for DatasetSettings {
@@ -92,6 +99,9 @@ impl Default for DatasetSettings {
             max_length: 512,
             padding_quantile: 1.0,
             seed: 0,
+            skip_parent_probability: 0.0,
+            random_parent_probability: 0.0,
+            epochs: 1,
         }
     }
 }

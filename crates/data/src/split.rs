@@ -11,6 +11,7 @@ pub(crate) const STREAM_SPLIT: u64 = 0x5EED_0001;
 pub(crate) const STREAM_SAMPLE_TRAIN: u64 = 0x5EED_0002;
 pub(crate) const STREAM_SAMPLE_VALIDATION: u64 = 0x5EED_0003;
 pub(crate) const STREAM_EPOCH: u64 = 0x5EED_0004;
+pub(crate) const STREAM_AUGMENT: u64 = 0x5EED_0005;
 
 impl Rng {
     /// A generator for `seed` and a purpose tag `stream` (and e.g. an epoch in `index`).

@@ -1,5 +1,6 @@
 //! Integration tests of the data pipeline: one binary, a module per theme.
 
+mod augment;
 mod batches;
 mod chat;
 mod checks;

@@ -79,7 +79,12 @@ pub fn unsupported(cfg: &Experiment) -> Vec<String> {
         cfg.architecture.gradient_checkpointing,
         "`architecture.gradient_checkpointing` is not available yet; set it to false",
     );
-    no(cfg.augmentation.skip_parent_probability > 0.0 || cfg.augmentation.random_parent_probability > 0.0, "`augmentation.skip_parent_probability` and `random_parent_probability` are not available yet; set them to 0");
+    no(
+        cfg.training.sample_packing
+            && (cfg.augmentation.skip_parent_probability > 0.0
+                || cfg.augmentation.random_parent_probability > 0.0),
+        "`training.sample_packing` cannot be combined with the parent augmentations yet; turn one off",
+    );
     no(cfg.prediction.metric == CfgMetric::Gpt, "the GPT judge metric comes in a later release; use `prediction.metric: Perplexity` or `BLEU`");
     no(
         !cfg.environment.device.starts_with("cpu"),
@@ -126,6 +131,9 @@ pub fn dataset_settings(cfg: &Experiment) -> DatasetSettings {
         max_length: cfg.tokenizer.max_length as usize,
         padding_quantile: cfg.tokenizer.padding_quantile,
         seed: cfg.environment.seed.max(0) as u64,
+        skip_parent_probability: cfg.augmentation.skip_parent_probability,
+        random_parent_probability: cfg.augmentation.random_parent_probability,
+        epochs: cfg.training.epochs as usize,
     }
 }
 
@@ -529,7 +537,7 @@ fn run_inner(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> {
     };
     let (outcome, pos) = trainer::train(
         &backbone.model,
-        &data.train,
+        &data,
         &settings,
         &mut optimizer,
         start,

@@ -19,7 +19,7 @@ use crate::events::Event;
 use ferrotune_data::batch::{
     collate, collate_packed, pack, BatchSampler, PadOptions, Position as DataPosition,
 };
-use ferrotune_data::Sample;
+use ferrotune_data::{PreparedData, Sample};
 
 use crate::loss::{batch_loss, LossKind};
 use crate::optim::{clip_grad_norm, Optimizer, OptimizerConfig, Param};
@@ -162,16 +162,18 @@ pub trait Hooks {
     fn event(&mut self, event: &Event);
 }
 
-/// Trains `model`'s adapters on `samples` from `start` to the end (or until `stop`).
+/// Trains `model`'s adapters on `data.train` (or, with parent augmentation, each epoch's variants) from `start`
+/// to the end (or until `stop`).
 pub fn train(
     model: &Llama,
-    samples: &[Sample],
+    data: &PreparedData,
     settings: &LoopSettings,
     optimizer: &mut Optimizer,
     start: Position,
     stop: &AtomicBool,
     hooks: &mut dyn Hooks,
 ) -> Result<(Outcome, Position)> {
+    let samples = data.train.as_slice();
     if samples.is_empty() {
         return Err(Error::Setting("the training set is empty".into()));
     }
@@ -208,7 +210,11 @@ pub fn train(
         let indices = sampler.batch(data_pos).unwrap_or_default();
         let batch = match &rows {
             Some(rows) => collate_packed(samples, rows, &indices, &settings.padding),
-            None => collate(samples, &indices, &settings.padding),
+            None => collate(
+                data.train_for_epoch(data_pos.epoch),
+                &indices,
+                &settings.padding,
+            ),
         };
         let (mut ids, labels) = (batch.input_ids, batch.labels);
         let step_seed = mix(settings.seed, 0x57E9, pos.micro_step);

@@ -257,3 +257,34 @@ fn intermediate_dropout_changes_training_reproducibly() {
     assert_eq!(a, b, "seeded dropout is reproducible");
     assert_ne!(plain, a, "dropout changes the updates");
 }
+
+#[test]
+fn parent_augmentations_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path(), "augment", "  epochs: 2\n");
+    let o = train(
+        &cfg,
+        &[
+            "--augmentation.random_parent_probability",
+            "0.5",
+            "--augmentation.skip_parent_probability",
+            "0.3",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(status(&dir.path().join("augment"))["status"], "finished");
+    let o = train(
+        &cfg,
+        &[
+            "--augmentation.random_parent_probability",
+            "0.5",
+            "--training.sample_packing",
+            "true",
+        ],
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("sample_packing"),
+        "{}",
+        stderr(&o)
+    );
+}
