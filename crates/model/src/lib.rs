@@ -34,7 +34,7 @@ pub use config::ModelConfig;
 pub use error::{Error, Result};
 pub use ferrotune_data::{chat_template, tokenizer, ChatTemplate, Message, TextTokenizer};
 pub use generation::{generate, FinishReason, Generation, GenerationConfig};
-pub use models::{ForwardOptions, Llama, Packing};
+pub use models::{CheckpointGrads, ForwardOptions, Llama, Packing};
 
 /// The error for a backbone without a chat template.
 pub fn chat_template_missing() -> Error {

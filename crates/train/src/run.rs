@@ -76,10 +76,6 @@ pub fn unsupported(cfg: &Experiment) -> Vec<String> {
     no(!cfg.training.lora, "full fine-tuning (`training.lora: false`) is not available; train LoRA adapters (`training.lora: true`)");
     no(matches!(cfg.architecture.backbone_dtype, BackboneDtype::Int8 | BackboneDtype::Int4), "8-bit and 4-bit backbones (`architecture.backbone_dtype: int8|int4`) come with the quantization release; use float32 or bfloat16");
     no(
-        cfg.architecture.gradient_checkpointing,
-        "`architecture.gradient_checkpointing` is not available yet; set it to false",
-    );
-    no(
         cfg.training.sample_packing
             && (cfg.augmentation.skip_parent_probability > 0.0
                 || cfg.augmentation.random_parent_probability > 0.0),
@@ -175,6 +171,7 @@ pub fn loop_settings(cfg: &Experiment, padding: PadOptions) -> Result<LoopSettin
         seed: cfg.environment.seed.max(0) as u64,
         neftune_noise_alpha: cfg.augmentation.neftune_noise_alpha,
         intermediate_dropout: cfg.architecture.intermediate_dropout,
+        gradient_checkpointing: cfg.architecture.gradient_checkpointing,
         token_mask_probability: cfg.augmentation.token_mask_probability,
         evaluation_epochs: t.evaluation_epochs,
         evaluate_before_training: t.evaluate_before_training,

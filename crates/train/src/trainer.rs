@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::Tensor;
-use ferrotune_model::{ForwardOptions, Llama, Packing};
+use ferrotune_model::{CheckpointGrads, ForwardOptions, Llama, Packing};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -46,6 +46,8 @@ pub struct LoopSettings {
     pub neftune_noise_alpha: f64,
     /// Dropout on the decoder's attention and MLP outputs (H2O's `architecture.intermediate_dropout`).
     pub intermediate_dropout: f64,
+    /// Recompute each decoder layer in the backward pass instead of keeping its activations.
+    pub gradient_checkpointing: bool,
     pub token_mask_probability: f64,
     /// Evaluate every this many epochs (fractions allowed).
     pub evaluation_epochs: f64,
@@ -177,6 +179,9 @@ pub fn train(
     if samples.is_empty() {
         return Err(Error::Setting("the training set is empty".into()));
     }
+    let checkpoint_grads = settings
+        .gradient_checkpointing
+        .then(CheckpointGrads::default);
     let rows = packed_rows(samples, settings);
     let units = rows.as_ref().map_or(samples.len(), Vec::len);
     let plan = settings.plan(units);
@@ -230,6 +235,7 @@ pub fn train(
         let options = ForwardOptions {
             dropout_seed: Some(step_seed),
             intermediate_dropout: settings.intermediate_dropout as f32,
+            checkpointing: checkpoint_grads.clone(),
             neftune: (settings.neftune_noise_alpha > 0.0)
                 .then_some((settings.neftune_noise_alpha, step_seed ^ 0x4E)),
             packing: rows.is_some().then(|| Packing {
@@ -247,8 +253,13 @@ pub fn train(
         }
         let grad_store = (out.loss / accum as f64)?.backward()?;
         for p in optimizer.params() {
-            if let Some(g) = grad_store.get(p.var.as_tensor()) {
-                let g = g.detach();
+            let recomputed = checkpoint_grads.as_ref().and_then(|c| c.take(&p.var));
+            let direct = grad_store.get(p.var.as_tensor()).map(|g| g.detach());
+            let g = match (direct, recomputed) {
+                (Some(a), Some(b)) => Some((a + b)?),
+                (a, b) => a.or(b),
+            };
+            if let Some(g) = g {
                 let sum = match grads.remove(&p.name) {
                     Some(prev) => (prev + g)?,
                     None => g,

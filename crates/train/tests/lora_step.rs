@@ -213,3 +213,43 @@ fn other_optimizers_match_torch() {
 fn gradient_clipping_matches_torch() {
     optimizer_step_matches(OptimizerKind::AdamW, 1e-2, "after_clip_adamw", 1, Some(0.5));
 }
+
+#[test]
+fn gradient_checkpointing_gives_the_same_gradients() {
+    for (base_case, dir) in [
+        ("llama3_rope", "lora_step"),
+        ("qwen2_tied", "lora_step_qwen2"),
+    ] {
+        let s = setup(base_case, &fixture(dir));
+        let store = ferrotune_model::CheckpointGrads::default();
+        let options = ForwardOptions {
+            checkpointing: Some(store.clone()),
+            ..Default::default()
+        };
+        let out = batch_loss(
+            &s.backbone.model,
+            &s.ids,
+            &s.labels,
+            LossKind::TokenAveraged,
+            &options,
+        )
+        .unwrap();
+        let direct = out.loss.backward().unwrap();
+        let mut checked = 0;
+        for (name, var) in adapter::lora_parameters(&s.backbone.model) {
+            let g = match (direct.get(var.as_tensor()), store.take(&var)) {
+                (Some(a), Some(b)) => (a + b).unwrap(),
+                (Some(a), None) => a.clone(),
+                (None, Some(b)) => b,
+                (None, None) => panic!("{name} got no gradient"),
+            };
+            let d = max_diff(&g, &s.expected[&format!("{name}.grad")]);
+            assert!(
+                d <= 1e-4,
+                "{dir}: checkpointed gradient of {name} differs by {d}"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 28);
+    }
+}

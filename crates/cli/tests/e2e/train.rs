@@ -288,3 +288,22 @@ fn parent_augmentations_run() {
         stderr(&o)
     );
 }
+
+#[test]
+fn gradient_checkpointing_trains_the_same_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, on: &str| {
+        let cfg = setup(dir.path(), name, "  epochs: 1\n");
+        let o = train(&cfg, &["--architecture.gradient_checkpointing", on]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        tensors(&dir.path().join(name))
+    };
+    let (plain, checkpointed) = (run("plain", "false"), run("ckpt", "true"));
+    let mut max = 0f32;
+    for (k, a) in &plain {
+        for (x, y) in a.iter().zip(&checkpointed[k]) {
+            max = max.max((x - y).abs());
+        }
+    }
+    assert!(max <= 1e-5, "checkpointed training differs by {max}");
+}

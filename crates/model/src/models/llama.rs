@@ -239,8 +239,17 @@ impl Mlp {
     }
 }
 
+/// What a decoder layer needs besides its input.
+pub(crate) struct LayerStep<'a> {
+    pub rope: (&'a Tensor, &'a Tensor),
+    pub offset: usize,
+    pub seed: Option<u64>,
+    pub packed_mask: Option<&'a Tensor>,
+    pub intermediate_dropout: f32,
+}
+
 #[derive(Debug, Clone)]
-struct DecoderLayer {
+pub(crate) struct DecoderLayer {
     input_layernorm: RmsNorm,
     self_attn: Attention,
     post_attention_layernorm: RmsNorm,
@@ -248,6 +257,49 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
+    /// `x` + attention + MLP (pre-norm residual blocks).
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        cache: Option<(&mut KvCache, usize)>,
+        step: &LayerStep,
+    ) -> Result<Tensor> {
+        let h = self.input_layernorm.forward(x)?;
+        let h = self.self_attn.forward(
+            &h,
+            step.rope,
+            cache,
+            step.offset,
+            step.seed,
+            step.packed_mask,
+        )?;
+        let x = (x + intermediate_dropout(&h, step.intermediate_dropout, step.seed, 7)?)?;
+        let h = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&x)?, step.seed)?;
+        Ok((x + intermediate_dropout(&h, step.intermediate_dropout, step.seed, 8)?)?)
+    }
+
+    /// The layer's adapter parameters.
+    pub(crate) fn lora_vars(&self) -> Vec<candle_core::Var> {
+        let a = &self.self_attn;
+        let m = &self.mlp;
+        [
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
+        ]
+        .into_iter()
+        .filter_map(|l| l.lora())
+        .flat_map(|l| [Some(l.a.clone()), Some(l.b.clone()), l.magnitude.clone()])
+        .flatten()
+        .collect()
+    }
+
     fn load(
         weights: &Weights,
         layer: usize,
@@ -289,6 +341,9 @@ pub struct ForwardOptions {
     pub neftune: Option<(f64, u64)>,
     /// Sample packing: several samples per row, attending only within themselves, positions restarting at 0.
     pub packing: Option<Packing>,
+    /// Gradient checkpointing: keep only each layer's input and recompute the layer in the backward pass; the
+    /// adapters' gradients computed there are collected in this store (add them to the backward's).
+    pub checkpointing: Option<super::checkpointing::CheckpointGrads>,
 }
 
 /// Where the samples of packed rows lie: per row and position, the position id inside its sample and the
@@ -328,17 +383,11 @@ impl Packing {
     }
 }
 
-fn intermediate_dropout(
-    h: &Tensor,
-    options: &ForwardOptions,
-    seed: Option<u64>,
-    salt: u64,
-) -> Result<Tensor> {
+fn intermediate_dropout(h: &Tensor, p: f32, seed: Option<u64>, salt: u64) -> Result<Tensor> {
     match sub_seed(seed, salt) {
-        Some(seed) if options.intermediate_dropout > 0.0 => {
+        Some(seed) if p > 0.0 => {
             let dtype = h.dtype();
-            let out =
-                crate::lora::dropout(&h.to_dtype(DType::F32)?, options.intermediate_dropout, seed)?;
+            let out = crate::lora::dropout(&h.to_dtype(DType::F32)?, p, seed)?;
             Ok(out.to_dtype(dtype)?)
         }
         _ => Ok(h.clone()),
@@ -482,22 +531,17 @@ impl Llama {
             x = neftune_noise(&x, alpha, seed)?;
         }
         for (i, layer) in self.layers.iter().enumerate() {
-            let seed = sub_seed(options.dropout_seed, 100 + i as u64);
-            let h = layer.input_layernorm.forward(&x)?;
-            let attn_cache = cache.as_deref_mut().map(|c| (c, i));
-            let h = layer.self_attn.forward(
-                &h,
-                (&cos, &sin),
-                attn_cache,
+            let step = LayerStep {
+                rope: (&cos, &sin),
                 offset,
-                seed,
-                packed_mask.as_ref(),
-            )?;
-            x = (x + intermediate_dropout(&h, options, seed, 7)?)?;
-            let h = layer
-                .mlp
-                .forward(&layer.post_attention_layernorm.forward(&x)?, seed)?;
-            x = (x + intermediate_dropout(&h, options, seed, 8)?)?;
+                seed: sub_seed(options.dropout_seed, 100 + i as u64),
+                packed_mask: packed_mask.as_ref(),
+                intermediate_dropout: options.intermediate_dropout,
+            };
+            x = match (&options.checkpointing, cache.is_none() && x.track_op()) {
+                (Some(grads), true) => super::checkpointing::checkpointed(layer, &x, &step, grads)?,
+                _ => layer.forward(&x, cache.as_deref_mut().map(|c| (c, i)), &step)?,
+            };
         }
         self.norm.forward(&x)
     }

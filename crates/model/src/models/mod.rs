@@ -1,6 +1,8 @@
 //! Model families. Llama, Mistral and Qwen2 share one decoder (`llama.rs`); their differences (biases, sliding
 //! window, rope scaling, tied head) are settled in [`crate::config::ModelConfig`].
 
+pub mod checkpointing;
 pub mod llama;
 
+pub use checkpointing::CheckpointGrads;
 pub use llama::{ForwardOptions, Llama, Packing};

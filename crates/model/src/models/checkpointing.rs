@@ -1,0 +1,128 @@
+//! Gradient checkpointing for the decoder layers: the forward keeps only each layer's input; the backward
+//! recomputes the layer (same dropout seeds, so the same values) and backpropagates through it. candle has no
+//! hook for a sub-graph's backward, so a layer runs inside a custom op whose `bwd` does the recomputation; the
+//! gradients of the layer's adapters found there go to a shared [`CheckpointGrads`] store that the training
+//! loop adds to the main backward's gradients.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, TensorId, Var};
+
+use super::llama::{DecoderLayer, LayerStep};
+use crate::error::Result;
+
+/// Adapter gradients produced by recomputed layers, by tensor id.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointGrads(Arc<Mutex<HashMap<TensorId, Tensor>>>);
+
+impl CheckpointGrads {
+    /// Takes (and clears) the gradient collected for `var`.
+    pub fn take(&self, var: &Var) -> Option<Tensor> {
+        self.0.lock().ok()?.remove(&var.as_tensor().id())
+    }
+
+    fn add(&self, var: &Var, grad: Tensor) -> candle_core::Result<()> {
+        let mut store = self
+            .0
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("checkpoint store poisoned".into()))?;
+        let id = var.as_tensor().id();
+        let sum = match store.remove(&id) {
+            Some(prev) => (prev + grad)?,
+            None => grad,
+        };
+        store.insert(id, sum);
+        Ok(())
+    }
+}
+
+struct Checkpointed {
+    layer: DecoderLayer,
+    cos: Tensor,
+    sin: Tensor,
+    mask: Option<Tensor>,
+    offset: usize,
+    seed: Option<u64>,
+    dropout: f32,
+    grads: CheckpointGrads,
+}
+
+impl Checkpointed {
+    fn run(&self, x: &Tensor) -> Result<Tensor> {
+        let step = LayerStep {
+            rope: (&self.cos, &self.sin),
+            offset: self.offset,
+            seed: self.seed,
+            packed_mask: self.mask.as_ref(),
+            intermediate_dropout: self.dropout,
+        };
+        self.layer.forward(x, None, &step)
+    }
+}
+
+impl CustomOp1 for Checkpointed {
+    fn name(&self) -> &'static str {
+        "checkpointed-decoder-layer"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("gradient checkpointing runs on f32 activations")
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("gradient checkpointing: the layer input must be contiguous")
+        };
+        let x = Tensor::from_slice(&data[start..end], layout.shape(), &candle_core::Device::Cpu)?;
+        // Untracked input: the adapters still record a graph, which is dropped with `y` at the end of this call.
+        let y = self
+            .run(&x)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+            .detach();
+        let out = y.flatten_all()?.to_vec1::<f32>()?;
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let x = Var::from_tensor(&arg.detach())?;
+        let y = self
+            .run(x.as_tensor())
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let grads = (y * grad.detach())?.sum_all()?.backward()?;
+        for var in self.layer.lora_vars() {
+            if let Some(g) = grads.get(var.as_tensor()) {
+                self.grads.add(&var, g.detach())?;
+            }
+        }
+        Ok(grads.get(x.as_tensor()).map(|g| g.detach()))
+    }
+}
+
+/// Runs `layer` on `x` keeping only `x` for the backward pass.
+pub(crate) fn checkpointed(
+    layer: &DecoderLayer,
+    x: &Tensor,
+    step: &LayerStep,
+    grads: &CheckpointGrads,
+) -> Result<Tensor> {
+    let op = Checkpointed {
+        layer: layer.clone(),
+        cos: step.rope.0.clone(),
+        sin: step.rope.1.clone(),
+        mask: step.packed_mask.cloned(),
+        offset: step.offset,
+        seed: step.seed,
+        dropout: step.intermediate_dropout,
+        grads: grads.clone(),
+    };
+    Ok(x.contiguous()?.apply_op1_arc(Arc::new(Box::new(op)))?)
+}
