@@ -218,7 +218,7 @@ fn side(
         .iter()
         .map(|&r| conversation::turn(&source.table, &source.cols, encoder.settings(), r))
         .collect();
-    let turn_ids = par_map(&turns, |t| encoder.turn_ids(t))?;
+    let turn_ids = par_map(encoder.settings().workers, &turns, |t| encoder.turn_ids(t))?;
     let mut slot = vec![usize::MAX; source.table.len()];
     for (k, &r) in rows.iter().enumerate() {
         slot[r] = k;
@@ -236,7 +236,9 @@ fn side(
         let id = conversation::conversation_id(&source.table, &source.cols, root);
         encoder.sample(&chain_turns, &chain_ids, id, end)
     };
-    let samples = par_map(&chains, |chain| build(chain, chain[0]))?;
+    let samples = par_map(encoder.settings().workers, &chains, |chain| {
+        build(chain, chain[0])
+    })?;
     if let Some(out) = augment {
         let settings = encoder.settings();
         for epoch in 0..settings.epochs.max(1) as u64 {
@@ -263,7 +265,11 @@ fn side(
                     (parents, chain[0])
                 })
                 .collect();
-            out.push(par_map(&variants, |(chain, root)| build(chain, *root))?);
+            out.push(par_map(
+                encoder.settings().workers,
+                &variants,
+                |(chain, root)| build(chain, *root),
+            )?);
         }
     }
     let total: usize = samples.iter().map(|s| s.input_ids.len()).sum();
@@ -290,10 +296,13 @@ fn chance(rng: &mut Rng, p: f64) -> bool {
 }
 
 /// `f` over `items` on the available cores, in order.
-fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Result<R> + Sync) -> Result<Vec<R>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len() / 256 + 1);
+fn par_map<T: Sync, R: Send>(
+    workers: usize,
+    items: &[T],
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if workers == 0 { cores } else { workers }.min(items.len() / 256 + 1);
     if threads <= 1 {
         return items.iter().map(f).collect();
     }

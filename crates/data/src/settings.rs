@@ -69,6 +69,8 @@ pub struct DatasetSettings {
     pub random_parent_probability: f64,
     /// Epochs to draw augmented variants for (a fresh draw per epoch); used only with the two probabilities.
     pub epochs: usize,
+    /// Threads that tokenize (0: every core).
+    pub workers: usize,
 }
 
 impl Default for DatasetSettings {
@@ -102,6 +104,7 @@ impl Default for DatasetSettings {
             skip_parent_probability: 0.0,
             random_parent_probability: 0.0,
             epochs: 1,
+            workers: 0,
         }
     }
 }

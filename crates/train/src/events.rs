@@ -11,7 +11,10 @@ pub enum Event {
     Step {
         step: u64,
         total_steps: u64,
+        /// Fraction of epochs done (the x axis when `logging.log_step_size` is `relative`).
         epoch: f64,
+        /// Training samples seen (rows when packing; the x axis when `logging.log_step_size` is `absolute`).
+        samples_seen: u64,
         loss: f64,
         lr: f64,
         grad_norm: f64,

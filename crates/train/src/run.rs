@@ -83,6 +83,10 @@ pub fn unsupported(cfg: &Experiment) -> Vec<String> {
     );
     no(cfg.prediction.metric == CfgMetric::Gpt, "the GPT judge metric comes in a later release; use `prediction.metric: Perplexity` or `BLEU`");
     no(
+        !cfg.environment.gpus.is_empty(),
+        "`environment.gpus` must be empty: training runs on the CPU in this release",
+    );
+    no(
         !cfg.environment.device.starts_with("cpu"),
         "training runs on the CPU in this release (`environment.device: cpu`)",
     );
@@ -130,6 +134,7 @@ pub fn dataset_settings(cfg: &Experiment) -> DatasetSettings {
         skip_parent_probability: cfg.augmentation.skip_parent_probability,
         random_parent_probability: cfg.augmentation.random_parent_probability,
         epochs: cfg.training.epochs as usize,
+        workers: cfg.environment.number_of_workers as usize,
     }
 }
 
@@ -420,7 +425,15 @@ fn run_inner(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> {
     files.emit(Event::Log {
         message: format!("preparing data {}", data_settings.train_dataframe.display()),
     });
-    let data = ferrotune_data::prepare(&data_settings, &backbone.tokenizer)?;
+    let mut data = ferrotune_data::prepare(&data_settings, &backbone.tokenizer)?;
+    if cfg.training.train_validation_data {
+        // H2O's `train_validation_data`: train on the validation samples too (evaluation still uses them).
+        let validation = data.validation.clone();
+        data.train.extend(validation.iter().cloned());
+        for epoch in data.train_epochs.iter_mut().flatten() {
+            epoch.extend(validation.iter().cloned());
+        }
+    }
     for w in &data.stats.warnings {
         files.emit(Event::Log {
             message: format!("warning: {w}"),

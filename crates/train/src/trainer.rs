@@ -287,6 +287,8 @@ pub fn train(
             hooks.event(&Event::Step {
                 step: pos.optimizer_step,
                 total_steps: plan.total_optimizer_steps,
+                samples_seen: data_pos.epoch * units as u64
+                    + ((data_pos.step + 1) * settings.batch_size).min(units) as u64,
                 epoch: pos.micro_step as f64 / plan.micro_steps_per_epoch as f64,
                 loss: window_loss / micro as f64,
                 lr,

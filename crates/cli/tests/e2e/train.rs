@@ -307,3 +307,33 @@ fn gradient_checkpointing_trains_the_same_adapter() {
     }
     assert!(max <= 1e-5, "checkpointed training differs by {max}");
 }
+
+#[test]
+fn train_validation_data_adds_the_validation_rows_and_steps_count_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(
+        dir.path(),
+        "tvd",
+        "  epochs: 1\n  train_validation_data: true\n",
+    );
+    let o = train(&cfg, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics = std::fs::read_to_string(dir.path().join("tvd/metrics.jsonl")).unwrap();
+    let steps: Vec<Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|m| m["event"] == "step")
+        .collect();
+    assert_eq!(
+        steps.len(),
+        10,
+        "36 training + 4 validation rows in batches of 4"
+    );
+    assert_eq!(steps.last().unwrap()["samples_seen"], 40);
+    let o = train(&cfg, &["--environment.gpus", "0"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("environment.gpus"),
+        "{}",
+        stderr(&o)
+    );
+}
