@@ -390,11 +390,21 @@ pub fn run(request: RunRequest, listener: &mut dyn Listener) -> Result<RunSummar
 
 fn run_inner(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> {
     let cfg = request.config;
-    let report = ferrotune_config::validate(cfg);
+    // Pre-flight: every setting, then the files, backbone, output folder and disk they name.
+    let mut report = ferrotune_config::validate(cfg);
+    report.extend(ferrotune_config::check_environment(cfg));
+    for w in &report.warnings {
+        files.emit(Event::Log {
+            message: format!("warning: `{}`: {}", w.key, w.message),
+        });
+    }
     let mut problems: Vec<String> = report
         .errors
         .iter()
-        .map(|i| format!("`{}`: {}", i.key, i.message))
+        .map(|i| match &i.help {
+            Some(help) => format!("`{}`: {}\nhelp: {help}", i.key, i.message),
+            None => format!("`{}`: {}", i.key, i.message),
+        })
         .collect();
     problems.extend(unsupported(cfg));
     if !problems.is_empty() {
