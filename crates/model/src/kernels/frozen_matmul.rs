@@ -115,32 +115,11 @@ mod tests {
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 1.0, (37, 19), &dev).unwrap();
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (11, 19), &dev).unwrap()).unwrap();
-        let coef = Tensor::randn(0f32, 1.0, (11, 37), &dev).unwrap();
-        let a = frozen_matmul(x.as_tensor(), &w).unwrap();
-        let b = frozen_matmul_reference(x.as_tensor(), &w).unwrap();
-        let diff = (&a - &b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(diff < 1e-4, "forward differs by {diff}");
-        let ga = (a * &coef).unwrap().sum_all().unwrap().backward().unwrap();
-        let gb = (b * &coef).unwrap().sum_all().unwrap().backward().unwrap();
-        let (ga, gb) = (
-            ga.get(x.as_tensor()).unwrap(),
-            gb.get(x.as_tensor()).unwrap(),
+        crate::kernels::assert_matches_reference(
+            |x| frozen_matmul(x, &w),
+            |x| frozen_matmul_reference(x, &w),
+            &x,
+            (1e-4, 1e-4),
         );
-        let diff = (ga - gb)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(diff < 1e-4, "input gradient differs by {diff}");
     }
 }

@@ -3,3 +3,39 @@
 
 pub mod frozen_matmul;
 pub mod softmax;
+
+/// Test support: checks a kernel against its plain reference on `x` — values within `value_tol`, and the
+/// gradient of `Σ coef ⊙ f(x)` with respect to `x` within `grad_tol`.
+#[cfg(test)]
+pub(crate) fn assert_matches_reference(
+    kernel: impl Fn(&candle_core::Tensor) -> crate::Result<candle_core::Tensor>,
+    reference: impl Fn(&candle_core::Tensor) -> crate::Result<candle_core::Tensor>,
+    x: &candle_core::Var,
+    (value_tol, grad_tol): (f32, f32),
+) {
+    use candle_core::Tensor;
+    let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    let (a, b) = (
+        kernel(x.as_tensor()).unwrap(),
+        reference(x.as_tensor()).unwrap(),
+    );
+    let diff = max_diff(&a, &b);
+    assert!(diff < value_tol, "forward differs by {diff}");
+    let coef = Tensor::randn(0f32, 1.0, a.shape(), a.device()).unwrap();
+    let grad = |y: Tensor| (y * &coef).unwrap().sum_all().unwrap().backward().unwrap();
+    let (ga, gb) = (grad(a), grad(b));
+    let diff = max_diff(
+        ga.get(x.as_tensor()).unwrap(),
+        gb.get(x.as_tensor()).unwrap(),
+    );
+    assert!(diff < grad_tol, "gradient differs by {diff}");
+}
