@@ -145,7 +145,7 @@ fn every_group_and_setting_is_described() {
             s.key
         );
     }
-    assert_eq!(settings().len(), 80);
+    assert_eq!(settings().len(), 81);
 }
 
 #[test]

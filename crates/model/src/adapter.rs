@@ -232,7 +232,7 @@ pub fn load_peft(model: &mut Llama, dir: &Path) -> Result<LoraSpec> {
         ) else {
             continue;
         };
-        let (out_dim, in_dim) = linear.weight().dims2()?;
+        let (out_dim, in_dim) = linear.weight().dims()?;
         if a.dims() != [spec.r, in_dim] || b.dims() != [out_dim, spec.r] {
             return Err(Error::InvalidAdapter(format!(
                 "adapter tensors of `{path}` have shapes {:?} and {:?}, expected [{}, {in_dim}] and [{out_dim}, {}]\nhelp: the adapter was trained on a different backbone",

@@ -9,6 +9,7 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::generation::GenerationConfig;
 use crate::models::Llama;
+use crate::quant::Quantization;
 use crate::tokenizer::{GenerationDefaults, TextTokenizer};
 use crate::weights::Weights;
 
@@ -19,6 +20,40 @@ pub fn parse_dtype(name: &str) -> Result<DType> {
         "bf16" | "bfloat16" => Ok(DType::BF16),
         "f16" | "float16" => Ok(DType::F16),
         other => Err(Error::UnsupportedDtype(other.to_string())),
+    }
+}
+
+/// How a backbone's weights are kept in memory: the compute dtype, and whether the decoder layers' linear
+/// weights are quantized.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WeightFormat {
+    pub compute: DType,
+    pub quantization: Quantization,
+}
+
+impl From<DType> for WeightFormat {
+    fn from(compute: DType) -> Self {
+        Self {
+            compute,
+            quantization: Quantization::None,
+        }
+    }
+}
+
+/// Parses a `--dtype` value: a compute dtype ([`parse_dtype`]) or `int8` / `int4` (quantized linear weights,
+/// computing in f32) / `int4-dq` (NF4 with double-quantized scales).
+pub fn parse_weight_format(name: &str) -> Result<WeightFormat> {
+    let quantized = |quantization| WeightFormat {
+        compute: DType::F32,
+        quantization,
+    };
+    match name {
+        "int8" => Ok(quantized(Quantization::Int8)),
+        "int4" | "nf4" => Ok(quantized(Quantization::Nf4 {
+            double_quant: false,
+        })),
+        "int4-dq" | "nf4-dq" => Ok(quantized(Quantization::Nf4 { double_quant: true })),
+        other => parse_dtype(other).map(WeightFormat::from),
     }
 }
 
@@ -33,13 +68,26 @@ pub struct Backbone {
 
 impl Backbone {
     /// Loads the backbone at `path` (an HF folder, or a `.gguf` file imported into `gguf_cache` first).
-    pub fn load(path: &Path, dtype: DType, device: &Device, gguf_cache: &Path) -> Result<Self> {
+    pub fn load(
+        path: &Path,
+        format: impl Into<WeightFormat>,
+        device: &Device,
+        gguf_cache: &Path,
+    ) -> Result<Self> {
         let dir = resolve_folder(path, gguf_cache)?;
-        Self::load_folder(&dir, dtype, device)
+        Self::load_folder(&dir, format, device)
     }
 
-    /// Loads an HF folder.
-    pub fn load_folder(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+    /// Loads an HF folder, layer by layer: with quantization, only one tensor at a time exists in f32.
+    pub fn load_folder(
+        dir: &Path,
+        format: impl Into<WeightFormat>,
+        device: &Device,
+    ) -> Result<Self> {
+        let format = format.into();
+        if format.quantization != Quantization::None && !device.is_cpu() {
+            return Err(Error::QuantizedOnGpu);
+        }
         if !dir.exists() {
             return Err(Error::NotFound {
                 path: dir.to_path_buf(),
@@ -48,7 +96,7 @@ impl Backbone {
         let cfg = ModelConfig::from_dir(dir)?;
         let tokenizer = TextTokenizer::from_dir(dir)?;
         let weights = Weights::open(dir)?;
-        let model = Llama::load(&cfg, &weights, dtype, device)?;
+        let model = Llama::load(&cfg, &weights, format.compute, format.quantization, device)?;
         if tokenizer.vocab_size() > model.vocab_size() {
             return Err(Error::VocabMismatch {
                 tokenizer: tokenizer.vocab_size(),

@@ -369,3 +369,62 @@ mod tests {
         assert!(c.qkv_bias && !c.o_bias);
     }
 }
+
+/// Parameter counts of a model, split by how they are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParameterCounts {
+    /// Weights of the decoder layers' seven linear projections (what int8/int4 quantize and LoRA adapts).
+    pub decoder_linears: usize,
+    /// Embedding, LM head (when not tied), norms and biases.
+    pub other: usize,
+}
+
+impl ParameterCounts {
+    /// All parameters.
+    pub fn total(&self) -> usize {
+        self.decoder_linears + self.other
+    }
+}
+
+impl ModelConfig {
+    /// `(out, in)` of each adaptable projection of one decoder layer, by module name.
+    pub fn linear_shapes(&self) -> [(&'static str, (usize, usize)); 7] {
+        let (h, i, d) = (self.hidden_size, self.intermediate_size, self.head_dim);
+        let (q, kv) = (self.num_heads * d, self.num_kv_heads * d);
+        [
+            ("q_proj", (q, h)),
+            ("k_proj", (kv, h)),
+            ("v_proj", (kv, h)),
+            ("o_proj", (h, q)),
+            ("gate_proj", (i, h)),
+            ("up_proj", (i, h)),
+            ("down_proj", (h, i)),
+        ]
+    }
+
+    /// How many parameters the model has (from the config alone, before loading anything).
+    pub fn parameter_counts(&self) -> ParameterCounts {
+        let per_layer: usize = self.linear_shapes().iter().map(|(_, (o, i))| o * i).sum();
+        let (h, d) = (self.hidden_size, self.head_dim);
+        let mut biases = 0;
+        if self.qkv_bias {
+            biases += (self.num_heads + 2 * self.num_kv_heads) * d;
+        }
+        if self.o_bias {
+            biases += h;
+        }
+        if self.mlp_bias {
+            biases += 2 * self.intermediate_size + h;
+        }
+        let embedding = self.vocab_size * h;
+        let head = if self.tie_word_embeddings {
+            0
+        } else {
+            embedding
+        };
+        ParameterCounts {
+            decoder_linears: per_layer * self.num_layers,
+            other: embedding + head + self.num_layers * (2 * h + biases) + h,
+        }
+    }
+}

@@ -58,8 +58,11 @@ pub enum Error {
     #[error("invalid generation settings: {0}")]
     InvalidGeneration(String),
 
-    #[error("unsupported dtype `{0}`\nhelp: use one of f32, bf16, f16")]
+    #[error("unsupported dtype `{0}`\nhelp: use one of f32, bf16, f16, int8, int4, int4-dq")]
     UnsupportedDtype(String),
+
+    #[error("int8/int4 backbones run on the CPU only so far\nhelp: use --device cpu, or a float dtype on the GPU")]
+    QuantizedOnGpu,
 
     #[error("invalid adapter: {0}")]
     InvalidAdapter(String),

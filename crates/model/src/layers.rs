@@ -1,46 +1,97 @@
-//! Linear layers of the decoder. A frozen weight `W` of shape `(out, in)` computes `y = x·Wᵀ (+ b)`; later
-//! issues attach LoRA adapters and quantized storage here, so every projection goes through this one type.
+//! Linear layers of the decoder. A frozen weight `W` of shape `(out, in)` computes `y = x·Wᵀ (+ b)`, stored
+//! dense in the compute dtype or quantized ([`crate::quant`]); a LoRA adapter may sit on top. Every projection
+//! goes through this one type.
+
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::Result;
 use crate::kernels;
 use crate::lora::LoraAdapter;
+use crate::quant::{self, Quantization, QuantizedMatrix};
 use crate::weights::Weights;
+
+/// The frozen weight `(out, in)` of a linear layer.
+#[derive(Debug, Clone)]
+pub enum LinearWeight {
+    /// A tensor in the compute dtype.
+    Dense(Tensor),
+    /// Quantized storage, dequantized tile by tile inside the matmul.
+    Quantized(Arc<QuantizedMatrix>),
+}
+
+impl LinearWeight {
+    /// `(out, in)`.
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        match self {
+            LinearWeight::Dense(w) => Ok(w.dims2()?),
+            LinearWeight::Quantized(q) => Ok(q.dims()),
+        }
+    }
+
+    /// The weight as a dense tensor of `dtype` (dequantized if quantized: for DoRA norms and merging, not for
+    /// the per-step matmul).
+    pub fn to_dense(&self, dtype: DType, device: &Device) -> Result<Tensor> {
+        match self {
+            LinearWeight::Dense(w) => Ok(w.to_dtype(dtype)?),
+            LinearWeight::Quantized(q) => {
+                Ok(Tensor::from_vec(q.dequantize(), q.dims(), device)?.to_dtype(dtype)?)
+            }
+        }
+    }
+
+    /// Bytes the weight occupies in memory.
+    pub fn storage_bytes(&self) -> usize {
+        match self {
+            LinearWeight::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
+            LinearWeight::Quantized(q) => q.storage_bytes(),
+        }
+    }
+}
 
 /// A linear projection `y = x·Wᵀ + b` over the last dimension of `x`, with an optional LoRA adapter.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
+    weight: LinearWeight,
     bias: Option<Tensor>,
     lora: Option<LoraAdapter>,
 }
 
 impl Linear {
-    /// Wraps an existing weight `(out, in)` and optional bias `(out)`.
+    /// Wraps an existing dense weight `(out, in)` and optional bias `(out)`.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
         Self {
-            weight,
+            weight: LinearWeight::Dense(weight),
             bias,
             lora: None,
         }
     }
 
-    /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`) with shape `(out, in)`.
+    /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`) with shape `(out, in)`: dense in `dtype`, or
+    /// quantized as `quantization` says (the f32 copy of this one tensor is dropped once quantized).
     pub fn load(
         weights: &Weights,
         prefix: &str,
         (out_dim, in_dim): (usize, usize),
         bias: bool,
-        dtype: DType,
+        (dtype, quantization): (DType, Quantization),
         device: &Device,
     ) -> Result<Self> {
-        let weight = weights.load(
-            &format!("{prefix}.weight"),
-            Some(&[out_dim, in_dim]),
-            dtype,
-            device,
-        )?;
+        let name = format!("{prefix}.weight");
+        let weight = if quantization.format().is_some() {
+            let dense = weights.load(&name, Some(&[out_dim, in_dim]), DType::F32, device)?;
+            let values = dense.flatten_all()?.to_vec1::<f32>()?;
+            drop(dense);
+            LinearWeight::Quantized(Arc::new(QuantizedMatrix::quantize(
+                &values,
+                out_dim,
+                in_dim,
+                quantization,
+            )))
+        } else {
+            LinearWeight::Dense(weights.load(&name, Some(&[out_dim, in_dim]), dtype, device)?)
+        };
         let bias = if bias {
             Some(weights.load(&format!("{prefix}.bias"), Some(&[out_dim]), dtype, device)?)
         } else {
@@ -63,8 +114,13 @@ impl Linear {
         self.lora = lora;
     }
 
-    /// The weight `(out, in)`.
-    pub fn weight(&self) -> &Tensor {
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// The frozen weight `(out, in)`.
+    pub fn weight(&self) -> &LinearWeight {
         &self.weight
     }
 
@@ -79,10 +135,14 @@ impl Linear {
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim;
         let x2 = x.reshape((rows, in_dim))?;
-        let mut y = if kernels::frozen_matmul::applies(&x2, &self.weight) {
-            kernels::frozen_matmul::frozen_matmul(&x2, &self.weight)?
-        } else {
-            x2.matmul(&self.weight.t()?)?
+        let mut y = match &self.weight {
+            LinearWeight::Dense(w) if kernels::frozen_matmul::applies(&x2, w) => {
+                kernels::frozen_matmul::frozen_matmul(&x2, w)?
+            }
+            LinearWeight::Dense(w) => x2.matmul(&w.t()?)?,
+            LinearWeight::Quantized(q) => {
+                quant::quantized_matmul(&x2.to_dtype(DType::F32)?, q)?.to_dtype(x2.dtype())?
+            }
         };
         if let Some(lora) = &self.lora {
             y = (&y + lora.delta(&x2, &y, &self.weight, dropout_seed)?)?;
@@ -93,7 +153,7 @@ impl Linear {
         let mut out_dims = dims.to_vec();
         *out_dims
             .last_mut()
-            .expect("linear input has at least one dimension") = self.weight.dim(0)?;
+            .expect("linear input has at least one dimension") = self.weight.dims()?.0;
         Ok(y.reshape(out_dims)?)
     }
 }

@@ -24,17 +24,19 @@ pub mod layers;
 pub mod lora;
 pub mod models;
 pub mod ops;
+pub mod quant;
 pub mod rope;
 pub mod score;
 pub mod weights;
 
-pub use backbone::{parse_dtype, Backbone};
+pub use backbone::{parse_dtype, parse_weight_format, Backbone, WeightFormat};
 pub use candle_core::{DType, Device};
 pub use config::ModelConfig;
 pub use error::{Error, Result};
 pub use ferrotune_data::{chat_template, tokenizer, ChatTemplate, Message, TextTokenizer};
 pub use generation::{generate, FinishReason, Generation, GenerationConfig};
 pub use models::{CheckpointGrads, ForwardOptions, Llama, Packing};
+pub use quant::Quantization;
 
 /// The error for a backbone without a chat template.
 pub fn chat_template_missing() -> Error {

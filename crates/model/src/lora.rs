@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::error::Result;
+use crate::layers::LinearWeight;
 
 /// Which LoRA to build.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,18 +71,21 @@ pub struct LoraAdapter {
 impl LoraAdapter {
     /// A fresh adapter initialised like PEFT: A Kaiming-uniform (a = √5, i.e. U(±1/√in)), B zero; DoRA's
     /// magnitude = the row norms of W.
-    pub fn init(spec: &LoraSpec, weight: &Tensor, rng: &mut StdRng) -> Result<Self> {
-        let (out_dim, in_dim) = weight.dims2()?;
+    pub fn init(spec: &LoraSpec, weight: &LinearWeight, rng: &mut StdRng) -> Result<Self> {
+        let (out_dim, in_dim) = weight.dims()?;
         let bound = 1.0 / (in_dim as f32).sqrt();
         let a: Vec<f32> = (0..spec.r * in_dim)
             .map(|_| rng.random_range(-bound..bound))
             .collect();
-        let device = weight.device();
-        let a = Var::from_tensor(&Tensor::from_vec(a, (spec.r, in_dim), device)?)?;
-        let b = Var::zeros((out_dim, spec.r), DType::F32, device)?;
+        let device = match weight {
+            LinearWeight::Dense(w) => w.device().clone(),
+            LinearWeight::Quantized(_) => candle_core::Device::Cpu,
+        };
+        let a = Var::from_tensor(&Tensor::from_vec(a, (spec.r, in_dim), &device)?)?;
+        let b = Var::zeros((out_dim, spec.r), DType::F32, &device)?;
         let magnitude = if spec.use_dora {
             Some(Var::from_tensor(&row_norms(
-                &weight.to_dtype(DType::F32)?,
+                &weight.to_dense(DType::F32, &device)?,
             )?)?)
         } else {
             None
@@ -100,7 +104,7 @@ impl LoraAdapter {
         &self,
         x: &Tensor,
         base: &Tensor,
-        weight: &Tensor,
+        weight: &LinearWeight,
         dropout_seed: Option<u64>,
     ) -> Result<Tensor> {
         let dtype = x.dtype();
@@ -114,7 +118,7 @@ impl LoraAdapter {
         let out = match &self.magnitude {
             None => lora,
             Some(m) => {
-                let w = weight.to_dtype(DType::F32)?;
+                let w = weight.to_dense(DType::F32, x.device())?;
                 let merged = (w + (self.b.matmul(self.a.as_tensor())? * self.scale)?)?;
                 let norm = row_norms(&merged)?.detach();
                 let factor = m.as_tensor().broadcast_div(&norm)?; // (out)

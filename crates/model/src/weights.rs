@@ -146,6 +146,17 @@ impl Weights {
         let (start, end) = info.data_offsets;
         let bytes = &shard.mmap[shard.data_start + start..shard.data_start + end];
         let tensor = Tensor::from_raw_buffer(bytes, stored, &info.shape, device)?;
+        // The tensor owns a copy now: drop the file pages from this process's resident set, so loading a big
+        // backbone does not also keep the whole file resident (peak memory stays near what the model needs).
+        // SAFETY: the mapping is read-only and file-backed; after MADV_DONTNEED a later read re-faults the same
+        // bytes from the file, so no reader can observe a change.
+        let _ = unsafe {
+            shard.mmap.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                shard.data_start + start,
+                end - start,
+            )
+        };
         Ok(tensor.to_dtype(dtype)?)
     }
 }

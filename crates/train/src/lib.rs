@@ -14,6 +14,7 @@ pub mod error;
 pub mod eval;
 pub mod events;
 pub mod loss;
+pub mod memory;
 pub mod optim;
 pub mod run;
 pub mod schedule;

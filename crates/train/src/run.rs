@@ -23,7 +23,9 @@ use ferrotune_config::{
 use ferrotune_data::batch::PadOptions;
 use ferrotune_data::{DatasetSettings, Sample, TextTokenizer, ValidationStrategy};
 use ferrotune_model::lora::LoraSpec;
-use ferrotune_model::{Backbone, DType, Device, GenerationConfig, Llama};
+use ferrotune_model::{
+    Backbone, DType, Device, GenerationConfig, Llama, Quantization, WeightFormat,
+};
 use serde::Serialize;
 
 use crate::checkpoint::{self, CheckpointState};
@@ -31,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::eval::{evaluate, write_predictions, Metric};
 use crate::events::{Event, Listener};
 use crate::loss::LossKind;
+use crate::memory::{self, MemoryEstimate, RunShape};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerKind};
 use crate::schedule::ScheduleKind;
 use crate::trainer::{self, Hooks, LoopSettings, Outcome, Position};
@@ -74,7 +77,6 @@ pub fn unsupported(cfg: &Experiment) -> Vec<String> {
         "only `problem_type: text_causal_language_modeling` is available in this release",
     );
     no(!cfg.training.lora, "full fine-tuning (`training.lora: false`) is not available; train LoRA adapters (`training.lora: true`)");
-    no(matches!(cfg.architecture.backbone_dtype, BackboneDtype::Int8 | BackboneDtype::Int4), "8-bit and 4-bit backbones (`architecture.backbone_dtype: int8|int4`) come with the quantization release; use float32 or bfloat16");
     no(
         cfg.training.sample_packing
             && (cfg.augmentation.skip_parent_probability > 0.0
@@ -91,6 +93,37 @@ pub fn unsupported(cfg: &Experiment) -> Vec<String> {
         "training runs on the CPU in this release (`environment.device: cpu`)",
     );
     out
+}
+
+/// How the config keeps the backbone in memory. Mixed precision: the frozen backbone computes in the 16-bit
+/// dtype while the adapters, their gradients and the optimizer state stay in f32 (the adapters compute in f32
+/// and cast their output). `int8`/`int4` quantize the decoder's linear weights and compute in f32 (or in the
+/// mixed-precision dtype).
+pub fn weight_format(cfg: &Experiment) -> WeightFormat {
+    let mixed = match cfg.environment.mixed_precision_dtype {
+        ferrotune_config::MixedPrecisionDtype::Bfloat16 => DType::BF16,
+        ferrotune_config::MixedPrecisionDtype::Float16 => DType::F16,
+    };
+    let compute = match (
+        cfg.architecture.backbone_dtype,
+        cfg.environment.mixed_precision,
+    ) {
+        (BackboneDtype::Bfloat16, _) => DType::BF16,
+        (BackboneDtype::Float16, _) => DType::F16,
+        (_, true) => mixed,
+        _ => DType::F32,
+    };
+    let quantization = match cfg.architecture.backbone_dtype {
+        BackboneDtype::Int8 => Quantization::Int8,
+        BackboneDtype::Int4 => Quantization::Nf4 {
+            double_quant: cfg.architecture.double_quantization,
+        },
+        _ => Quantization::None,
+    };
+    WeightFormat {
+        compute,
+        quantization,
+    }
 }
 
 /// The data settings of a config.
@@ -413,24 +446,48 @@ fn run_inner(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> {
     let dir = files.dir.clone();
     cfg.save(&dir.join("cfg.yaml"))
         .map_err(|e| Error::Setting(e.to_string()))?;
-    // Mixed precision: the frozen backbone computes in the 16-bit dtype while the adapters, their gradients
-    // and the optimizer state stay in f32 (the adapters compute in f32 and cast their output).
-    let dtype = match (
-        cfg.architecture.backbone_dtype,
-        cfg.environment.mixed_precision,
-    ) {
-        (BackboneDtype::Bfloat16, _) => DType::BF16,
-        (BackboneDtype::Float16, _) => DType::F16,
-        (_, true) => match cfg.environment.mixed_precision_dtype {
-            ferrotune_config::MixedPrecisionDtype::Bfloat16 => DType::BF16,
-            ferrotune_config::MixedPrecisionDtype::Float16 => DType::F16,
+    let format = weight_format(cfg);
+    let backbone_dir =
+        ferrotune_model::backbone::resolve_folder(&request.backbone, &request.gguf_cache)?;
+    let estimate = MemoryEstimate::estimate(
+        &ferrotune_model::ModelConfig::from_dir(&backbone_dir)?,
+        &RunShape {
+            compute: format.compute,
+            quantization: format.quantization,
+            lora: &lora_spec(cfg),
+            batch_size: cfg.training.batch_size as usize,
+            max_length: cfg.tokenizer.max_length as usize,
+            gradient_checkpointing: cfg.architecture.gradient_checkpointing,
         },
-        _ => DType::F32,
-    };
+    );
+    files.emit(Event::Log {
+        message: estimate.describe(),
+    });
+    if let Some(available) = memory::available_memory().filter(|&a| estimate.total() > a) {
+        files.emit(Event::Log {
+            message: format!(
+                "warning: the estimate exceeds the {} this machine has available; if the run is killed, use \
+                 `architecture.backbone_dtype: int4`, `architecture.gradient_checkpointing: true`, or a smaller \
+                 `training.batch_size` / `tokenizer.max_length`",
+                memory::gib(available)
+            ),
+        });
+    }
     files.emit(Event::Log {
         message: format!("loading backbone {}", request.backbone.display()),
     });
-    let mut backbone = Backbone::load(&request.backbone, dtype, &Device::Cpu, &request.gguf_cache)?;
+    let mut backbone = Backbone::load(&backbone_dir, format, &Device::Cpu, &request.gguf_cache)?;
+    let (linear_bytes, other_bytes) = backbone.model.frozen_weight_bytes();
+    files.emit(Event::Log {
+        message: format!(
+            "frozen weights in memory: {} (decoder linear weights {} as {:?}, embedding, head and norms {} as {:?})",
+            memory::mib((linear_bytes + other_bytes) as u64),
+            memory::mib(linear_bytes as u64),
+            format.quantization,
+            memory::mib(other_bytes as u64),
+            format.compute
+        ),
+    });
     let data_settings = dataset_settings(cfg);
     files.emit(Event::Log {
         message: format!("preparing data {}", data_settings.train_dataframe.display()),

@@ -80,8 +80,9 @@ pub struct ModelArgs {
     /// A LoRA adapter folder in PEFT's format (what `ferrotune train` saves) to apply on the backbone.
     #[arg(long, value_name = "DIR")]
     pub adapter: Option<PathBuf>,
-    /// Compute dtype.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
+    /// Compute dtype, or `int8` / `int4` (NF4) to quantize the backbone's linear weights in blocks of 64
+    /// (computing in f32); `int4-dq` also quantizes the blocks' scales.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16", "int8", "int4", "int4-dq"])]
     pub dtype: String,
 }
 
@@ -94,7 +95,7 @@ impl ModelArgs {
             None => ferrotune_assets::ensure_demo_backbone(&home, &mut |m| printer.status(m))
                 .context("cannot fetch the demo backbone")?,
         };
-        let dtype = ferrotune_model::parse_dtype(&self.dtype)?;
+        let dtype = ferrotune_model::parse_weight_format(&self.dtype)?;
         let device = device()?;
         if path
             .extension()

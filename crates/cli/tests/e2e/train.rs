@@ -337,3 +337,66 @@ fn train_validation_data_adds_the_validation_rows_and_steps_count_samples() {
         stderr(&o)
     );
 }
+
+#[test]
+fn quantized_backbones_train_the_same_peft_adapter_layout_and_log_their_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let float_cfg = setup(
+        dir.path(),
+        "float",
+        "  epochs: 1\n  evaluate_before_training: true\n",
+    );
+    let o = train(&float_cfg, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let float_keys: std::collections::BTreeSet<String> =
+        tensors(&dir.path().join("float")).into_keys().collect();
+    for (dtype, name, storage) in [
+        ("int8", "q8", "Int8"),
+        ("int4", "q4", "Nf4 { double_quant: false }"),
+    ] {
+        let cfg = setup(
+            dir.path(),
+            name,
+            "  epochs: 1\n  evaluate_before_training: true\n",
+        );
+        let o = train(&cfg, &["--architecture.backbone_dtype", dtype]);
+        assert!(o.status.success(), "{dtype}: {}", stderr(&o));
+        let run = dir.path().join(name);
+        assert_eq!(status(&run)["status"], "finished");
+        let log = std::fs::read_to_string(run.join("logs.log")).unwrap();
+        assert!(log.contains("estimated peak memory"), "{dtype}: {log}");
+        assert!(log.contains(&format!("as {storage}")), "{dtype}: {log}");
+        // The adapter is the same PEFT file as for a float backbone, and training moved the loss.
+        let keys: std::collections::BTreeSet<String> = tensors(&run).into_keys().collect();
+        assert_eq!(keys, float_keys, "{dtype}");
+        let evals: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|m| m["event"] == "evaluation")
+            .map(|m| m["validation_loss"].as_f64().unwrap())
+            .collect();
+        assert!(
+            evals.len() >= 2 && evals[evals.len() - 1] < evals[0],
+            "{dtype}: {evals:?}"
+        );
+        // Inference on the quantized backbone with the trained adapter.
+        let o = ferrotune()
+            .args([
+                "generate",
+                "--model",
+                fixture("llama3_rope").to_str().unwrap(),
+                "--dtype",
+                dtype,
+            ])
+            .args([
+                "--adapter",
+                run.to_str().unwrap(),
+                "--prompt",
+                "Add 1 and 2.",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{dtype}: {}", stderr(&o));
+    }
+}

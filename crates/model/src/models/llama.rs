@@ -13,8 +13,12 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::layers::Linear;
 use crate::ops;
+use crate::quant::Quantization;
 use crate::rope::RotaryEmbedding;
 use crate::weights::Weights;
+
+/// How linear weights are kept: the compute dtype and the quantization of the decoder layers' projections.
+type Storage = (DType, Quantization);
 
 #[derive(Debug, Clone)]
 struct RmsNorm {
@@ -58,7 +62,7 @@ impl Attention {
         weights: &Weights,
         prefix: &str,
         cfg: &ModelConfig,
-        dtype: DType,
+        storage: Storage,
         device: &Device,
     ) -> Result<Self> {
         let (h, d) = (cfg.hidden_size, cfg.head_dim);
@@ -70,7 +74,7 @@ impl Attention {
                 &format!("{prefix}.{name}"),
                 shape,
                 bias,
-                dtype,
+                storage,
                 device,
             )
         };
@@ -210,7 +214,7 @@ impl Mlp {
         weights: &Weights,
         prefix: &str,
         cfg: &ModelConfig,
-        dtype: DType,
+        storage: Storage,
         device: &Device,
     ) -> Result<Self> {
         let (h, i, bias) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
@@ -220,7 +224,7 @@ impl Mlp {
                 &format!("{prefix}.{name}"),
                 shape,
                 bias,
-                dtype,
+                storage,
                 device,
             )
         };
@@ -304,9 +308,11 @@ impl DecoderLayer {
         weights: &Weights,
         layer: usize,
         cfg: &ModelConfig,
-        dtype: DType,
+        storage: Storage,
         device: &Device,
     ) -> Result<Self> {
+        // Norms stay in the compute dtype (f32 unless mixed precision), whatever the linear weights' storage.
+        let dtype = storage.0;
         let p = format!("model.layers.{layer}");
         Ok(Self {
             input_layernorm: RmsNorm::load(
@@ -316,7 +322,7 @@ impl DecoderLayer {
                 dtype,
                 device,
             )?,
-            self_attn: Attention::load(weights, &format!("{p}.self_attn"), cfg, dtype, device)?,
+            self_attn: Attention::load(weights, &format!("{p}.self_attn"), cfg, storage, device)?,
             post_attention_layernorm: RmsNorm::load(
                 weights,
                 &format!("{p}.post_attention_layernorm.weight"),
@@ -324,7 +330,7 @@ impl DecoderLayer {
                 dtype,
                 device,
             )?,
-            mlp: Mlp::load(weights, &format!("{p}.mlp"), cfg, dtype, device)?,
+            mlp: Mlp::load(weights, &format!("{p}.mlp"), cfg, storage, device)?,
         })
     }
 }
@@ -414,16 +420,21 @@ pub struct Llama {
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
     lm_head: Linear,
+    /// The LM head is the embedding's buffer (tied embeddings without an `lm_head.weight` on disk).
+    lm_head_shares_embedding: bool,
     rotary: RotaryEmbedding,
     dtype: DType,
 }
 
 impl Llama {
-    /// Builds the model from `weights` in compute dtype `dtype`, layer by layer.
+    /// Builds the model from `weights` in compute dtype `dtype`, layer by layer, with the decoder layers' linear
+    /// weights stored as `quantization` says (the embedding, norms and LM head stay in `dtype`, as bitsandbytes
+    /// keeps them).
     pub fn load(
         cfg: &ModelConfig,
         weights: &Weights,
         dtype: DType,
+        quantization: Quantization,
         device: &Device,
     ) -> Result<Self> {
         let embed_shape = weights.shape("model.embed_tokens.weight")?;
@@ -438,10 +449,12 @@ impl Llama {
         let vocab = embed_shape[0];
         let embed_tokens = weights.load("model.embed_tokens.weight", None, dtype, device)?;
         let layers = (0..cfg.num_layers)
-            .map(|i| DecoderLayer::load(weights, i, cfg, dtype, device))
+            .map(|i| DecoderLayer::load(weights, i, cfg, (dtype, quantization), device))
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(weights, "model.norm.weight", cfg, dtype, device)?;
-        let lm_head = if cfg.tie_word_embeddings && !weights.contains("lm_head.weight") {
+        let lm_head_shares_embedding =
+            cfg.tie_word_embeddings && !weights.contains("lm_head.weight");
+        let lm_head = if lm_head_shares_embedding {
             Linear::new(embed_tokens.clone(), None)
         } else {
             Linear::load(
@@ -449,7 +462,7 @@ impl Llama {
                 "lm_head",
                 (vocab, cfg.hidden_size),
                 false,
-                dtype,
+                (dtype, Quantization::None),
                 device,
             )?
         };
@@ -461,9 +474,30 @@ impl Llama {
             layers,
             norm,
             lm_head,
+            lm_head_shares_embedding,
             rotary,
             dtype,
         })
+    }
+
+    /// Bytes the frozen weights occupy: `(decoder layers' linear weights, everything else)` — the embedding and
+    /// a tied LM head share one buffer and are counted once.
+    pub fn frozen_weight_bytes(&self) -> (usize, usize) {
+        let bytes = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
+        let mut linears = 0;
+        let mut other = bytes(&self.embed_tokens) + bytes(&self.norm.weight);
+        for (_, _, linear) in self.linears() {
+            linears += linear.weight().storage_bytes();
+            other += linear.bias().map_or(0, bytes);
+        }
+        for layer in &self.layers {
+            other += bytes(&layer.input_layernorm.weight)
+                + bytes(&layer.post_attention_layernorm.weight);
+        }
+        if !self.lm_head_shares_embedding {
+            other += self.lm_head.weight().storage_bytes();
+        }
+        (linears, other)
     }
 
     /// The resolved configuration.
