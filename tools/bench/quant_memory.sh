@@ -2,7 +2,8 @@
 # Peak RSS and final validation loss of the same LoRA run on the demo backbone with the frozen backbone kept as
 # float32, bfloat16, int8 and int4 (NF4): `ferrotune demo` with the overrides below, one dtype after the other.
 # Prints a markdown table; each run's log stays in output/bench-quant-<dtype>/logs.log.
-# Usage: cargo build --release && bash tools/bench/quant_memory.sh [extra --section.key value overrides]
+# Usage: cargo build --release && [DTYPES="int8 int4"] bash tools/bench/quant_memory.sh [--section.key value …]
+# (later overrides win, e.g. `--llm_backbone /path/to/other/backbone`)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=target/release/ferrotune
@@ -10,7 +11,7 @@ common=(--training.batch_size 2 --training.grad_accumulation 2 --tokenizer.max_l
         --architecture.gradient_checkpointing true --dataset.data_sample 0.06 --training.epochs 1
         --training.evaluate_before_training false --prediction.max_length_inference 16 "$@")
 printf '| backbone_dtype | decoder linear weights (MiB) | all frozen weights (MiB) | peak RSS (GiB) | wall (s) | final validation loss |\n|---|---|---|---|---|---|\n'
-for dtype in float32 bfloat16 int8 int4; do
+for dtype in ${DTYPES:-float32 bfloat16 int8 int4}; do
   out=output/bench-quant-$dtype
   rm -rf "$out"
   /usr/bin/time -f '%M %e' -o /tmp/ferrotune-quant-time "$bin" --quiet demo --prompt "Hi" \

@@ -95,9 +95,7 @@ pub fn batch_loss(
         .reshape((b * t, h))?
         .index_select(&Tensor::new(positions.as_slice(), device)?, 0)?;
     let logits = model.logits(&selected)?; // (n, vocab) f32
-    let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let targets = Tensor::new(targets.as_slice(), device)?.unsqueeze(1)?;
-    let nll = log_probs.gather(&targets, 1)?.squeeze(1)?.neg()?; // (n)
+    let nll = ferrotune_model::kernels::cross_entropy::cross_entropy(&logits, &targets)?; // (n)
     let weights = Tensor::new(weights.as_slice(), device)?;
     let loss = (&nll * weights)?.sum_all()?;
     let token_nll = nll.detach().to_dtype(DType::F64)?.to_vec1::<f64>()?;

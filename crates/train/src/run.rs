@@ -313,6 +313,14 @@ struct RunHooks<'a, 'b> {
 impl Hooks for RunHooks<'_, '_> {
     fn evaluate(&mut self, model: &Llama, pos: Position, epoch: f64) -> Result<()> {
         let last_eval = pos.micro_step == self.total_micro_steps;
+        if let Some(peak) = memory::peak_resident().filter(|_| pos.micro_step > 0) {
+            self.files.emit(Event::Log {
+                message: format!(
+                    "peak resident memory before this evaluation: {}",
+                    memory::gib(peak)
+                ),
+            });
+        }
         // Answers are generated for BLEU at every evaluation, and for the predictions file at the last one.
         let generate = self.metric == Metric::Bleu || last_eval;
         let ev = evaluate(
@@ -628,6 +636,11 @@ fn run_inner(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> {
             "stopped"
         }
     };
+    if let Some(peak) = memory::peak_resident() {
+        hooks.files.emit(Event::Log {
+            message: format!("peak resident memory of the run: {}", memory::gib(peak)),
+        });
+    }
     let adapter_dir = dir.join("adapter");
     if outcome == Outcome::Finished
         && matches!(

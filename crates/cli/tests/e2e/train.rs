@@ -292,20 +292,35 @@ fn parent_augmentations_run() {
 #[test]
 fn gradient_checkpointing_trains_the_same_adapter() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |name: &str, on: &str| {
-        let cfg = setup(dir.path(), name, "  epochs: 1\n");
-        let o = train(&cfg, &["--architecture.gradient_checkpointing", on]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        tensors(&dir.path().join(name))
-    };
-    let (plain, checkpointed) = (run("plain", "false"), run("ckpt", "true"));
-    let mut max = 0f32;
-    for (k, a) in &plain {
-        for (x, y) in a.iter().zip(&checkpointed[k]) {
-            max = max.max((x - y).abs());
+    // Float32, a bfloat16 backbone (16-bit activations through the checkpointed layers) and an NF4 backbone.
+    for dtype in ["float32", "bfloat16", "int4"] {
+        let run = |on: &str| {
+            let name = format!("{dtype}-{on}");
+            let cfg = setup(dir.path(), &name, "  epochs: 1\n");
+            let o = train(
+                &cfg,
+                &[
+                    "--architecture.gradient_checkpointing",
+                    on,
+                    "--architecture.backbone_dtype",
+                    dtype,
+                ],
+            );
+            assert!(o.status.success(), "{dtype}: {}", stderr(&o));
+            tensors(&dir.path().join(name))
+        };
+        let (plain, checkpointed) = (run("false"), run("true"));
+        let mut max = 0f32;
+        for (k, a) in &plain {
+            for (x, y) in a.iter().zip(&checkpointed[k]) {
+                max = max.max((x - y).abs());
+            }
         }
+        assert!(
+            max <= 1e-5,
+            "{dtype}: checkpointed training differs by {max}"
+        );
     }
-    assert!(max <= 1e-5, "checkpointed training differs by {max}");
 }
 
 #[test]

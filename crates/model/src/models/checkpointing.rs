@@ -71,20 +71,32 @@ impl CustomOp1 for Checkpointed {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("gradient checkpointing runs on f32 activations")
-        };
         let Some((start, end)) = layout.contiguous_offsets() else {
             candle_core::bail!("gradient checkpointing: the layer input must be contiguous")
         };
-        let x = Tensor::from_slice(&data[start..end], layout.shape(), &candle_core::Device::Cpu)?;
-        // Untracked input: the adapters still record a graph, which is dropped with `y` at the end of this call.
+        let (shape, cpu) = (layout.shape(), &candle_core::Device::Cpu);
+        let x = match storage {
+            CpuStorage::F32(d) => Tensor::from_slice(&d[start..end], shape, cpu)?,
+            CpuStorage::BF16(d) => Tensor::from_slice(&d[start..end], shape, cpu)?,
+            CpuStorage::F16(d) => Tensor::from_slice(&d[start..end], shape, cpu)?,
+            _ => candle_core::bail!("gradient checkpointing runs on f32, bf16 or f16 activations"),
+        };
+        // A tracked input, as in the backward's recomputation and in a run without checkpointing: the ops then
+        // take the same (composed) path, so the values are identical in every dtype (fused and composed ops
+        // round differently in 16 bits). The layer's graph is dropped with `y` at the end of this call.
+        let x = Var::from_tensor(&x)?;
         let y = self
-            .run(&x)
+            .run(x.as_tensor())
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?
-            .detach();
-        let out = y.flatten_all()?.to_vec1::<f32>()?;
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
+            .detach()
+            .to_dtype(x.dtype())?
+            .flatten_all()?;
+        let out = match storage {
+            CpuStorage::BF16(_) => CpuStorage::BF16(y.to_vec1()?),
+            CpuStorage::F16(_) => CpuStorage::F16(y.to_vec1()?),
+            _ => CpuStorage::F32(y.to_vec1()?),
+        };
+        Ok((out, shape.clone()))
     }
 
     fn bwd(

@@ -12,6 +12,8 @@
 mod matmul;
 mod nf4;
 
+use rayon::prelude::*;
+
 pub use matmul::{quantized_matmul, quantized_matmul_reference};
 pub use nf4::NF4_CODE;
 
@@ -168,34 +170,15 @@ impl QuantizedMatrix {
             .format()
             .expect("quantize needs a quantized format");
         let blocks_per_row = cols.div_ceil(BLOCK);
-        let mut scales = Vec::with_capacity(rows * blocks_per_row);
+        let mut scales = vec![0f32; rows * blocks_per_row];
         let row_bytes = Self::row_bytes(format, cols);
         let mut codes = vec![0u8; rows * row_bytes];
-        for (r, row) in w.chunks(cols.max(1)).enumerate().take(rows) {
-            let out = &mut codes[r * row_bytes..(r + 1) * row_bytes];
-            for (b, block) in row.chunks(BLOCK).enumerate() {
-                let absmax = block.iter().map(|v| v.abs()).fold(0f32, f32::max);
-                let start = b * BLOCK;
-                match format {
-                    QuantFormat::Int8 => {
-                        let scale = absmax / 127.0;
-                        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-                        for (j, &v) in block.iter().enumerate() {
-                            out[start + j] = ((v * inv).round().clamp(-127.0, 127.0) as i8) as u8;
-                        }
-                        scales.push(scale);
-                    }
-                    QuantFormat::Nf4 => {
-                        let inv = if absmax > 0.0 { 1.0 / absmax } else { 0.0 };
-                        for (j, &v) in block.iter().enumerate() {
-                            let code = nf4::nearest(v * inv);
-                            let col = start + j;
-                            out[col / 2] |= code << (4 * (col % 2));
-                        }
-                        scales.push(absmax);
-                    }
-                }
-            }
+        if rows > 0 && cols > 0 {
+            codes
+                .par_chunks_mut(row_bytes)
+                .zip(scales.par_chunks_mut(blocks_per_row))
+                .zip(w.par_chunks(cols))
+                .for_each(|((out, row_scales), row)| quantize_row(format, row, out, row_scales));
         }
         let scales = match quantization {
             Quantization::Nf4 { double_quant: true } => Scales::double_quantize(&scales),
@@ -299,6 +282,31 @@ impl QuantizedMatrix {
         let mut out = vec![0f32; self.rows * self.cols];
         self.dequantize_rows(0, self.rows, &mut out);
         out
+    }
+}
+
+/// Quantizes one row: its codes into `out`, one scale per block into `scales`.
+fn quantize_row(format: QuantFormat, row: &[f32], out: &mut [u8], scales: &mut [f32]) {
+    for ((b, block), scale) in row.chunks(BLOCK).enumerate().zip(scales.iter_mut()) {
+        let absmax = block.iter().map(|v| v.abs()).fold(0f32, f32::max);
+        let start = b * BLOCK;
+        match format {
+            QuantFormat::Int8 => {
+                *scale = absmax / 127.0;
+                let inv = if absmax > 0.0 { 127.0 / absmax } else { 0.0 };
+                for (j, &v) in block.iter().enumerate() {
+                    out[start + j] = ((v * inv).round().clamp(-127.0, 127.0) as i8) as u8;
+                }
+            }
+            QuantFormat::Nf4 => {
+                *scale = absmax;
+                let inv = if absmax > 0.0 { 1.0 / absmax } else { 0.0 };
+                for (j, &v) in block.iter().enumerate() {
+                    let col = start + j;
+                    out[col / 2] |= nf4::nearest(v * inv) << (4 * (col % 2));
+                }
+            }
+        }
     }
 }
 

@@ -21,16 +21,18 @@ pub const NF4_CODE: [f32; 16] = [
     1.0,
 ];
 
+/// Midpoints between neighbouring code values: the code of `x` is the number of midpoints below it.
+const MIDPOINTS: [f32; 15] = {
+    let mut m = [0f32; 15];
+    let mut i = 0;
+    while i < 15 {
+        m[i] = 0.5 * (NF4_CODE[i] + NF4_CODE[i + 1]);
+        i += 1;
+    }
+    m
+};
+
 /// The code of the NF4 value nearest to `x` (`x` in [-1, 1]; values outside clamp to the ends).
 pub(crate) fn nearest(x: f32) -> u8 {
-    // Midpoints between neighbouring values: the code is the number of midpoints below x.
-    let mut code = 0u8;
-    for i in 0..15 {
-        if x > 0.5 * (NF4_CODE[i] + NF4_CODE[i + 1]) {
-            code = i as u8 + 1;
-        } else {
-            break;
-        }
-    }
-    code
+    MIDPOINTS.partition_point(|&m| m < x) as u8
 }
