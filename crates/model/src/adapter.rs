@@ -257,6 +257,7 @@ pub fn load_peft(model: &mut Llama, dir: &Path) -> Result<LoraSpec> {
             magnitude,
             scale,
             dropout: spec.dropout,
+            detached: false,
         }));
         attached += 1;
     }

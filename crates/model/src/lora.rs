@@ -66,6 +66,9 @@ pub struct LoraAdapter {
     pub magnitude: Option<Var>,
     pub scale: f64,
     pub dropout: f32,
+    /// Compute with detached copies of A, B and m (inference): no autograd graph is recorded, so activations
+    /// and KV-cache entries are freed as soon as they are dropped. See [`crate::Llama::for_inference`].
+    pub detached: bool,
 }
 
 impl LoraAdapter {
@@ -96,6 +99,7 @@ impl LoraAdapter {
             magnitude,
             scale: spec.scale(),
             dropout: spec.dropout,
+            detached: false,
         })
     }
 
@@ -113,15 +117,23 @@ impl LoraAdapter {
             Some(seed) if self.dropout > 0.0 => dropout(&x32, self.dropout, seed)?,
             _ => x32,
         };
-        let lora = xd.matmul(&self.a.t()?)?.matmul(&self.b.t()?)?;
+        let param = |v: &Var| {
+            if self.detached {
+                v.as_tensor().detach()
+            } else {
+                v.as_tensor().clone()
+            }
+        };
+        let (a, b) = (param(&self.a), param(&self.b));
+        let lora = xd.matmul(&a.t()?)?.matmul(&b.t()?)?;
         let lora = (lora * self.scale)?;
         let out = match &self.magnitude {
             None => lora,
             Some(m) => {
                 let w = weight.to_dense(DType::F32, x.device())?;
-                let merged = (w + (self.b.matmul(self.a.as_tensor())? * self.scale)?)?;
+                let merged = (w + (b.matmul(&a)? * self.scale)?)?;
                 let norm = row_norms(&merged)?.detach();
-                let factor = m.as_tensor().broadcast_div(&norm)?; // (out)
+                let factor = param(m).broadcast_div(&norm)?; // (out)
                 let base32 = base.to_dtype(DType::F32)?;
                 let scaled_base = base32.broadcast_mul(&(&factor - 1.0)?)?;
                 (scaled_base + lora.broadcast_mul(&factor)?)?

@@ -29,7 +29,7 @@ pub struct ScoreSummary {
 /// Scores one text (tokenized with the tokenizer's special tokens, as transformers does by default).
 pub fn score_text(model: &Llama, tokenizer: &TextTokenizer, text: &str) -> Result<TextScore> {
     let ids = tokenizer.encode(text, true)?;
-    let log_probs = model.token_log_probs(&ids)?;
+    let log_probs = model.for_inference().token_log_probs(&ids)?;
     let nll_sum: f64 = log_probs.iter().map(|&lp| -(lp as f64)).sum();
     let tokens = log_probs.len();
     Ok(TextScore {

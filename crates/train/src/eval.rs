@@ -70,6 +70,8 @@ pub fn evaluate(
     if samples.is_empty() {
         return Err(Error::Setting("the validation set is empty\nhelp: raise `dataset.validation_size` or give a `dataset.validation_dataframe`".into()));
     }
+    // Evaluation needs no gradients: without the autograd graph its peak is one layer's activations.
+    let model = &model.for_inference();
     let mut nll = 0.0;
     let mut tokens = 0usize;
     let mut per_sample = vec![(0.0, 0usize); samples.len()];

@@ -143,6 +143,8 @@ pub fn generate(
     if prompt_ids.is_empty() {
         return Err(Error::InvalidGeneration("the prompt is empty".into()));
     }
+    // No autograd graph while generating (the KV cache would otherwise keep every step's).
+    let model = &model.for_inference();
     if cfg.num_beams > 1 {
         let generation = beam::beam_search(model, tokenizer, prompt_ids, cfg)?;
         on_text(&generation.text);

@@ -500,6 +500,22 @@ impl Llama {
         (linears, other)
     }
 
+    /// A view of this model for inference: it shares every weight (adapters included, so it sees later
+    /// training steps) but computes its adapters from detached tensors, so a forward pass records no autograd
+    /// graph. Without it, each activation — and through the KV cache, every earlier step's — would stay alive
+    /// until the output is dropped, as training needs.
+    pub fn for_inference(&self) -> Llama {
+        let mut model = self.clone();
+        for (_, _, linear) in model.linears_mut() {
+            if let Some(lora) = linear.lora() {
+                let mut lora = lora.clone();
+                lora.detached = true;
+                linear.set_lora(Some(lora));
+            }
+        }
+        model
+    }
+
     /// The resolved configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
