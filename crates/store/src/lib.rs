@@ -1,0 +1,1 @@
+//! ferrotune-store (skeleton).
