@@ -1,0 +1,245 @@
+//! Every supported layout and container becomes the canonical table, with statistics, originals and metadata.
+
+use std::io::Write;
+
+use ferrotune_store::{DatasetInfo, ImportOptions, Mapping, Shape, Split};
+
+use crate::common::TestHome;
+
+#[test]
+fn alpaca_json_becomes_the_canonical_table_an_experiment_can_read() {
+    let mut t = TestHome::new();
+    let file = t.file(
+        "alpaca.json",
+        r#"[{"instruction": "Add", "input": "1 and 2", "output": "3", "system": "math"},
+            {"instruction": "Greet", "output": "Hello there"}]"#,
+    );
+    let info = t.import("alpaca", &file).unwrap();
+    assert_eq!(info.format, "alpaca (json)");
+    assert_eq!(info.train.rows, 2);
+    let rows = t.store.sample("alpaca", Split::Train, 10).unwrap();
+    assert_eq!(rows[0].prompt, "Add\n\n1 and 2");
+    assert_eq!(
+        (rows[0].system.as_str(), rows[0].answer.as_str()),
+        ("math", "3")
+    );
+    assert_eq!(rows[1].prompt, "Greet");
+    // The data crate reads the canonical file as a training dataframe.
+    let path = t.store.table_path("alpaca", Split::Train).unwrap();
+    let table = ferrotune_data::read_table(&path).unwrap();
+    assert_eq!(
+        table.columns,
+        ["id", "parent_id", "system", "prompt", "answer"]
+    );
+    assert_eq!(table.len(), 2);
+    // dataset.json is the source of truth and matches the registry row.
+    let on_disk = DatasetInfo::load(&t.store.dataset_dir("alpaca")).unwrap();
+    assert_eq!(on_disk, t.store.dataset("alpaca").unwrap());
+    assert!(t
+        .store
+        .dataset_dir("alpaca")
+        .join(&on_disk.files[0].original)
+        .is_file());
+    // Column counts: `input` and `system` are missing from the second object.
+    let cols = &info.train.statistics.columns;
+    assert_eq!((cols["input"].values, cols["input"].nulls), (1, 1));
+    assert_eq!(cols["output"].values, 2);
+}
+
+#[test]
+fn sharegpt_conversations_are_chained_turns_with_statistics() {
+    let mut t = TestHome::new();
+    let line = |turns: &[(&str, &str)]| {
+        let conv: Vec<_> = turns
+            .iter()
+            .map(|(from, value)| serde_json::json!({"from": from, "value": value}))
+            .collect();
+        serde_json::json!({ "conversations": conv }).to_string()
+    };
+    let text = [
+        line(&[
+            ("system", "be brief"),
+            ("human", "hi"),
+            ("gpt", "hello"),
+            ("human", "how are you"),
+            ("gpt", "fine"),
+        ]),
+        line(&[("human", "one"), ("gpt", "two words")]),
+    ]
+    .join("\n");
+    let file = t.file("chat.jsonl", text);
+    let info = t.import("chat", &file).unwrap();
+    let stats = &info.train.statistics;
+    assert_eq!((stats.rows, stats.conversations), (3, 2));
+    assert_eq!(stats.turns_per_conversation.get(&2), Some(&1));
+    assert_eq!(stats.turns_per_conversation.get(&1), Some(&1));
+    // "be brief" + "hi hello how are you fine" = 8 words; "one two words" = 3.
+    assert_eq!(
+        (stats.conversation_words.min, stats.conversation_words.max),
+        (3, 8)
+    );
+    let rows = t.store.sample("chat", Split::Train, 3).unwrap();
+    assert_eq!(rows[1].parent_id.as_deref(), Some(rows[0].id.as_str()));
+    assert_eq!(rows[0].system, "be brief");
+    assert_eq!(rows[2].parent_id, None);
+}
+
+#[test]
+fn openai_messages_in_csv_with_a_validation_file() {
+    let mut t = TestHome::new();
+    let messages = |q: &str, a: &str| {
+        serde_json::json!([{"role": "system", "content": "sys"}, {"role": "user", "content": q}, {"role": "assistant", "content": a}])
+            .to_string()
+            .replace('"', "\"\"")
+    };
+    let train = t.file(
+        "train.csv",
+        format!(
+            "id,messages\n7,\"{}\"\n8,\"{}\"\n",
+            messages("q1", "a1"),
+            messages("q2", "a2")
+        ),
+    );
+    let valid = t.file(
+        "valid.csv",
+        format!("messages\n\"{}\"\n", messages("q3", "a3")),
+    );
+    let info = t
+        .store
+        .import_dataset(&ImportOptions {
+            name: "oa".into(),
+            train,
+            validation: Some(valid),
+            mapping: Mapping::default(),
+        })
+        .unwrap();
+    assert_eq!(info.format, "openai (csv)");
+    assert_eq!(info.validation.as_ref().unwrap().rows, 1);
+    let rows = t.store.sample("oa", Split::Train, 5).unwrap();
+    assert_eq!(rows[0].id, "7");
+    assert_eq!(
+        (
+            rows[1].prompt.as_str(),
+            rows[1].answer.as_str(),
+            rows[1].system.as_str()
+        ),
+        ("q2", "a2", "sys")
+    );
+    let v = t.store.sample("oa", Split::Validation, 5).unwrap();
+    assert_eq!(v[0].answer, "a3");
+    assert!(t.store.dataset_dir("oa").join("validation.jsonl").is_file());
+    assert!(t
+        .store
+        .dataset_dir("oa")
+        .join("original/validation/valid.csv")
+        .is_file());
+}
+
+#[test]
+fn explicit_flat_mapping_with_parent_ids_and_plain_text() {
+    let mut t = TestHome::new();
+    let file = t.file(
+        "flat.csv",
+        "msg_id,prev,q,a,sys\nx1,,hello,hi,s\nx2,x1,again,sure,\n",
+    );
+    let info = t
+        .store
+        .import_dataset(&ImportOptions {
+            name: "flat".into(),
+            train: file,
+            validation: None,
+            mapping: Mapping {
+                prompt: vec!["q".into()],
+                answer: Some("a".into()),
+                system: Some("sys".into()),
+                id: Some("msg_id".into()),
+                parent_id: Some("prev".into()),
+                ..Mapping::default()
+            },
+        })
+        .unwrap();
+    assert_eq!(info.train.statistics.conversations, 1);
+    let rows = t.store.sample("flat", Split::Train, 5).unwrap();
+    assert_eq!(rows[1].parent_id.as_deref(), Some("x1"));
+    assert_eq!(info.train.statistics.empty.system, 1);
+
+    let text = t.file("c4.jsonl", "{\"text\": \"a b c\"}\n{\"text\": \"d\"}\n");
+    let info = t.import("c4", &text).unwrap();
+    assert_eq!(info.files[0].shape, Shape::Text);
+    assert_eq!(info.train.statistics.empty.prompt, 2);
+    assert_eq!(info.train.statistics.answer_words.max, 3);
+}
+
+#[test]
+fn zip_archives_and_folders_import_every_data_file() {
+    let mut t = TestHome::new();
+    let archive = t.dir.path().join("data.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&archive).unwrap());
+    let opts = zip::write::SimpleFileOptions::default();
+    zip.start_file("part1.csv", opts).unwrap();
+    zip.write_all(b"prompt,answer\nq1,a1\n").unwrap();
+    zip.start_file("part2.jsonl", opts).unwrap();
+    zip.write_all(b"{\"prompt\": \"q2\", \"answer\": \"a2\"}\n")
+        .unwrap();
+    zip.finish().unwrap();
+    let info = t.import("zipped", &archive).unwrap();
+    assert_eq!(info.train.rows, 2);
+    assert_eq!(info.files.len(), 2);
+    assert!(info.files[0].source.ends_with("data.zip!part1.csv"));
+    assert_eq!(info.format, "flat (csv), flat (jsonl)");
+
+    t.file("folder/a.csv", "prompt,answer\nq,a\n");
+    t.file("folder/b.json", r#"[{"prompt": "q", "answer": "b"}]"#);
+    t.file("folder/notes.txt", "ignored");
+    let info = t.import("folder", &t.dir.path().join("folder")).unwrap();
+    assert_eq!(info.train.rows, 2);
+    assert_eq!(t.dataset_entries(), ["folder", "zipped"]);
+}
+
+#[test]
+fn merge_appends_rows_keeps_ids_unique_and_recomputes_statistics() {
+    let mut t = TestHome::new();
+    let first = t.file("a.csv", "prompt,answer\nq1,a1\nq2,a2\n");
+    t.import("ds", &first).unwrap();
+    let more = t.file(
+        "b.jsonl",
+        "{\"prompt\": \"q3\", \"answer\": \"three words here\"}\n",
+    );
+    let info = t
+        .store
+        .merge_dataset("ds", &more, &Mapping::default(), Split::Train)
+        .unwrap();
+    assert_eq!(info.train.rows, 3);
+    assert_eq!(info.train.statistics.answer_words.max, 3);
+    assert_eq!(info.files.len(), 2);
+    let rows = t.store.sample("ds", Split::Train, 10).unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["r0", "r1", "r2"]);
+    // Column counts of both files are kept.
+    assert_eq!(info.train.statistics.columns["prompt"].values, 3);
+    assert_eq!(DatasetInfo::load(&t.store.dataset_dir("ds")).unwrap(), info);
+
+    // A clashing id is refused and leaves the dataset as it was.
+    let clash = t.file("c.csv", "id,prompt,answer\nr1,q,a\n");
+    let err = t
+        .store
+        .merge_dataset("ds", &clash, &Mapping::default(), Split::Train)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`r1` twice"), "{err}");
+    assert_eq!(t.store.dataset("ds").unwrap().train.rows, 3);
+    assert_eq!(t.store.sample("ds", Split::Train, 10).unwrap().len(), 3);
+    assert_eq!(t.dataset_entries(), ["ds"]);
+}
+
+#[test]
+fn delete_removes_the_folder_and_the_row() {
+    let mut t = TestHome::new();
+    let file = t.file("a.csv", "prompt,answer\nq,a\n");
+    t.import("gone", &file).unwrap();
+    t.store.delete_dataset("gone").unwrap();
+    assert!(t.store.datasets().unwrap().is_empty());
+    assert!(t.dataset_entries().is_empty());
+    let err = t.store.delete_dataset("gone").unwrap_err().to_string();
+    assert!(err.contains("no dataset named `gone`"), "{err}");
+}
