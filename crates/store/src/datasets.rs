@@ -104,7 +104,7 @@ impl Store {
     ) -> Result<DatasetInfo> {
         let _shared = self.lock_registry(false)?;
         let dir = self.dataset_dir_checked(name)?;
-        let _lock = lock_file(&self.home.datasets().join(format!(".{name}.lock")))?;
+        let _lock = lock_file(&dataset_lock(&self.home, name))?;
         let mut info = DatasetInfo::load(&dir)?;
         let old = match split {
             Split::Train => Some(&info.train),
@@ -146,7 +146,7 @@ impl Store {
         let _shared = self.lock_registry(false)?;
         let root = self.home.datasets();
         let dir = root.join(name);
-        let _lock = lock_file(&root.join(format!(".{name}.lock")))?;
+        let _lock = lock_file(&dataset_lock(&self.home, name))?;
         let trash = root.join(format!(".trash-{name}-{}", files::unique()));
         let registry_path = self.registry.path().to_path_buf();
         let not_found = self.not_found(name);
@@ -164,7 +164,6 @@ impl Store {
         if moved {
             std::fs::remove_dir_all(&trash).map_err(io(&trash))?;
         }
-        let _ = std::fs::remove_file(root.join(format!(".{name}.lock")));
         Ok(())
     }
 
@@ -394,6 +393,11 @@ fn publish(
             Err(e)
         }
     }
+}
+
+/// The lock file of dataset `name`: `datasets/.locks/<name>.lock` (kept, so every process locks the same file).
+fn dataset_lock(home: &ferrotune_assets::Home, name: &str) -> PathBuf {
+    home.datasets().join(".locks").join(format!("{name}.lock"))
 }
 
 /// An exclusive lock on `path` (created), held while the file lives.

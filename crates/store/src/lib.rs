@@ -41,7 +41,9 @@ pub use datasets::ImportOptions;
 pub use doctor::{rebuild_index, RebuildReport};
 pub use error::{Error, Result};
 pub use ferrotune_assets::Home;
-pub use ferrotune_data::import::{CanonicalRow, Mapping, Shape, Statistics};
+pub use ferrotune_data::import::{
+    CanonicalRow, ColumnCounts, Histogram, Mapping, Shape, Statistics,
+};
 pub use registry::Registry;
 
 /// The home and its open registry.

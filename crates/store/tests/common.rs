@@ -48,7 +48,7 @@ impl TestHome {
         let mut names: Vec<String> = std::fs::read_dir(self.home().datasets())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.ends_with(".lock"))
+            .filter(|n| n != ".locks")
             .collect();
         names.sort();
         names
