@@ -71,6 +71,12 @@ fn non_utf8_names_the_line_and_the_fix() {
         Mapping::default(),
     );
     assert!(err.contains("line 2") && err.contains("iconv"), "{err}");
+    let err = failure(
+        "l.json",
+        b"[{\"prompt\": \"q\", \"answer\": \"a\"},\n {\"prompt\": \"caf\xe9\"}]",
+        Mapping::default(),
+    );
+    assert!(err.contains("line 2") && err.contains("iconv"), "{err}");
 }
 
 #[test]

@@ -243,3 +243,63 @@ fn delete_removes_the_folder_and_the_row() {
     let err = t.store.delete_dataset("gone").unwrap_err().to_string();
     assert!(err.contains("no dataset named `gone`"), "{err}");
 }
+
+/// A Parquet file like pandas writes: string columns, an int64 id and a nullable float parent id.
+fn write_parquet(path: &std::path::Path) {
+    use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::Arc;
+    let schema = parquet::schema::parser::parse_message_type(
+        "message schema {
+            REQUIRED BYTE_ARRAY question (UTF8);
+            REQUIRED BYTE_ARRAY response (UTF8);
+            REQUIRED INT64 id;
+            OPTIONAL DOUBLE parent_id;
+        }",
+    )
+    .unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let props = Arc::new(WriterProperties::builder().build());
+    let mut writer = SerializedFileWriter::new(file, Arc::new(schema), props).unwrap();
+    let mut group = writer.next_row_group().unwrap();
+    for texts in [["hi", "more"], ["hello", "sure"]] {
+        let mut col = group.next_column().unwrap().unwrap();
+        let values: Vec<ByteArray> = texts.iter().map(|t| ByteArray::from(*t)).collect();
+        col.typed::<ByteArrayType>()
+            .write_batch(&values, None, None)
+            .unwrap();
+        col.close().unwrap();
+    }
+    let mut col = group.next_column().unwrap().unwrap();
+    col.typed::<Int64Type>()
+        .write_batch(&[1, 2], None, None)
+        .unwrap();
+    col.close().unwrap();
+    let mut col = group.next_column().unwrap().unwrap();
+    col.typed::<DoubleType>()
+        .write_batch(&[1.0], Some(&[0, 1]), None)
+        .unwrap();
+    col.close().unwrap();
+    group.close().unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn parquet_rows_stream_with_numeric_ids_and_float_parents() {
+    let mut t = TestHome::new();
+    let path = t.dir.path().join("chat.parquet");
+    write_parquet(&path);
+    let info = t.import("pq", &path).unwrap();
+    assert_eq!(info.format, "flat (parquet)");
+    assert_eq!(info.train.statistics.conversations, 1);
+    let rows = t.store.sample("pq", Split::Train, 5).unwrap();
+    assert_eq!(rows[1].id, "2");
+    // pandas writes integer parent ids with nulls as floats: `1.0` still names row `1`.
+    assert_eq!(rows[1].parent_id.as_deref(), Some("1"));
+    assert_eq!(
+        (rows[1].prompt.as_str(), rows[1].answer.as_str()),
+        ("more", "sure")
+    );
+    assert_eq!(info.train.statistics.columns["parent_id"].nulls, 1);
+}

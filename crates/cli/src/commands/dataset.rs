@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Subcommand};
 use ferrotune_store::{format_utc, ImportOptions, Mapping, Shape, Split, Store};
 
@@ -69,7 +70,7 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct MappingArgs {
     /// The file layout (default: recognised from the columns).
-    #[arg(long, value_name = "LAYOUT", value_parser = ["flat", "alpaca", "sharegpt", "openai", "text"])]
+    #[arg(long, value_name = "LAYOUT", value_parser = PossibleValuesParser::new(Shape::ALL.map(Shape::name)))]
     format: Option<String>,
     /// Prompt column of a flat file (repeat to join several with a blank line).
     #[arg(long = "prompt-column", value_name = "COLUMN")]
