@@ -303,3 +303,68 @@ fn parquet_rows_stream_with_numeric_ids_and_float_parents() {
     );
     assert_eq!(info.train.statistics.columns["parent_id"].nulls, 1);
 }
+
+/// OpenAI messages as Hugging Face stores them in Parquet: a LIST of {role, content} structs.
+#[test]
+fn nested_parquet_messages_become_turns() {
+    use parquet::data_type::{ByteArray, ByteArrayType};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::Arc;
+    let mut t = TestHome::new();
+    let path = t.dir.path().join("messages.parquet");
+    let schema = parquet::schema::parser::parse_message_type(
+        "message schema {
+            REQUIRED group messages (LIST) {
+                REPEATED group list {
+                    OPTIONAL group element {
+                        OPTIONAL BYTE_ARRAY role (UTF8);
+                        OPTIONAL BYTE_ARRAY content (UTF8);
+                    }
+                }
+            }
+        }",
+    )
+    .unwrap();
+    let file = std::fs::File::create(&path).unwrap();
+    let props = Arc::new(WriterProperties::builder().build());
+    let mut writer = SerializedFileWriter::new(file, Arc::new(schema), props).unwrap();
+    let mut group = writer.next_row_group().unwrap();
+    // Two rows: [user, assistant, user, assistant] and [user, assistant].
+    let rep = [0, 1, 1, 1, 0, 1];
+    let def = [3; 6];
+    for texts in [
+        [
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+        ],
+        ["q1", "a1", "q2", "a2", "q3", "a3"],
+    ] {
+        let mut col = group.next_column().unwrap().unwrap();
+        let values: Vec<ByteArray> = texts.iter().map(|t| ByteArray::from(*t)).collect();
+        col.typed::<ByteArrayType>()
+            .write_batch(&values, Some(&def), Some(&rep))
+            .unwrap();
+        col.close().unwrap();
+    }
+    group.close().unwrap();
+    writer.close().unwrap();
+
+    let info = t.import("nested", &path).unwrap();
+    assert_eq!(info.format, "openai (parquet)");
+    assert_eq!(
+        (info.train.rows, info.train.statistics.conversations),
+        (3, 2)
+    );
+    let rows = t.store.sample("nested", Split::Train, 5).unwrap();
+    assert_eq!(
+        (rows[1].prompt.as_str(), rows[1].answer.as_str()),
+        ("q2", "a2")
+    );
+    assert_eq!(rows[1].parent_id.as_deref(), Some(rows[0].id.as_str()));
+    assert_eq!(rows[2].answer, "a3");
+}

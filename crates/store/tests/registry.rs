@@ -80,3 +80,30 @@ fn concurrent_imports_of_different_datasets_all_land() {
         .collect();
     assert_eq!(names, ["d0", "d1", "d2", "d3"]);
 }
+
+#[test]
+fn a_corrupt_registry_names_the_fix_and_is_rebuilt() {
+    let mut t = TestHome::new();
+    let a = t.file("a.csv", "prompt,answer\nq,a\n");
+    t.import("a", &a).unwrap();
+    let home = t.home();
+    drop(t.store);
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", home.registry().display()));
+    }
+    std::fs::write(
+        home.registry(),
+        b"this is not a database, just sixteen+ bytes of junk",
+    )
+    .unwrap();
+    let err = Store::open(home.clone()).err().unwrap().to_string();
+    assert!(
+        err.contains("registry.sqlite") && err.contains("--rebuild-index"),
+        "{err}"
+    );
+    assert_eq!(rebuild_index(&home).unwrap().datasets, ["a"]);
+    assert_eq!(
+        Store::open(home).unwrap().dataset("a").unwrap().train.rows,
+        1
+    );
+}
