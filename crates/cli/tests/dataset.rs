@@ -256,9 +256,9 @@ fn bad_files_fail_cleanly_and_leave_nothing() {
 #[test]
 fn two_processes_import_at_the_same_moment() {
     let h = Home::new();
-    // Big enough (~1 MB each) that the conversions overlap.
-    let a = h.file("a.json", alpaca(12_000));
-    let b = h.file("b.json", alpaca(12_000));
+    // Big enough (~3 MB each) that the conversions overlap.
+    let a = h.file("a.json", alpaca(40_000));
+    let b = h.file("b.json", alpaca(40_000));
     let spawn = |file: &str, name: &str| {
         h.command(&["dataset", "import", file, "--name", name])
             .stdout(std::process::Stdio::piped())

@@ -261,10 +261,10 @@ impl Converted {
 /// Where zip members are unpacked inside a temporary folder.
 const UNPACK_DIR: &str = "unpack";
 
-// The sink's error type is the data crate's (unboxed) error, as its converter dictates.
-#[allow(clippy::result_large_err)]
 /// Converts `existing` canonical tables (read back as they are) then the files of `input` into
 /// `tmp/<split file>`; `old_columns` are column counts carried over from earlier imports.
+// The sink's error type is the data crate's (unboxed) error, as its converter dictates.
+#[allow(clippy::result_large_err)]
 fn convert_split(
     tmp: &Path,
     split: Split,

@@ -151,7 +151,7 @@ mod tests {
     fn bars_scale_to_the_largest_count() {
         assert_eq!(bar(10, 10).chars().count(), BAR_WIDTH);
         assert_eq!(bar(5, 10), "█".repeat(BAR_WIDTH / 2));
-        assert_eq!(bar(1, 1000), "▎");
+        assert_eq!(bar(1, 100), "▍");
         assert_eq!(bar(0, 10), "");
         assert_eq!(bar(1, 1_000_000), "▏");
     }
