@@ -86,6 +86,8 @@ pub struct FileSummary {
 
 /// Bookkeeping per canonical row.
 struct RowInfo {
+    /// The id is `r<index>`, made here.
+    generated: bool,
     file: u32,
     origin: RowOrigin,
     parent: Option<String>,
@@ -144,21 +146,20 @@ impl Converter {
             let conversation = matches!(plan.shape, Shape::ShareGpt | Shape::OpenAi);
             for turn in plan.turns(path, columns, &cells, origin)? {
                 let index = self.rows.len();
-                let id = turn
-                    .id
-                    .map(|i| id_key(&i))
-                    .unwrap_or_else(|| format!("r{index}"));
+                let given = turn.id.map(|i| id_key(&i));
+                let generated = given.is_none();
+                let id = given.unwrap_or_else(|| format!("r{index}"));
                 let parent_id = if conversation {
                     previous.replace(id.clone())
                 } else {
                     turn.parent_id.map(|p| id_key(&p))
                 };
-                if let Some(&first) = self.ids.get(&id) {
+                if let Some(first) = self.row_of(&id) {
                     return Err(Error::DuplicateId {
                         path: path.to_path_buf(),
                         column: plan.id.clone().unwrap_or_else(|| "id".into()),
                         id,
-                        first: self.locate(first as usize),
+                        first: self.locate(first),
                         second: origin.to_string(),
                     });
                 }
@@ -167,7 +168,10 @@ impl Converter {
                     message: format!("more than {} rows", u32::MAX),
                     help: "split the dataset into several".into(),
                 })?;
-                self.ids.insert(id.clone(), index32);
+                // Generated ids are found by their number; only given ids take memory.
+                if !generated {
+                    self.ids.insert(id.clone(), index32);
+                }
                 let row = CanonicalRow {
                     id,
                     parent_id,
@@ -180,6 +184,7 @@ impl Converter {
                 self.empty.prompt += u64::from(row.prompt.is_empty());
                 self.empty.answer += u64::from(row.answer.trim().is_empty());
                 self.rows.push(RowInfo {
+                    generated,
                     file,
                     origin,
                     parent: row.parent_id.clone(),
@@ -225,6 +230,27 @@ impl Converter {
         })
     }
 
+    /// The row with id `id`: a given id, or a generated `r<index>`.
+    fn row_of(&self, id: &str) -> Option<usize> {
+        if let Some(&row) = self.ids.get(id) {
+            return Some(row as usize);
+        }
+        let index: usize = id.strip_prefix('r')?.parse().ok()?;
+        (self.rows.get(index)?.generated && format!("r{index}") == id).then_some(index)
+    }
+
+    /// The id of row `index`.
+    fn id_of(&self, index: usize) -> String {
+        if self.rows[index].generated {
+            return format!("r{index}");
+        }
+        self.ids
+            .iter()
+            .find(|(_, &r)| r as usize == index)
+            .map(|(id, _)| id.clone())
+            .unwrap_or_default()
+    }
+
     /// `file`, line/row of canonical row `index`, for messages.
     fn locate(&self, index: usize) -> String {
         let info = &self.rows[index];
@@ -235,16 +261,16 @@ impl Converter {
         )
     }
 
-    /// Checks that every parent id names a row and that parents form no cycle; returns the statistics (without
-    /// the per-file column counts, which the caller sums from the [`FileSummary`]s).
-    pub fn finish(self) -> Result<Statistics> {
+    /// Each row's conversation root, after checking that every parent id names a row and that parents form no
+    /// cycle.
+    fn roots(&self) -> Result<Vec<usize>> {
         let n = self.rows.len();
         let mut parent: Vec<Option<usize>> = Vec::with_capacity(n);
         for info in &self.rows {
             parent.push(match &info.parent {
                 None => None,
-                Some(p) => match self.ids.get(p) {
-                    Some(&row) => Some(row as usize),
+                Some(p) => match self.row_of(p) {
+                    Some(row) => Some(row),
                     None => {
                         return Err(Error::MissingParent {
                             path: self.files[info.file as usize].clone(),
@@ -268,12 +294,7 @@ impl Converter {
                     2 => break root[node],
                     1 => {
                         let info = &self.rows[node];
-                        let id = self
-                            .ids
-                            .iter()
-                            .find(|(_, &r)| r as usize == node)
-                            .map(|(id, _)| id.clone())
-                            .unwrap_or_default();
+                        let id = self.id_of(node);
                         return Err(Error::ParentCycle {
                             path: self.files[info.file as usize].clone(),
                             column: "parent id".into(),
@@ -295,23 +316,41 @@ impl Converter {
                 root[k] = found;
             }
         }
-        let mut turns: HashMap<usize, (u64, u32)> = HashMap::new();
+        Ok(root)
+    }
+
+    /// Checks that every parent id names a row and that parents form no cycle; returns the statistics (without
+    /// the per-file column counts, which the caller sums from the [`FileSummary`]s).
+    pub fn finish(self) -> Result<Statistics> {
+        let n = self.rows.len();
+        let root = if self.rows.iter().any(|r| r.parent.is_some()) {
+            self.roots()?
+        } else {
+            (0..n).collect()
+        };
+        // Turns and words per conversation, indexed by the root row.
+        let mut turns = vec![0u32; n];
+        let mut words = vec![0u32; n];
         for (k, info) in self.rows.iter().enumerate() {
-            let entry = turns.entry(root[k]).or_default();
-            entry.0 += 1;
-            entry.1 = entry.1.saturating_add(info.words.iter().sum::<u32>());
+            turns[root[k]] += 1;
+            words[root[k]] = words[root[k]].saturating_add(info.words.iter().sum::<u32>());
         }
+        drop(root);
         let mut stats = Statistics {
             rows: n as u64,
-            conversations: turns.len() as u64,
-            empty: self.empty,
+            empty: self.empty.clone(),
             ..Statistics::default()
         };
-        let mut conversation_words = Vec::with_capacity(turns.len());
-        for (count, words) in turns.into_values() {
-            *stats.turns_per_conversation.entry(count).or_default() += 1;
-            conversation_words.push(words);
+        let mut conversation_words = Vec::new();
+        for (&count, &w) in turns.iter().zip(&words).filter(|(&c, _)| c > 0) {
+            *stats
+                .turns_per_conversation
+                .entry(u64::from(count))
+                .or_default() += 1;
+            conversation_words.push(w);
         }
+        drop((turns, words));
+        stats.conversations = conversation_words.len() as u64;
         let side = |k: usize| self.rows.iter().map(|r| r.words[k]).collect::<Vec<_>>();
         stats.prompt_words = Histogram::of(&mut side(1));
         stats.answer_words = Histogram::of(&mut side(2));
