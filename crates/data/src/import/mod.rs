@@ -114,7 +114,8 @@ impl Converter {
         self.rows.len() as u64
     }
 
-    /// Converts the file at `path`, handing each canonical row to `sink`.
+    /// Converts the file at `path`, handing each canonical row to `sink`. After an error the table is
+    /// incomplete: drop the converter (and what the sink wrote).
     pub fn add_file(
         &mut self,
         path: &Path,
@@ -407,6 +408,39 @@ mod tests {
         assert_eq!(stats.turns_per_conversation.get(&1), Some(&1));
         // "hi there hello how are you fine thanks" is 8 words.
         assert_eq!(stats.conversation_words.max, 8);
+    }
+
+    #[test]
+    fn given_ids_meet_generated_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("a.csv");
+        std::fs::write(&first, "prompt,answer\nq0,a0\nq1,a1\n").unwrap();
+        let chained = dir.path().join("b.csv");
+        std::fs::write(&chained, "id,parent_id,prompt,answer\nx,r1,q,a\n").unwrap();
+        let clash = dir.path().join("c.csv");
+        std::fs::write(&clash, "id,prompt,answer\nr0,q,a\n").unwrap();
+        let mut sink = |_: &CanonicalRow| Ok(());
+        let mut conv = Converter::new();
+        conv.add_file(&first, &Mapping::default(), &mut sink)
+            .unwrap();
+        conv.add_file(&chained, &Mapping::default(), &mut sink)
+            .unwrap();
+        // `x` continues the generated row `r1`: two conversations, one of two turns.
+        let stats = conv.finish().unwrap();
+        assert_eq!(stats.conversations, 2);
+        assert_eq!(stats.turns_per_conversation.get(&2), Some(&1));
+
+        let mut conv = Converter::new();
+        conv.add_file(&first, &Mapping::default(), &mut sink)
+            .unwrap();
+        let err = conv
+            .add_file(&clash, &Mapping::default(), &mut sink)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`r0` twice") && err.contains("a.csv` line 2"),
+            "{err}"
+        );
     }
 
     #[test]
