@@ -47,6 +47,25 @@ fn alpaca_json_becomes_the_canonical_table_an_experiment_can_read() {
 }
 
 #[test]
+fn alpaca_history_becomes_earlier_turns() {
+    let mut t = TestHome::new();
+    let file = t.file(
+        "hist.json",
+        r#"[{"instruction": "and now?", "output": "done", "history": [["first", "one"], ["second", "two"]]},
+            {"instruction": "alone", "output": "single"}]"#,
+    );
+    let info = t.import("hist", &file).unwrap();
+    let stats = &info.train.statistics;
+    assert_eq!((stats.rows, stats.conversations), (4, 2));
+    assert_eq!(stats.turns_per_conversation.get(&3), Some(&1));
+    let rows = t.store.sample("hist", Split::Train, 4).unwrap();
+    let prompts: Vec<&str> = rows.iter().map(|r| r.prompt.as_str()).collect();
+    assert_eq!(prompts, ["first", "second", "and now?", "alone"]);
+    assert_eq!(rows[2].parent_id.as_deref(), Some(rows[1].id.as_str()));
+    assert_eq!(rows[3].parent_id, None);
+}
+
+#[test]
 fn sharegpt_conversations_are_chained_turns_with_statistics() {
     let mut t = TestHome::new();
     let line = |turns: &[(&str, &str)]| {

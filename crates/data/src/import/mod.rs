@@ -10,6 +10,7 @@
 //! objects, a named column that is missing (with the closest name), a file whose answers are all empty,
 //! duplicate ids, missing parents and parent cycles.
 
+mod messages;
 mod rows;
 mod shape;
 pub mod stats;
@@ -144,8 +145,11 @@ impl Converter {
                 }
             }
             let mut previous: Option<String> = None;
-            let conversation = matches!(plan.shape, Shape::ShareGpt | Shape::OpenAi);
-            for turn in plan.turns(path, columns, &cells, origin)? {
+            let turns = plan.turns(path, columns, &cells, origin)?;
+            // The turns of one row are one conversation, chained in order.
+            let conversation =
+                matches!(plan.shape, Shape::ShareGpt | Shape::OpenAi) || turns.len() > 1;
+            for turn in turns {
                 let index = self.rows.len();
                 let given = turn.id.map(|i| id_key(&i));
                 let generated = given.is_none();

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::messages;
 use super::Mapping;
 use crate::checks::{closest, is_no_parent};
 use crate::error::{Error, Result};
@@ -17,7 +18,7 @@ use crate::table::RowOrigin;
 pub enum Shape {
     /// One row per turn; prompt, answer (and optionally system, id, parent id) columns.
     Flat,
-    /// `instruction`, optional `input`, `output`, optional `system`.
+    /// `instruction`, optional `input`, `output`, optional `system` and `history` (earlier [prompt, answer] pairs).
     Alpaca,
     /// A `conversations` list of `{"from": "human"|"gpt"|"system", "value": …}`; one row per conversation.
     #[serde(rename = "sharegpt")]
@@ -62,6 +63,10 @@ impl std::fmt::Display for Shape {
     }
 }
 
+const LIST_HELP: &str = "the column must hold a JSON list of messages";
+const HISTORY_HELP: &str =
+    "Alpaca `history` is a list of earlier [prompt, answer] pairs, e.g. [[\"hi\", \"hello\"]]";
+
 /// One turn read from a row, before ids are assigned.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Turn {
@@ -84,6 +89,8 @@ pub(crate) struct Plan {
     pub parent_id: Option<String>,
     /// `messages` or `conversations`.
     pub conversation: Option<String>,
+    /// Alpaca's `history`: earlier `[prompt, answer]` pairs of the conversation.
+    pub history: Option<String>,
     /// Columns the user named: they must exist once the whole file is read.
     pub named: Vec<(String, &'static str)>,
 }
@@ -171,6 +178,7 @@ pub(crate) fn plan(path: &Path, columns: &[String], mapping: &Mapping) -> Result
         id,
         parent_id: None,
         conversation: None,
+        history: None,
         named,
     };
     let missing = |column: &str, flag: &str| Error::MissingColumn {
@@ -221,6 +229,7 @@ pub(crate) fn plan(path: &Path, columns: &[String], mapping: &Mapping) -> Result
             plan.prompt.extend(find(columns, "input"));
             plan.answer =
                 Some(find(columns, "output").ok_or_else(|| missing("output", "--format"))?);
+            plan.history = find(columns, "history");
         }
         Shape::ShareGpt => {
             plan.conversation = Some(
@@ -306,13 +315,34 @@ impl Plan {
                     .collect::<Vec<_>>()
                     .join("\n\n");
                 let parent_id = Some(text(&self.parent_id)).filter(|p| !is_no_parent(p.trim()));
-                Ok(vec![Turn {
+                let last = Turn {
                     id,
                     parent_id,
                     system,
                     prompt,
                     answer: text(&self.answer),
-                }])
+                };
+                let history = match cell(&self.history) {
+                    None => None,
+                    Some(value) => {
+                        messages::list(Some(value)).map_err(|m| Error::BadConversation {
+                            path: path.to_path_buf(),
+                            location: origin.to_string(),
+                            message: format!("column `history` {m}"),
+                            help: HISTORY_HELP.into(),
+                        })?
+                    }
+                };
+                match history {
+                    Some(pairs) if !pairs.is_empty() => messages::with_history(&pairs, last)
+                        .map_err(|(i, message)| Error::BadConversation {
+                            path: path.to_path_buf(),
+                            location: origin.to_string(),
+                            message: format!("entry {} of `history`: {message}", i + 1),
+                            help: HISTORY_HELP.into(),
+                        }),
+                    _ => Ok(vec![last]),
+                }
             }
             Shape::ShareGpt | Shape::OpenAi => {
                 let bad = |message: String, help: &str| Error::BadConversation {
@@ -322,186 +352,27 @@ impl Plan {
                     help: help.to_string(),
                 };
                 let column = self.conversation.clone().unwrap_or_default();
-                let parsed;
-                let list = match cell(&self.conversation) {
-                    Some(Value::Array(list)) => list,
-                    Some(Value::String(s)) => {
-                        parsed = serde_json::from_str::<Value>(s).map_err(|e| {
-                            bad(
-                                format!("column `{column}` is not valid JSON: {e}"),
-                                "the column must hold a JSON list of messages",
-                            )
-                        })?;
-                        match &parsed {
-                            Value::Array(list) => list,
-                            _ => {
-                                return Err(bad(
-                                    format!("column `{column}` is not a list of messages"),
-                                    "the column must hold a JSON list of messages",
-                                ))
-                            }
-                        }
-                    }
-                    None => {
-                        return Err(bad(
+                let list = messages::list(cell(&self.conversation))
+                    .map_err(|m| bad(format!("column `{column}` {m}"), LIST_HELP))?
+                    .ok_or_else(|| {
+                        bad(
                             format!("column `{column}` is empty"),
                             "every row must hold a conversation; remove the row",
-                        ))
-                    }
-                    Some(_) => {
-                        return Err(bad(
-                            format!("column `{column}` is not a list of messages"),
-                            "the column must hold a JSON list of messages",
-                        ))
-                    }
-                };
-                conversation_turns(self.shape, list, system, id).map_err(|(i, message, help)| {
-                    bad(format!("message {} of `{column}`: {message}", i + 1), help)
-                })
+                        )
+                    })?;
+                messages::conversation_turns(self.shape, &list, system, id).map_err(
+                    |(i, message, help)| {
+                        bad(format!("message {} of `{column}`: {message}", i + 1), help)
+                    },
+                )
             }
         }
     }
-}
-
-/// Roles of a message: 0 system, 1 prompt, 2 answer.
-fn role(
-    shape: Shape,
-    message: &Value,
-) -> std::result::Result<(u8, String), (String, &'static str)> {
-    let (role_key, text_key, help) = match shape {
-        Shape::ShareGpt => (
-            "from",
-            "value",
-            "ShareGPT messages look like {\"from\": \"human\", \"value\": \"...\"}",
-        ),
-        _ => (
-            "role",
-            "content",
-            "OpenAI messages look like {\"role\": \"user\", \"content\": \"...\"}",
-        ),
-    };
-    let Value::Object(m) = message else {
-        return Err(("is not an object".into(), help));
-    };
-    let who = m
-        .get(role_key)
-        .or_else(|| m.get(if role_key == "from" { "role" } else { "from" }))
-        .and_then(Value::as_str)
-        .ok_or_else(|| (format!("has no `{role_key}`"), help))?;
-    let content = m.get(text_key).or_else(|| {
-        m.get(if text_key == "value" {
-            "content"
-        } else {
-            "value"
-        })
-    });
-    let text = match content {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        // OpenAI content parts: [{"type": "text", "text": "..."}].
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        Some(other) => other.to_string(),
-    };
-    let kind = match who.to_ascii_lowercase().as_str() {
-        "system" | "developer" => 0,
-        "human" | "user" => 1,
-        "gpt" | "assistant" | "chatgpt" | "bard" | "bing" | "model" => 2,
-        _ => {
-            return Err((
-                format!("role `{who}` is not supported"),
-                "only system, user (human) and assistant (gpt) messages can be trained on; remove tool or function messages",
-            ))
-        }
-    };
-    Ok((kind, text))
-}
-
-type TurnError = (usize, String, &'static str);
-
-/// Pairs the messages of one conversation into turns: an optional leading system message, then user/assistant
-/// pairs.
-fn conversation_turns(
-    shape: Shape,
-    list: &[Value],
-    mut system: String,
-    id: Option<String>,
-) -> std::result::Result<Vec<Turn>, TurnError> {
-    let mut turns = Vec::new();
-    let mut prompt: Option<String> = None;
-    for (i, message) in list.iter().enumerate() {
-        let (kind, text) = role(shape, message).map_err(|(m, h)| (i, m, h))?;
-        match (kind, prompt.take()) {
-            (0, None) if turns.is_empty() => system = text,
-            (0, _) => {
-                return Err((
-                    i,
-                    "a system message must come first".into(),
-                    "move the system message to the start of the conversation",
-                ))
-            }
-            (1, None) => prompt = Some(text),
-            (1, Some(_)) => {
-                return Err((
-                    i,
-                    "two user messages in a row".into(),
-                    "user and assistant messages must alternate",
-                ))
-            }
-            (_, None) => {
-                return Err((
-                    i,
-                    "an assistant message without a user message before it".into(),
-                    "user and assistant messages must alternate, starting with the user",
-                ))
-            }
-            (_, Some(p)) => turns.push(Turn {
-                id: None,
-                parent_id: None,
-                system: if turns.is_empty() {
-                    std::mem::take(&mut system)
-                } else {
-                    String::new()
-                },
-                prompt: p,
-                answer: text,
-            }),
-        }
-    }
-    if prompt.is_some() {
-        return Err((
-            list.len() - 1,
-            "the conversation ends with a user message and no answer".into(),
-            "add the assistant's answer or remove the last message",
-        ));
-    }
-    if turns.is_empty() {
-        return Err((
-            0,
-            "the conversation has no user/assistant pair".into(),
-            "every conversation needs at least one user message and its answer",
-        ));
-    }
-    // A row id names the conversation: its turns become `<id>`, `<id>-2`, `<id>-3`, ...
-    if let Some(id) = id {
-        for (k, turn) in turns.iter_mut().enumerate() {
-            turn.id = Some(if k == 0 {
-                id.clone()
-            } else {
-                format!("{id}-{}", k + 1)
-            });
-        }
-    }
-    Ok(turns)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn cols(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
@@ -540,45 +411,5 @@ mod tests {
             err.contains("`respons`") && err.contains("did you mean `response`"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn sharegpt_turns_pair_and_take_the_system() {
-        let list = vec![
-            json!({"from": "system", "value": "be kind"}),
-            json!({"from": "human", "value": "hi"}),
-            json!({"from": "gpt", "value": "hello"}),
-            json!({"from": "human", "value": "bye"}),
-            json!({"from": "gpt", "value": "ciao"}),
-        ];
-        let turns =
-            conversation_turns(Shape::ShareGpt, &list, String::new(), Some("c".into())).unwrap();
-        assert_eq!(turns.len(), 2);
-        assert_eq!(turns[0].system, "be kind");
-        assert_eq!(
-            (turns[1].prompt.as_str(), turns[1].answer.as_str()),
-            ("bye", "ciao")
-        );
-        assert_eq!(turns[1].id.as_deref(), Some("c-2"));
-        assert_eq!(turns[1].system, "");
-    }
-
-    #[test]
-    fn openai_content_parts_and_bad_orders() {
-        let list = vec![
-            json!({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}),
-            json!({"role": "assistant", "content": "c"}),
-        ];
-        let turns = conversation_turns(Shape::OpenAi, &list, String::new(), None).unwrap();
-        assert_eq!(turns[0].prompt, "a\nb");
-        let bad = vec![json!({"role": "assistant", "content": "c"})];
-        let (i, message, _) =
-            conversation_turns(Shape::OpenAi, &bad, String::new(), None).unwrap_err();
-        assert_eq!(i, 0);
-        assert!(message.contains("without a user message"), "{message}");
-        let tool = vec![json!({"role": "tool", "content": "c"})];
-        let (_, message, _) =
-            conversation_turns(Shape::OpenAi, &tool, String::new(), None).unwrap_err();
-        assert!(message.contains("`tool`"), "{message}");
     }
 }
