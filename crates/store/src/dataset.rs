@@ -59,6 +59,9 @@ pub struct SourceFile {
     /// Records in the file, and canonical rows made from them.
     pub records: u64,
     pub rows: u64,
+    /// The mapping it was imported with (a merge may use another than the import).
+    #[serde(default)]
+    pub mapping: Mapping,
 }
 
 /// One canonical table.

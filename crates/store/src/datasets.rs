@@ -71,9 +71,9 @@ impl Store {
             )?),
             None => None,
         };
-        let mut files = keep_originals(tmp.path(), tmp.path(), &train)?;
+        let mut files = keep_originals(tmp.path(), tmp.path(), &train, &options.mapping)?;
         if let Some(v) = &validation {
-            files.extend(keep_originals(tmp.path(), tmp.path(), v)?);
+            files.extend(keep_originals(tmp.path(), tmp.path(), v, &options.mapping)?);
         }
         let _ = std::fs::remove_dir_all(tmp.path().join(UNPACK_DIR));
         let now = dataset::now();
@@ -123,7 +123,7 @@ impl Store {
             mapping,
             Some(old_columns),
         )?;
-        let new_files = keep_originals(tmp.path(), &dir, &converted)?;
+        let new_files = keep_originals(tmp.path(), &dir, &converted, mapping)?;
         let table = converted.into_split_info();
         info.files.extend(new_files);
         info.format = DatasetInfo::describe(&info.files);
@@ -330,7 +330,12 @@ fn convert_split(
 
 /// Puts the imported files under `dataset_dir/original/<split>/` (zip members are moved out of `tmp`, user
 /// files copied) and describes them.
-fn keep_originals(tmp: &Path, dataset_dir: &Path, split: &Converted) -> Result<Vec<SourceFile>> {
+fn keep_originals(
+    tmp: &Path,
+    dataset_dir: &Path,
+    split: &Converted,
+    mapping: &Mapping,
+) -> Result<Vec<SourceFile>> {
     let dest = dataset_dir.join(ORIGINAL_DIR).join(split.split.name());
     let mut out = Vec::new();
     for (input, summary) in split.inputs.iter().zip(&split.summaries) {
@@ -347,6 +352,7 @@ fn keep_originals(tmp: &Path, dataset_dir: &Path, split: &Converted) -> Result<V
             shape: summary.shape,
             records: summary.records,
             rows: summary.rows,
+            mapping: mapping.clone(),
         });
     }
     Ok(out)

@@ -178,6 +178,7 @@ fn explicit_flat_mapping_with_parent_ids_and_plain_text() {
         })
         .unwrap();
     assert_eq!(info.train.statistics.conversations, 1);
+    assert_eq!(info.files[0].mapping.answer.as_deref(), Some("a"));
     let rows = t.store.sample("flat", Split::Train, 5).unwrap();
     assert_eq!(rows[1].parent_id.as_deref(), Some("x1"));
     assert_eq!(info.train.statistics.empty.system, 1);
