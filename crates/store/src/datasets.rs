@@ -102,9 +102,10 @@ impl Store {
         mapping: &Mapping,
         split: Split,
     ) -> Result<DatasetInfo> {
+        dataset::check_name(name)?;
         let _shared = self.lock_registry(false)?;
-        let dir = self.dataset_dir_checked(name)?;
         let _lock = lock_file(&dataset_lock(&self.home, name))?;
+        let dir = self.dataset_dir_checked(name)?;
         let mut info = DatasetInfo::load(&dir)?;
         let old = match split {
             Split::Train => Some(&info.train),
@@ -219,7 +220,6 @@ impl Store {
     }
 
     fn dataset_dir_checked(&self, name: &str) -> Result<PathBuf> {
-        dataset::check_name(name)?;
         let dir = self.dataset_dir(name);
         if !dir.join(dataset::METADATA_FILE).is_file() {
             return Err(self.not_found(name));
