@@ -41,6 +41,9 @@ pub enum Error {
     #[error("cannot read zip archive `{}`: {message}\nhelp: check that the file is a complete .zip archive", path.display())]
     Archive { path: PathBuf, message: String },
 
+    #[error("cannot find `{}`\nhelp: check the path; import takes a .csv, .parquet, .json or .jsonl file, a folder of them or a .zip archive", path.display())]
+    InputNotFound { path: PathBuf },
+
     #[error("`{}` holds no dataset files\nhelp: a folder or .zip archive is imported by its .csv, .parquet, .json and .jsonl files", path.display())]
     NoDataFiles { path: PathBuf },
 

@@ -107,7 +107,12 @@ fn is_hidden(name: &str) -> bool {
 /// skipped, sorted by name); a zip archive's members (unpacked into `unpack`). Unsupported single files are
 /// reported by the data crate with the supported extensions.
 pub(crate) fn gather(input: &Path, unpack: &Path) -> Result<Vec<Input>> {
-    let meta = std::fs::metadata(input).map_err(io(input))?;
+    let meta = std::fs::metadata(input).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::InputNotFound {
+            path: input.to_path_buf(),
+        },
+        _ => io(input)(e),
+    })?;
     let mut inputs = Vec::new();
     if meta.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(input)

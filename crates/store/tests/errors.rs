@@ -202,3 +202,15 @@ fn an_existing_name_is_refused_and_names_are_checked() {
     let err = t.store.dataset("onee").unwrap_err().to_string();
     assert!(err.contains("did you mean `one`"), "{err}");
 }
+
+#[test]
+fn a_missing_input_says_so() {
+    let mut t = TestHome::new();
+    let missing = t.dir.path().join("nope.csv");
+    let err = t.import("x", &missing).unwrap_err().to_string();
+    assert!(
+        err.contains("cannot find") && err.contains("nope.csv") && err.contains("help:"),
+        "{err}"
+    );
+    assert!(t.dataset_entries().is_empty());
+}
