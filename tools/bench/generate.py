@@ -7,7 +7,7 @@ Decode tokens/s excludes the prompt (prefill) and the first token, on both sides
 
 Command (after `cargo build --release` and `bash tools/reference-env.sh`):
     .venv/bin/python tools/bench/generate.py --ferrotune target/release/ferrotune \
-        --model ~/.cache/ferrotune/backbones/<imported demo folder>
+        --model ~/.local/share/ferrotune/backbones/<imported demo folder>
 (`ferrotune generate --prompt hi` once imports the demo backbone; its folder is under $FERROTUNE_HOME/backbones.)
 """
 import argparse, json, os, platform, statistics, subprocess, time

@@ -8,8 +8,8 @@ over steps. Reference: torch 2.15.0, transformers 5.24.0, peft 0.21.2, torch.set
 
 Command (after `cargo build --release`, `bash tools/reference-env.sh` and `ferrotune assets fetch`):
     .venv/bin/python tools/bench/train.py --ferrotune target/release/ferrotune \
-        --model ~/.cache/ferrotune/backbones/<imported demo folder> \
-        --data ~/.cache/ferrotune/assets/llamafactory-0.9.5-data/alpaca_en_demo.json
+        --model ~/.local/share/ferrotune/backbones/<imported demo folder> \
+        --data ~/.local/share/ferrotune/assets/llamafactory-0.9.5-data/alpaca_en_demo.json
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile, time
 

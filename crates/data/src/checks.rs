@@ -97,12 +97,12 @@ pub(crate) fn check_answers(table: &Table, cols: &Columns) -> Result<()> {
 }
 
 /// Parent ids that mean "no parent", as H2O reads them.
-fn is_no_parent(value: &str) -> bool {
+pub(crate) fn is_no_parent(value: &str) -> bool {
     matches!(value, "" | "None" | "none" | "nan" | "NaN" | "null")
 }
 
 /// An id as a key: trimmed, integral numbers without a fraction (`3.0` matches `3`).
-fn id_key(value: &str) -> String {
+pub(crate) fn id_key(value: &str) -> String {
     let trimmed = value.trim();
     match trimmed.parse::<f64>() {
         Ok(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 && trimmed.contains('.') => {

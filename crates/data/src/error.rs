@@ -133,6 +133,28 @@ pub enum Error {
         message: String,
         help: String,
     },
+
+    #[error("cannot tell which columns of `{}` hold the prompt and the answer\nhelp: {}; name them with `--prompt-column` and `--answer-column`, or pick a layout with `--format` (flat, alpaca, sharegpt, openai, text)", path.display(), column_list(columns))]
+    UnknownLayout { path: PathBuf, columns: Vec<String> },
+
+    #[error("dataset `{}`, {location}: {message}\nhelp: {help}", path.display())]
+    BadConversation {
+        path: PathBuf,
+        location: String,
+        message: String,
+        help: String,
+    },
+
+    #[error("every answer imported from `{}` (column `{column}`) is empty\nhelp: the model learns from the answers; name the answer column with `--answer-column`", path.display())]
+    NoAnswers { path: PathBuf, column: String },
+}
+
+fn column_list(columns: &[String]) -> String {
+    if columns.is_empty() {
+        return "it has no columns".to_string();
+    }
+    let names: Vec<String> = columns.iter().map(|c| format!("`{c}`")).collect();
+    format!("its columns are {}", names.join(", "))
 }
 
 fn at_line(line: Option<u64>) -> String {

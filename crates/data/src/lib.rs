@@ -16,6 +16,8 @@
 //!   template, masking, truncation); [`split`] holds the seeded split, subsampling and shuffles.
 //! - [`prepare()`] runs all of that and returns [`PreparedData`].
 //! - [`batch`] pads samples into [`Batch`]es (or packs them), and [`BatchSampler`] orders them resumably.
+//! - [`import`] streams any supported file into the canonical table (id, parent_id, system, prompt, answer),
+//!   recognising flat, Alpaca, ShareGPT, OpenAI-messages and plain-text layouts, with statistics.
 //! - [`inspect`] saves the first batch, decoded, as JSON.
 //!
 //! Start reading at [`prepare()`], [`tokenizer::TextTokenizer`] and [`chat_template::ChatTemplate`].
@@ -27,6 +29,7 @@ pub mod conversation;
 pub mod dataset;
 pub mod error;
 pub mod format;
+pub mod import;
 pub mod inspect;
 mod prepare;
 pub mod settings;

@@ -7,4 +7,5 @@ mod checks;
 mod common;
 mod formats;
 mod formatting;
+mod import;
 mod split;

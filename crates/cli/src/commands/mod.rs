@@ -4,7 +4,10 @@ mod assets;
 mod backbone;
 mod chat;
 mod config;
+mod dataset;
+mod dataset_view;
 mod demo;
+mod doctor;
 mod generate;
 mod score;
 mod train;
@@ -54,6 +57,11 @@ pub enum Command {
     /// Write, check and show experiment files (YAML settings; see docs/settings.md).
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Import, list, show, merge and delete datasets (kept under $FERROTUNE_HOME/datasets).
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCommand),
+    /// Check $FERROTUNE_HOME and its registry; --rebuild-index recreates the registry from the files.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Runs one command.
@@ -67,6 +75,8 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<()> {
         Command::Backbone(cmd) => backbone::run(cmd, printer),
         Command::Assets(cmd) => assets::run(cmd, printer),
         Command::Config(cmd) => config::run(cmd, printer),
+        Command::Dataset(cmd) => dataset::run(cmd, printer),
+        Command::Doctor(args) => doctor::run(args, printer),
     }
 }
 

@@ -2,7 +2,7 @@
 //! the binary itself, against numbers transformers recorded on the same imported folder
 //! (`crates/model/tests/fixtures/demo_reference.json`, written by `tools/fixtures/demo_reference.py`).
 //!
-//! Uses the caller's `FERROTUNE_HOME` (default `~/.cache/ferrotune`) so the 93 MB download and the import
+//! Uses the caller's `FERROTUNE_HOME` (default `~/.local/share/ferrotune`) so the 93 MB download and the import
 //! happen once per machine.
 
 use std::io::Write;

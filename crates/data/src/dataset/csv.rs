@@ -12,7 +12,7 @@ fn reader(path: &Path) -> Result<::csv::Reader<std::fs::File>> {
         .from_reader(super::open(path)?))
 }
 
-fn convert_error(path: &Path, e: ::csv::Error) -> Error {
+pub(crate) fn convert_error(path: &Path, e: ::csv::Error) -> Error {
     let line = e.position().map(|p| p.line());
     match e.kind() {
         ::csv::ErrorKind::UnequalLengths {
@@ -49,7 +49,7 @@ fn convert_error(path: &Path, e: ::csv::Error) -> Error {
     }
 }
 
-fn field_text(path: &Path, line: u64, field: &[u8]) -> Result<String> {
+pub(crate) fn field_text(path: &Path, line: u64, field: &[u8]) -> Result<String> {
     std::str::from_utf8(field)
         .map(str::to_string)
         .map_err(|_| Error::NotUtf8 {
@@ -58,7 +58,7 @@ fn field_text(path: &Path, line: u64, field: &[u8]) -> Result<String> {
         })
 }
 
-fn header(path: &Path, rdr: &mut ::csv::Reader<std::fs::File>) -> Result<Vec<String>> {
+pub(crate) fn header(path: &Path, rdr: &mut ::csv::Reader<std::fs::File>) -> Result<Vec<String>> {
     let headers = rdr
         .byte_headers()
         .map_err(|e| convert_error(path, e))?

@@ -2,7 +2,7 @@
 //! line), chosen by extension. Values become text: numbers and booleans are written out, nested JSON values stay
 //! JSON, null and missing values are `None`.
 
-mod csv;
+pub(crate) mod csv;
 mod json;
 mod parquet;
 
@@ -61,7 +61,7 @@ pub fn read_columns(path: &Path) -> Result<Vec<String>> {
 }
 
 /// Opens `path`, naming it on failure.
-fn open(path: &Path) -> Result<std::fs::File> {
+pub(crate) fn open(path: &Path) -> Result<std::fs::File> {
     std::fs::File::open(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -89,7 +89,7 @@ fn read_utf8(path: &Path) -> Result<String> {
 }
 
 /// A float as text, integral values without a fraction (so a float id `3.0` matches `3`).
-fn float_text(v: f64) -> String {
+pub(crate) fn float_text(v: f64) -> String {
     if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {

@@ -1,0 +1,217 @@
+//! `ferrotune dataset …`: import, list, show, merge and delete datasets. The work is in `ferrotune_store`.
+
+use std::path::PathBuf;
+
+use clap::builder::PossibleValuesParser;
+use clap::{Args, Subcommand};
+use ferrotune_store::{format_utc, ImportOptions, Mapping, Shape, Split, Store};
+
+use super::dataset_view;
+use crate::printer::Printer;
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Import a CSV, Parquet, JSON or JSONL file (or a folder or .zip of them) as a dataset: recognises flat
+    /// columns, Alpaca, ShareGPT, OpenAI messages and plain text, converts them to the canonical table (id,
+    /// parent_id, system, prompt, answer) and computes statistics.
+    Import(ImportArgs),
+    /// List the datasets.
+    List {
+        /// Print JSON (one array of dataset descriptions) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a dataset: files, statistics as terminal histograms, and sample rows.
+    Show {
+        /// The dataset.
+        name: String,
+        /// Also print the first N rows of the training table.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        sample: usize,
+        /// Print the dataset description (dataset.json) as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add the rows of another file (or folder or .zip) to a dataset; statistics are recomputed.
+    Merge {
+        /// The dataset.
+        name: String,
+        /// The file to add.
+        file: PathBuf,
+        /// Add to the validation table instead of the training table.
+        #[arg(long)]
+        validation: bool,
+        #[command(flatten)]
+        mapping: MappingArgs,
+    },
+    /// Delete a dataset: its folder (canonical tables, originals) and its registry row.
+    Delete {
+        /// The dataset.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Training data: a .csv, .parquet, .json or .jsonl file, a folder of them, or a .zip archive of them.
+    #[arg(value_name = "FILE|DIR")]
+    path: PathBuf,
+    /// The dataset's name (letters, digits, `-`, `_`, `.`).
+    #[arg(long)]
+    name: String,
+    /// Validation data, in the same forms.
+    #[arg(long, value_name = "FILE|DIR")]
+    validation: Option<PathBuf>,
+    #[command(flatten)]
+    mapping: MappingArgs,
+}
+
+/// Which columns hold what; anything not given is recognised from the file's columns.
+#[derive(Debug, Args)]
+pub struct MappingArgs {
+    /// The file layout (default: recognised from the columns).
+    #[arg(long, value_name = "LAYOUT", value_parser = PossibleValuesParser::new(Shape::ALL.map(Shape::name)))]
+    format: Option<String>,
+    /// Prompt column of a flat file (repeat to join several with a blank line).
+    #[arg(long = "prompt-column", value_name = "COLUMN")]
+    prompt: Vec<String>,
+    /// Answer column of a flat file (with --format text: the text column).
+    #[arg(long = "answer-column", value_name = "COLUMN")]
+    answer: Option<String>,
+    /// System prompt column.
+    #[arg(long = "system-column", value_name = "COLUMN")]
+    system: Option<String>,
+    /// Column with each row's id.
+    #[arg(long = "id-column", value_name = "COLUMN")]
+    id: Option<String>,
+    /// Column with the id of the previous turn (chains the rows of a flat file into conversations).
+    #[arg(long = "parent-id-column", value_name = "COLUMN")]
+    parent_id: Option<String>,
+}
+
+impl MappingArgs {
+    fn mapping(self) -> Mapping {
+        Mapping {
+            shape: self.format.as_deref().and_then(Shape::from_name),
+            prompt: self.prompt,
+            answer: self.answer,
+            system: self.system,
+            id: self.id,
+            parent_id: self.parent_id,
+        }
+    }
+}
+
+pub fn run(cmd: DatasetCommand, printer: &Printer) -> anyhow::Result<()> {
+    let mut store = Store::from_env()?;
+    match cmd {
+        DatasetCommand::Import(args) => {
+            printer.status(&format!("importing {}", args.path.display()));
+            let info = store.import_dataset(&ImportOptions {
+                name: args.name,
+                train: args.path,
+                validation: args.validation,
+                mapping: args.mapping.mapping(),
+            })?;
+            let validation = info
+                .validation
+                .as_ref()
+                .map(|v| format!(", {} validation rows", v.rows))
+                .unwrap_or_default();
+            printer.line(&format!(
+                "imported `{}`: {} rows, {} conversations{validation} ({})",
+                info.name, info.train.rows, info.train.statistics.conversations, info.format
+            ))?;
+            printer.line(&format!(
+                "train table: {}",
+                store
+                    .dataset_dir(&info.name)
+                    .join(&info.train.file)
+                    .display()
+            ))?;
+        }
+        DatasetCommand::List { json } => {
+            let datasets = store.datasets()?;
+            if json {
+                printer.line(&serde_json::to_string_pretty(&datasets)?)?;
+            } else if datasets.is_empty() {
+                printer.status(
+                    "no datasets; import one with `ferrotune dataset import FILE --name NAME`",
+                );
+            } else {
+                printer.line(&format!(
+                    "{:<24} {:>9} {:>13} {:>10}  {:<22} FORMAT",
+                    "NAME", "ROWS", "CONVERSATIONS", "VALIDATION", "CREATED"
+                ))?;
+                for d in &datasets {
+                    let validation = d
+                        .validation
+                        .as_ref()
+                        .map(|v| v.rows.to_string())
+                        .unwrap_or_else(|| "-".into());
+                    printer.line(&format!(
+                        "{:<24} {:>9} {:>13} {:>10}  {:<22} {}",
+                        d.name,
+                        d.train.rows,
+                        d.train.statistics.conversations,
+                        validation,
+                        format_utc(d.created),
+                        d.format
+                    ))?;
+                }
+            }
+            let unindexed = store.unindexed_datasets()?;
+            if !unindexed.is_empty() {
+                printer.status(&format!(
+                    "note: {} dataset folder(s) are not in the registry ({}); run `ferrotune doctor --rebuild-index`",
+                    unindexed.len(),
+                    unindexed.join(", ")
+                ));
+            }
+        }
+        DatasetCommand::Show { name, sample, json } => {
+            let info = store.dataset(&name)?;
+            if json {
+                printer.line(&serde_json::to_string_pretty(&info)?)?;
+                return Ok(());
+            }
+            let dir = store.dataset_dir(&name);
+            for line in dataset_view::describe(&info, &dir) {
+                printer.line(&line)?;
+            }
+            if sample > 0 {
+                let rows = store.sample(&name, Split::Train, sample)?;
+                for line in dataset_view::sample(&rows) {
+                    printer.line(&line)?;
+                }
+            }
+        }
+        DatasetCommand::Merge {
+            name,
+            file,
+            validation,
+            mapping,
+        } => {
+            let split = if validation {
+                Split::Validation
+            } else {
+                Split::Train
+            };
+            let info = store.merge_dataset(&name, &file, &mapping.mapping(), split)?;
+            let rows = match split {
+                Split::Train => info.train.rows,
+                Split::Validation => info.validation.as_ref().map_or(0, |v| v.rows),
+            };
+            printer.line(&format!(
+                "merged {} into `{name}`: {rows} {} rows",
+                file.display(),
+                split.name()
+            ))?;
+        }
+        DatasetCommand::Delete { name } => {
+            store.delete_dataset(&name)?;
+            printer.line(&format!("deleted `{name}`"))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! `ferrotune doctor`: checks the home and, with --rebuild-index, rebuilds the registry from the files.
+
+use clap::Args;
+use ferrotune_store::{Home, Store};
+
+use crate::printer::Printer;
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Delete registry.sqlite and rebuild it from every datasets/*/dataset.json (waits for running imports;
+    /// also removes leftovers of interrupted imports).
+    #[arg(long)]
+    rebuild_index: bool,
+}
+
+pub fn run(args: DoctorArgs, printer: &Printer) -> anyhow::Result<()> {
+    let home = Home::from_env();
+    printer.line(&format!("home: {}", home.root().display()))?;
+    if args.rebuild_index {
+        let report = ferrotune_store::rebuild_index(&home)?;
+        for path in &report.removed {
+            printer.status(&format!("removed leftover {}", path.display()));
+        }
+        for (path, reason) in &report.skipped {
+            printer.status(&format!("skipped {}: {reason}", path.display()));
+        }
+        printer.line(&format!(
+            "rebuilt {} with {} dataset(s): {}",
+            home.registry().display(),
+            report.datasets.len(),
+            report.datasets.join(", ")
+        ))?;
+        return Ok(());
+    }
+    let store = Store::open(home.clone())?;
+    printer.line(&format!(
+        "registry: {} (schema version {})",
+        home.registry().display(),
+        store.registry().version()?
+    ))?;
+    printer.line(&format!("datasets: {}", store.datasets()?.len()))?;
+    let unindexed = store.unindexed_datasets()?;
+    if unindexed.is_empty() {
+        printer.line("ok")?;
+    } else {
+        printer.line(&format!(
+            "not in the registry: {}\nhelp: run `ferrotune doctor --rebuild-index`",
+            unindexed.join(", ")
+        ))?;
+    }
+    Ok(())
+}

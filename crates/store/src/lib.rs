@@ -1,0 +1,105 @@
+//! # ferrotune-store
+//!
+//! The studio's state: the layout of `FERROTUNE_HOME` (see `docs/home.md`), the SQLite registry that indexes it,
+//! and dataset import with statistics. The CLI and (later) the server call these functions; neither writes the
+//! registry or the `datasets/` and `experiments/` folders itself.
+//!
+//! *Owns*: `registry.sqlite` (schema, migrations, every write), `datasets/` (one folder per dataset whose
+//! `dataset.json` is the source of truth; the canonical `train.jsonl`/`validation.jsonl`; the originals) and
+//! `experiments/`. *Must not touch*: tensors, models, training internals, anything network; `assets/` and
+//! `backbones/` belong to `ferrotune-assets` and `ferrotune-model`. It never prints.
+//!
+//! Layout of the home:
+//! ```text
+//! registry.sqlite        datasets, experiments, metrics (WAL; rebuilt from the folders by rebuild_index)
+//! registry.lock          shared by imports/merges/deletes, exclusive for rebuild_index
+//! datasets/<name>/       dataset.json, train.jsonl, [validation.jsonl], original/<split>/…
+//! experiments/<name>/    an experiment's output folder
+//! assets/, backbones/    demo archives, imported GGUF backbones
+//! ```
+//!
+//! Brief overview:
+//! - [`Store`] opens the home and its [`Registry`]; [`Store::import_dataset`] ([`ImportOptions`]),
+//!   [`Store::merge_dataset`], [`Store::delete_dataset`], [`Store::datasets`], [`Store::sample`].
+//! - Conversion and statistics are pure data logic in `ferrotune_data::import`; this crate adds files, zip
+//!   archives, atomic publication and the registry.
+//! - [`rebuild_index`] recreates the registry from the `dataset.json` files.
+//!
+//! Start reading at [`Store`] and [`registry::MIGRATIONS`].
+
+pub mod dataset;
+mod datasets;
+mod doctor;
+pub mod error;
+mod files;
+pub mod registry;
+
+use std::fs::File;
+
+pub use dataset::{format_utc, DatasetInfo, SourceFile, Split, SplitInfo};
+pub use datasets::ImportOptions;
+pub use doctor::{rebuild_index, RebuildReport};
+pub use error::{Error, Result};
+pub use ferrotune_assets::Home;
+pub use ferrotune_data::import::{
+    CanonicalRow, ColumnCounts, Histogram, Mapping, Shape, Statistics,
+};
+pub use registry::Registry;
+
+/// The home and its open registry.
+pub struct Store {
+    home: Home,
+    registry: Registry,
+}
+
+impl Store {
+    /// Opens the home at `home` (creating `datasets/` and the registry when needed).
+    pub fn open(home: Home) -> Result<Store> {
+        let datasets = home.datasets();
+        std::fs::create_dir_all(&datasets).map_err(error::io(&datasets))?;
+        let registry = {
+            let _shared = lock_registry(&home, false)?;
+            Registry::open(&home.registry())?
+        };
+        Ok(Store { home, registry })
+    }
+
+    /// The home given by the environment (`FERROTUNE_HOME`, …).
+    pub fn from_env() -> Result<Store> {
+        Self::open(Home::from_env())
+    }
+
+    /// The home.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn lock_registry(&self, exclusive: bool) -> Result<File> {
+        lock_registry(&self.home, exclusive)
+    }
+}
+
+/// The registry lock (`registry.lock`): shared for operations that publish files and rows, exclusive while the
+/// registry is rebuilt.
+fn lock_registry(home: &Home, exclusive: bool) -> Result<File> {
+    let path = home.root().join("registry.lock");
+    std::fs::create_dir_all(home.root()).map_err(error::io(home.root()))?;
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(error::io(&path))?;
+    if exclusive {
+        file.lock()
+    } else {
+        file.lock_shared()
+    }
+    .map_err(error::io(&path))?;
+    Ok(file)
+}
