@@ -10,7 +10,7 @@
 //! import target) it is given. It never prints.
 //!
 //! Start reading at [`backbone::Backbone`] (what the CLI loads), then [`models::Llama`] (the decoder),
-//! [`generation::generate`] and [`score::score_text`].
+//! [`generation::generate`] and [`score::score_text`]; [`quant`] keeps int8/NF4 weights for [`layers::Linear`].
 
 pub mod adapter;
 pub mod backbone;
