@@ -6,7 +6,7 @@
 //! outlier then coarsens only its 64 neighbours instead of a whole row of 2 000–8 000, the error bound is the
 //! same for both formats, and the overhead is one f32 per 64 weights (int8: 1.06 bytes per weight, 0.27× f32;
 //! NF4: 0.56, or 0.52 with double quantization). Blocks never cross rows, so any run of rows or of 64-column
-//! blocks dequantizes on its own — the matmul kernels in [`matmul`] dequantize one tile at a time and the full
+//! blocks dequantizes on its own — the matmul kernels ([`quantized_matmul`]) dequantize one tile at a time and the full
 //! f32 matrix never exists.
 
 mod matmul;
