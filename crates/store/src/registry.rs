@@ -156,15 +156,17 @@ impl Registry {
 
     /// Names of every table, sorted.
     pub fn tables(&self) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-            .map_err(sql(&self.path))?;
-        let names = stmt
+        self.strings("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+    }
+
+    /// The first column of every row of `query`, as strings.
+    fn strings(&self, query: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(query).map_err(sql(&self.path))?;
+        let values = stmt
             .query_map([], |r| r.get(0))
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
             .map_err(sql(&self.path));
-        names
+        values
     }
 
     /// Runs `f` in an immediate (write-locking) transaction and commits when it succeeds.
@@ -218,15 +220,7 @@ impl Registry {
 
     /// Names of every registered dataset.
     pub fn dataset_names(&self) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name FROM datasets ORDER BY name")
-            .map_err(sql(&self.path))?;
-        let names = stmt
-            .query_map([], |r| r.get(0))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
-            .map_err(sql(&self.path));
-        names
+        self.strings("SELECT name FROM datasets ORDER BY name")
     }
 }
 

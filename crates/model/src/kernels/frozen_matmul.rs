@@ -46,25 +46,13 @@ impl CustomOp1 for FrozenMatmul {
         // SAFETY: the pointers cover m×k (x), n×k (w) and m×n (dst) f32 values with the strides given:
         // x row-major (row stride k), Wᵀ read from W row-major (element (p, j) at j·k + p), dst row-major.
         unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
+            super::gemm_f32(
+                (m, n, k),
                 dst.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
+                n,
                 x.as_ptr(),
-                1,
-                k as isize,
                 w.as_ptr(),
-                k as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
+                (1, k),
                 gemm::Parallelism::Rayon(candle_core::utils::get_num_threads()),
             );
         }

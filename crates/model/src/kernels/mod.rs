@@ -5,6 +5,47 @@ pub mod cross_entropy;
 pub mod frozen_matmul;
 pub mod softmax;
 
+/// `dst = lhs · rhs` in f32: `lhs` is `m×k` row-major, element `(p, j)` of the `k×n` right operand is at
+/// `rhs[p·rhs_rs + j·rhs_cs]`, and `dst`'s rows are `dst_rs` apart (its columns contiguous). Overwrites `dst`.
+///
+/// # Safety
+/// The three pointers must be valid for every element these shapes and strides address, and `dst` must not be
+/// written by anyone else meanwhile.
+pub(crate) unsafe fn gemm_f32(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: *const f32,
+    rhs: *const f32,
+    (rhs_rs, rhs_cs): (usize, usize),
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            false,
+            lhs,
+            1,
+            k as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
 /// Test support: checks a kernel against its plain reference on `x` — values within `value_tol`, and the
 /// gradient of `Σ coef ⊙ f(x)` with respect to `x` within `grad_tol`.
 #[cfg(test)]

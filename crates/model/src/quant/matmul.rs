@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::{QuantizedMatrix, BLOCK};
 use crate::error::Result;
+use crate::kernels::gemm_f32;
 
 /// A raw pointer the tile tasks share; each task writes a disjoint set of columns.
 #[derive(Clone, Copy)]
@@ -60,25 +61,13 @@ fn forward(w: &QuantizedMatrix, x: &[f32], m: usize, dst: &mut [f32]) {
             // j·k + p), and the destination is columns r0..r1 of the m×n row-major dst, which only this task
             // writes.
             unsafe {
-                gemm::gemm(
-                    m,
-                    r1 - r0,
-                    k,
+                gemm_f32(
+                    (m, r1 - r0, k),
                     out.ptr().add(r0),
-                    1,
-                    n as isize,
-                    false,
+                    n,
                     x.as_ptr(),
-                    1,
-                    k as isize,
                     buf.as_ptr(),
-                    k as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
+                    (1, k),
                     gemm::Parallelism::None,
                 );
             }
@@ -100,25 +89,13 @@ fn input_grad(w: &QuantizedMatrix, g: &[f32], m: usize, dst: &mut [f32]) {
             // SAFETY: g is m×n row-major, buf is n×width row-major, and the destination is columns c0..c1 of
             // the m×k row-major dst, which only this task writes.
             unsafe {
-                gemm::gemm(
-                    m,
-                    width,
-                    n,
+                gemm_f32(
+                    (m, width, n),
                     out.ptr().add(c0),
-                    1,
-                    k as isize,
-                    false,
+                    k,
                     g.as_ptr(),
-                    1,
-                    n as isize,
                     buf.as_ptr(),
-                    1,
-                    width as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
+                    (width, 1),
                     gemm::Parallelism::None,
                 );
             }
