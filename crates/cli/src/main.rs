@@ -12,7 +12,8 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = commands::Cli::parse();
     let printer = printer::Printer::new(cli.quiet);
-    match commands::run(cli.command, &printer) {
+    // The command runs on a compute-pool worker, so every parallel kernel splits without a thread hand-off.
+    match ferrotune_model::threads::install(|| commands::run(cli.command, &printer)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             if is_broken_pipe(&err) {

@@ -135,6 +135,27 @@ impl Linear {
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim;
         let x2 = x.reshape((rows, in_dim))?;
+        let mut out_dims = dims.to_vec();
+        *out_dims
+            .last_mut()
+            .expect("linear input has at least one dimension") = self.weight.dims()?.0;
+        if let (LinearWeight::Dense(w), Some(lora)) = (&self.weight, &self.lora) {
+            let (a, b) = (lora.a.as_tensor(), lora.b.as_tensor());
+            if lora.magnitude.is_none()
+                && !lora.detached
+                && kernels::lora_linear::applies(&x2, w, a, b)
+            {
+                let dropout = dropout_seed.map(|seed| kernels::lora_linear::Dropout {
+                    p: lora.dropout,
+                    seed,
+                });
+                let mut y = kernels::lora_linear::lora_linear(&x2, w, a, b, lora.scale, dropout)?;
+                if let Some(bias) = &self.bias {
+                    y = y.broadcast_add(bias)?;
+                }
+                return Ok(y.reshape(out_dims)?);
+            }
+        }
         let mut y = match &self.weight {
             LinearWeight::Dense(w) if kernels::frozen_matmul::applies(&x2, w) => {
                 kernels::frozen_matmul::frozen_matmul(&x2, w)?
@@ -150,10 +171,6 @@ impl Linear {
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }
-        let mut out_dims = dims.to_vec();
-        *out_dims
-            .last_mut()
-            .expect("linear input has at least one dimension") = self.weight.dims()?.0;
         Ok(y.reshape(out_dims)?)
     }
 }

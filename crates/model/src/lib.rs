@@ -27,6 +27,7 @@ pub mod ops;
 pub mod quant;
 pub mod rope;
 pub mod score;
+pub mod threads;
 pub mod weights;
 
 pub use backbone::{parse_dtype, parse_weight_format, Backbone, WeightFormat};

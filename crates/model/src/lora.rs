@@ -7,7 +7,7 @@
 
 use candle_core::{DType, Tensor, Var, D};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 use crate::error::Result;
 use crate::layers::LinearWeight;
@@ -153,19 +153,11 @@ fn row_norms(w: &Tensor) -> Result<Tensor> {
     Ok(w.sqr()?.sum(D::Minus1)?.sqrt()?)
 }
 
-/// Inverted dropout with a mask drawn from `seed` (reproducible, so a resumed run draws the same masks).
+/// Inverted dropout with a mask drawn from `seed` (reproducible, so a resumed run draws the same masks; the
+/// same draws as the fused LoRA layer's, [`crate::kernels::lora_linear::dropout_mask`]).
 pub fn dropout(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let keep = 1.0 - p;
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| {
-            if rng.random::<f32>() < keep {
-                1.0 / keep
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let ones = vec![1f32; x.elem_count()];
+    let mask = crate::kernels::lora_linear::apply_dropout(&ones, p, seed);
     let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
     Ok((x * mask)?)
 }

@@ -13,6 +13,9 @@ use crate::error::Result;
 
 /// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * weight`, computed in f32.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    if crate::kernels::rms_norm::applies(x, weight) {
+        return crate::kernels::rms_norm::rms_norm(x, weight, eps);
+    }
     if x.track_op() || weight.track_op() {
         return rms_norm_reference(x, weight, eps);
     }
@@ -75,6 +78,14 @@ pub fn apply_rope_reference(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Te
 
 /// SiLU-gated product `silu(gate) * up`.
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if crate::kernels::swiglu::applies(gate, up) {
+        return crate::kernels::swiglu::swiglu(gate, up);
+    }
+    swiglu_reference(gate, up)
+}
+
+/// [`swiglu`] from plain ops (gradients flow).
+pub fn swiglu_reference(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     Ok((candle_nn::ops::silu(gate)? * up)?)
 }
 

@@ -18,7 +18,10 @@ pub enum Event {
         loss: f64,
         lr: f64,
         grad_norm: f64,
+        /// Padded batch tokens of the step per second of it.
         tokens_per_second: f64,
+        /// Wall time of the step (its micro-batches, backward passes and the optimizer update).
+        step_seconds: f64,
     },
     /// An evaluation finished.
     Evaluation {

@@ -44,12 +44,93 @@ pub struct BatchLoss {
     pub rows: Vec<(f64, usize)>,
 }
 
+/// How the token losses of a batch are weighted: fixed by the whole batch, so a batch computed in pieces (see
+/// [`unpadded_rows`]) sums to the same loss and gradients as the batch computed at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Normalization {
+    kind: LossKind,
+    /// Labelled tokens of the whole batch.
+    total: usize,
+    /// Rows of the whole batch with at least one labelled token.
+    rows_with_labels: usize,
+}
+
+impl Normalization {
+    /// The weighting of the batch whose labels are `labels` (rows of any lengths).
+    pub fn of(labels: &[Vec<i64>], kind: LossKind) -> Result<Self> {
+        let per_row = labels.iter().map(|l| labelled(l));
+        let total: usize = per_row.clone().sum();
+        if total == 0 {
+            return Err(Error::Setting(
+                "every label of the batch is masked\nhelp: check `dataset.mask_prompt_labels` and `tokenizer.max_length` (answers may be cut away)".into(),
+            ));
+        }
+        Ok(Self {
+            kind,
+            total,
+            rows_with_labels: per_row.filter(|&n| n > 0).count(),
+        })
+    }
+
+    /// The weight of each labelled token of a row with `row_tokens` labelled tokens.
+    fn weight(&self, row_tokens: usize) -> f32 {
+        match self.kind {
+            LossKind::TokenAveraged => 1.0 / self.total as f32,
+            LossKind::SampleAveraged => 1.0 / (row_tokens * self.rows_with_labels) as f32,
+        }
+    }
+}
+
+/// Labelled (predicted) positions of a row: every label but the first, which nothing predicts.
+fn labelled(labels: &[i64]) -> usize {
+    labels
+        .iter()
+        .skip(1)
+        .filter(|&&x| x != IGNORE_INDEX)
+        .count()
+}
+
+/// The rows of a right-padded batch cut to their attention length, each with its index, leaving out rows with
+/// no labelled token. Causal attention never lets a real token see the padding after it, so the rows computed
+/// one by one give exactly the losses and gradients of the padded batch, without the padding's work and with a
+/// quarter of a batch of 4's activations alive at once.
+pub fn unpadded_rows(
+    input_ids: &[Vec<u32>],
+    labels: &[Vec<i64>],
+    attention_mask: &[Vec<u32>],
+) -> Vec<(usize, Vec<u32>, Vec<i64>)> {
+    input_ids
+        .iter()
+        .zip(labels)
+        .zip(attention_mask)
+        .enumerate()
+        .filter_map(|(i, ((ids, labels), mask))| {
+            // Right padding: the real tokens are the prefix up to the last attended position.
+            let len = mask.iter().rposition(|&m| m != 0).map_or(0, |p| p + 1);
+            let (ids, labels) = (&ids[..len], &labels[..len]);
+            (len >= 2 && labelled(labels) > 0).then(|| (i, ids.to_vec(), labels.to_vec()))
+        })
+        .collect()
+}
+
 /// Forward pass and loss of a right-padded batch. `input_ids` and `labels` are rows of equal length.
 pub fn batch_loss(
     model: &Llama,
     input_ids: &[Vec<u32>],
     labels: &[Vec<i64>],
     kind: LossKind,
+    options: &ForwardOptions,
+) -> Result<BatchLoss> {
+    let norm = Normalization::of(labels, kind)?;
+    batch_loss_normalized(model, input_ids, labels, &norm, options)
+}
+
+/// [`batch_loss`] of some rows of a larger batch, weighted as `norm` (that batch's) says.
+pub fn batch_loss_normalized(
+    model: &Llama,
+    input_ids: &[Vec<u32>],
+    labels: &[Vec<i64>],
+    norm: &Normalization,
     options: &ForwardOptions,
 ) -> Result<BatchLoss> {
     let b = input_ids.len();
@@ -63,28 +144,22 @@ pub fn batch_loss(
     let mut positions = Vec::new();
     let mut targets = Vec::new();
     let mut weights = Vec::new();
-    let per_row: Vec<usize> = labels
-        .iter()
-        .map(|l| l[1..].iter().filter(|&&x| x != IGNORE_INDEX).count())
-        .collect();
-    let total: usize = per_row.iter().sum();
-    if total == 0 {
-        return Err(Error::Setting(
-            "every label of the batch is masked\nhelp: check `dataset.mask_prompt_labels` and `tokenizer.max_length` (answers may be cut away)".into(),
-        ));
-    }
-    let rows_with_labels = per_row.iter().filter(|&&n| n > 0).count();
+    let mut total = 0;
     for (r, row) in labels.iter().enumerate() {
+        let weight = norm.weight(labelled(row).max(1));
         for (i, &label) in row[1..].iter().enumerate() {
             if label != IGNORE_INDEX {
                 positions.push((r * t + i) as u32);
                 targets.push(label as u32);
-                weights.push(match kind {
-                    LossKind::TokenAveraged => 1.0 / total as f32,
-                    LossKind::SampleAveraged => 1.0 / (per_row[r] * rows_with_labels) as f32,
-                });
+                weights.push(weight);
+                total += 1;
             }
         }
+    }
+    if total == 0 {
+        return Err(Error::Setting(
+            "every label of these rows is masked\nhelp: check `dataset.mask_prompt_labels` and `tokenizer.max_length` (answers may be cut away)".into(),
+        ));
     }
     let device = model.device();
     let flat: Vec<u32> = input_ids.iter().flatten().copied().collect();

@@ -21,7 +21,7 @@ use ferrotune_data::batch::{
 };
 use ferrotune_data::{PreparedData, Sample};
 
-use crate::loss::{batch_loss, LossKind};
+use crate::loss::{batch_loss_normalized, unpadded_rows, LossKind, Normalization};
 use crate::optim::{clip_grad_norm, Optimizer, OptimizerConfig, Param};
 use crate::schedule::{Schedule, ScheduleKind};
 
@@ -232,40 +232,42 @@ pub fn train(
                 step_seed,
             );
         }
-        let options = ForwardOptions {
-            dropout_seed: Some(step_seed),
+        let packing = rows.is_some().then(|| Packing {
+            position_ids: batch.position_ids.clone(),
+            sequence_ids: batch.sequence_ids.clone(),
+        });
+        let options = |seed: u64| ForwardOptions {
+            dropout_seed: Some(seed),
             intermediate_dropout: settings.intermediate_dropout as f32,
             checkpointing: checkpoint_grads.clone(),
             neftune: (settings.neftune_noise_alpha > 0.0)
                 .then_some((settings.neftune_noise_alpha, step_seed ^ 0x4E)),
-            packing: rows.is_some().then(|| Packing {
-                position_ids: batch.position_ids.clone(),
-                sequence_ids: batch.sequence_ids.clone(),
-            }),
+            packing: packing.clone(),
         };
-        let out = batch_loss(model, &ids, &labels, settings.loss, &options)?;
-        let loss_value = out.loss.to_scalar::<f32>()? as f64;
-        if !loss_value.is_finite() {
-            return Err(Error::NonFiniteLoss {
-                step: pos.optimizer_step + 1,
-                value: loss_value,
-            });
-        }
-        let grad_store = (out.loss / accum as f64)?.backward()?;
-        for p in optimizer.params() {
-            let recomputed = checkpoint_grads.as_ref().and_then(|c| c.take(&p.var));
-            let direct = grad_store.get(p.var.as_tensor()).map(|g| g.detach());
-            let g = match (direct, recomputed) {
-                (Some(a), Some(b)) => Some((a + b)?),
-                (a, b) => a.or(b),
-            };
-            if let Some(g) = g {
-                let sum = match grads.remove(&p.name) {
-                    Some(prev) => (prev + g)?,
-                    None => g,
-                };
-                grads.insert(p.name.clone(), sum);
+        // Padding-free: each row at its own length (packed rows, and NEFTune, whose noise scale depends on the
+        // padded length, keep the batch whole).
+        let pieces = if packing.is_none() && settings.neftune_noise_alpha <= 0.0 {
+            unpadded_rows(&ids, &labels, &batch.attention_mask)
+                .into_iter()
+                .map(|(row, ids, labels)| (mix(step_seed, 0xD0, row as u64), vec![ids], vec![labels]))
+                .collect()
+        } else {
+            vec![(step_seed, ids.clone(), labels.clone())]
+        };
+        let norm = Normalization::of(&labels, settings.loss)?;
+        let mut loss_value = 0.0;
+        for (seed, piece_ids, piece_labels) in &pieces {
+            let out = batch_loss_normalized(model, piece_ids, piece_labels, &norm, &options(*seed))?;
+            let piece_loss = out.loss.to_scalar::<f32>()? as f64;
+            if !piece_loss.is_finite() {
+                return Err(Error::NonFiniteLoss {
+                    step: pos.optimizer_step + 1,
+                    value: piece_loss,
+                });
             }
+            loss_value += piece_loss;
+            let grad_store = (out.loss / accum as f64)?.backward()?;
+            accumulate(&mut grads, &grad_store, optimizer, checkpoint_grads.as_ref())?;
         }
         window_loss += loss_value;
         window_tokens += ids.iter().map(Vec::len).sum::<usize>();
@@ -298,6 +300,7 @@ pub fn train(
                 } else {
                     0.0
                 },
+                step_seconds: elapsed,
             });
             window_loss = 0.0;
             window_tokens = 0;
@@ -315,6 +318,32 @@ pub fn train(
         }
     }
     Ok((Outcome::Finished, pos))
+}
+
+/// Adds the gradients of one backward pass (and of the layers it recomputed) to the running sums of the
+/// optimizer's parameters.
+fn accumulate(
+    grads: &mut HashMap<String, Tensor>,
+    grad_store: &candle_core::backprop::GradStore,
+    optimizer: &Optimizer,
+    checkpoint_grads: Option<&CheckpointGrads>,
+) -> Result<()> {
+    for p in optimizer.params() {
+        let recomputed = checkpoint_grads.and_then(|c| c.take(&p.var));
+        let direct = grad_store.get(p.var.as_tensor()).map(|g| g.detach());
+        let g = match (direct, recomputed) {
+            (Some(a), Some(b)) => Some((a + b)?),
+            (a, b) => a.or(b),
+        };
+        if let Some(g) = g {
+            let sum = match grads.remove(&p.name) {
+                Some(prev) => (prev + g)?,
+                None => g,
+            };
+            grads.insert(p.name.clone(), sum);
+        }
+    }
+    Ok(())
 }
 
 /// Token masking augmentation: input tokens (not labels) replaced by the pad token with probability `p`.

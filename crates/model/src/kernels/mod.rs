@@ -1,9 +1,13 @@
 //! Custom candle ops where the library wastes work we cannot afford in training. Each has a plain reference
 //! built from candle ops beside it and a test of values and gradients against it.
 
+pub mod attention;
 pub mod cross_entropy;
 pub mod frozen_matmul;
+pub mod lora_linear;
+pub mod rms_norm;
 pub mod softmax;
+pub mod swiglu;
 
 /// `dst = lhs · rhs` in f32: `lhs` is `m×k` row-major, element `(p, j)` of the `k×n` right operand is at
 /// `rhs[p·rhs_rs + j·rhs_cs]`, and `dst`'s rows are `dst_rs` apart (its columns contiguous). Overwrites `dst`.

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, TensorId, Var};
 
 use super::llama::{DecoderLayer, LayerStep};
+use crate::kernels::attention::TokenLayout;
 use crate::error::Result;
 
 /// Adapter gradients produced by recomputed layers, by tensor id.
@@ -42,6 +43,7 @@ struct Checkpointed {
     cos: Tensor,
     sin: Tensor,
     mask: Option<Tensor>,
+    tokens: Option<TokenLayout>,
     offset: usize,
     seed: Option<u64>,
     dropout: f32,
@@ -55,6 +57,7 @@ impl Checkpointed {
             offset: self.offset,
             seed: self.seed,
             packed_mask: self.mask.as_ref(),
+            tokens: self.tokens.as_ref(),
             intermediate_dropout: self.dropout,
         };
         self.layer.forward(x, None, &step)
@@ -131,6 +134,7 @@ pub(crate) fn checkpointed(
         cos: step.rope.0.clone(),
         sin: step.rope.1.clone(),
         mask: step.packed_mask.cloned(),
+        tokens: step.tokens.cloned(),
         offset: step.offset,
         seed: step.seed,
         dropout: step.intermediate_dropout,

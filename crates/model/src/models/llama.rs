@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor, D};
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::kernels::attention::{self, AttentionSpec, TokenLayout};
 use crate::layers::Linear;
 use crate::ops;
 use crate::quant::Quantization;
@@ -99,24 +100,28 @@ impl Attention {
         offset: usize,
         seed: Option<u64>,
         packed_mask: Option<&Tensor>,
+        tokens: Option<&TokenLayout>,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = self
-            .q_proj
-            .forward_t(x, sub_seed(seed, 0))?
-            .reshape((b, t, nh, d))?
-            .transpose(1, 2)?;
-        let k = self
-            .k_proj
-            .forward_t(x, sub_seed(seed, 1))?
-            .reshape((b, t, nkv, d))?
-            .transpose(1, 2)?;
-        let v = self
-            .v_proj
-            .forward_t(x, sub_seed(seed, 2))?
-            .reshape((b, t, nkv, d))?
-            .transpose(1, 2)?;
+        let q = self.q_proj.forward_t(x, sub_seed(seed, 0))?;
+        let k = self.k_proj.forward_t(x, sub_seed(seed, 1))?;
+        let v = self.v_proj.forward_t(x, sub_seed(seed, 2))?;
+        if let (None, Some(layout)) = (&cache, tokens) {
+            if attention::applies(&q, &k, &v) {
+                let spec = AttentionSpec {
+                    num_heads: nh,
+                    num_kv_heads: nkv,
+                    head_dim: d,
+                    sliding_window: self.sliding_window,
+                };
+                let out = attention::causal_attention(&q, &k, &v, &spec, layout.clone())?;
+                return self.o_proj.forward_t(&out, sub_seed(seed, 3));
+            }
+        }
+        let q = q.reshape((b, t, nh, d))?.transpose(1, 2)?;
+        let k = k.reshape((b, t, nkv, d))?.transpose(1, 2)?;
+        let v = v.reshape((b, t, nkv, d))?.transpose(1, 2)?;
         let (q, k) = if packed_mask.is_some() {
             // Per-token positions: cos/sin are (b, 1, t, d); only the composed rope broadcasts them.
             (
@@ -249,6 +254,8 @@ pub(crate) struct LayerStep<'a> {
     pub offset: usize,
     pub seed: Option<u64>,
     pub packed_mask: Option<&'a Tensor>,
+    /// Rotary tables and visibility for the fused training attention (forward passes from position 0).
+    pub tokens: Option<&'a TokenLayout>,
     pub intermediate_dropout: f32,
 }
 
@@ -276,6 +283,7 @@ impl DecoderLayer {
             step.offset,
             step.seed,
             step.packed_mask,
+            step.tokens,
         )?;
         let x = (x + intermediate_dropout(&h, step.intermediate_dropout, step.seed, 7)?)?;
         let h = self
@@ -573,6 +581,16 @@ impl Llama {
                 (cos, sin, None)
             }
         };
+        // Training forward passes (no cache) may use the fused attention, which reads the tables per token.
+        let tokens = match (&cache, self.dtype, cos.device().is_cpu()) {
+            (None, DType::F32, true) => Some(TokenLayout {
+                cos: cos.flatten_all()?.to_vec1::<f32>()?,
+                sin: sin.flatten_all()?.to_vec1::<f32>()?,
+                per_token: options.packing.is_some(),
+                sequence_ids: options.packing.as_ref().map(|p| p.sequence_ids.clone()),
+            }),
+            _ => None,
+        };
         let mut x = self
             .embed_tokens
             .index_select(&input_ids.flatten_all()?, 0)?
@@ -586,6 +604,7 @@ impl Llama {
                 offset,
                 seed: sub_seed(options.dropout_seed, 100 + i as u64),
                 packed_mask: packed_mask.as_ref(),
+                tokens: tokens.as_ref(),
                 intermediate_dropout: options.intermediate_dropout,
             };
             x = match (&options.checkpointing, cache.is_none() && x.track_op()) {

@@ -1,0 +1,517 @@
+//! Causal grouped-query self-attention for training, with rotary embeddings fused in and its own backward.
+//!
+//! The composed attention of [`crate::models`] rotates q and k (six ops each), transposes and copies q, k and v,
+//! scales q, builds and adds an `(n_rep·t × t)` mask, takes the softmax and transposes the output back — and
+//! candle keeps most of those tensors alive for the backward. This op takes the projections as they leave the
+//! linear layers, `(batch, seq, heads·head_dim)`, and returns the attention output in the same layout. Per
+//! (row, head) it computes `P = softmax(scale·q̂·k̂ᵀ + mask)` with two GEMMs around a masked row softmax, where
+//! `q̂`, `k̂` are the rotated projections; the backward needs only `P`, `q̂`, `k̂`, `v` (kept from the forward)
+//! and returns the gradients of the three projections, rotated back.
+//!
+//! Visibility: causal (`j ≤ i`), optionally a sliding window (`j > i − w`), or — for packed rows — causal within
+//! a sample, with padding (sequence id 0) attending to itself only. Positions index the cos/sin tables per token,
+//! so packed samples restart at 0.
+
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::error::Result;
+
+/// What the attention of one decoder layer needs besides q, k and v.
+#[derive(Debug, Clone)]
+pub struct AttentionSpec {
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub sliding_window: Option<usize>,
+}
+
+/// Per-token rotary tables and visibility of a batch.
+#[derive(Debug, Clone)]
+pub struct TokenLayout {
+    /// `(rows, head_dim)` cos and sin values, both halves equal; row `r` is used by the tokens whose
+    /// [`Self::rope_row`] is `r`.
+    pub cos: Vec<f32>,
+    pub sin: Vec<f32>,
+    /// Whether the tables have one row per (batch row, position) — packed rows — rather than one per position.
+    pub per_token: bool,
+    /// Packed rows: the sample id of each (batch row, position); 0 marks padding.
+    pub sequence_ids: Option<Vec<Vec<u32>>>,
+}
+
+impl TokenLayout {
+    fn rope_row(&self, bi: usize, i: usize, t: usize) -> usize {
+        if self.per_token {
+            bi * t + i
+        } else {
+            i
+        }
+    }
+}
+
+/// Whether the fused attention applies: f32 CPU projections of which at least one tracks gradients.
+pub fn applies(q: &Tensor, k: &Tensor, v: &Tensor) -> bool {
+    (q.track_op() || k.track_op() || v.track_op())
+        && [q, k, v]
+            .iter()
+            .all(|x| x.dtype() == DType::F32 && x.device().is_cpu())
+}
+
+/// Attention output `(batch, seq, heads·head_dim)` of projections `q` `(batch, seq, heads·head_dim)` and `k`,
+/// `v` `(batch, seq, kv_heads·head_dim)` (all at positions from 0; no cache), differentiable in all three.
+pub fn causal_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    spec: &AttentionSpec,
+    layout: TokenLayout,
+) -> Result<Tensor> {
+    let op = FusedAttention {
+        spec: spec.clone(),
+        layout,
+        saved: Mutex::new(None),
+    };
+    Ok(q.contiguous()?.apply_op3_arc(
+        &k.contiguous()?,
+        &v.contiguous()?,
+        std::sync::Arc::new(Box::new(op)),
+    )?)
+}
+
+/// What the backward needs from the forward, `(batch, heads, seq, ·)` contiguous.
+struct Saved {
+    /// Rotated queries `(b, nh, t, d)`.
+    q: Vec<f32>,
+    /// Rotated keys `(b, nkv, t, d)`.
+    k: Vec<f32>,
+    /// Values `(b, nkv, t, d)`.
+    v: Vec<f32>,
+    /// Attention probabilities `(b, nh, t, t)` (0 where masked).
+    p: Vec<f32>,
+}
+
+struct FusedAttention {
+    spec: AttentionSpec,
+    layout: TokenLayout,
+    saved: Mutex<Option<Saved>>,
+}
+
+/// A pointer that rayon tasks writing disjoint elements may share.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: every user writes a disjoint set of elements (documented at each use).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper, not the raw field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("fused attention: {what} must be f32")
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("fused attention: {what} must be contiguous")
+    };
+    Ok(&data[start..end])
+}
+
+/// `dst (m×n) = lhs (m×k) · rhs (k×n)` (or `dst +=` with `accumulate`), every operand addressed by (row, column)
+/// strides.
+///
+/// # Safety
+/// The pointers must be valid for every element the shapes and strides address; `dst` must not alias the others.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_strided(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    (dst_rs, dst_cs): (usize, usize),
+    lhs: *const f32,
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: *const f32,
+    (rhs_rs, rhs_cs): (usize, usize),
+    accumulate: bool,
+) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_cs as isize,
+            dst_rs as isize,
+            accumulate,
+            lhs,
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+impl FusedAttention {
+    fn dims(&self, q: &Layout) -> candle_core::Result<(usize, usize, usize, usize, usize)> {
+        let (b, t, hd) = q.shape().dims3()?;
+        let s = &self.spec;
+        if hd != s.num_heads * s.head_dim || s.num_heads % s.num_kv_heads != 0 || s.head_dim % 2 != 0
+        {
+            candle_core::bail!("fused attention: q has {hd} features for {} heads of {}", s.num_heads, s.head_dim)
+        }
+        Ok((b, t, s.num_heads, s.num_kv_heads, s.head_dim))
+    }
+
+    fn visible(&self, bi: usize, i: usize, j: usize) -> bool {
+        match &self.layout.sequence_ids {
+            Some(ids) => {
+                let seq = &ids[bi];
+                if seq[i] == 0 {
+                    i == j
+                } else {
+                    j <= i && seq[j] == seq[i]
+                }
+            }
+            None => j <= i && self.spec.sliding_window.is_none_or(|w| i < w || j > i - w),
+        }
+    }
+
+    /// Rotates `src` (one head's `d` values of token `i` of row `bi`) into `dst`; `inverse` applies the
+    /// transposed rotation (the backward of the rotation).
+    fn rotate(&self, dst: &mut [f32], src: &[f32], bi: usize, i: usize, t: usize, inverse: bool) {
+        let d = src.len();
+        let half = d / 2;
+        let row = self.layout.rope_row(bi, i, t) * d;
+        let (cos, sin) = (&self.layout.cos[row..row + d], &self.layout.sin[row..row + d]);
+        let sign = if inverse { -1.0 } else { 1.0 };
+        for c in 0..half {
+            let (x1, x2) = (src[c], src[c + half]);
+            dst[c] = x1 * cos[c] - sign * x2 * sin[c];
+            dst[c + half] = x2 * cos[c + half] + sign * x1 * sin[c + half];
+        }
+    }
+
+    /// `src` `(b, t, heads·d)` → rotated (or not) `(b, heads, t, d)`.
+    fn to_heads(&self, src: &[f32], (_, t, heads, d): (usize, usize, usize, usize), rotate: bool) -> Vec<f32> {
+        let mut out = vec![0f32; src.len()];
+        out.par_chunks_mut(t * d).enumerate().for_each(|(bh, dst)| {
+            let (bi, h) = (bh / heads, bh % heads);
+            for i in 0..t {
+                let from = &src[(bi * t + i) * heads * d + h * d..][..d];
+                let to = &mut dst[i * d..(i + 1) * d];
+                if rotate {
+                    self.rotate(to, from, bi, i, t, false);
+                } else {
+                    to.copy_from_slice(from);
+                }
+            }
+        });
+        out
+    }
+
+    /// `(b, heads, t, d)` gradients → `(b, t, heads·d)`, rotated back where the forward rotated.
+    fn from_heads(&self, src: &[f32], (_, t, heads, d): (usize, usize, usize, usize), rotated: bool) -> Vec<f32> {
+        let mut out = vec![0f32; src.len()];
+        out.par_chunks_mut(heads * d).enumerate().for_each(|(bt, dst)| {
+            let (bi, i) = (bt / t, bt % t);
+            for h in 0..heads {
+                let from = &src[((bi * heads + h) * t + i) * d..][..d];
+                let to = &mut dst[h * d..(h + 1) * d];
+                if rotated {
+                    self.rotate(to, from, bi, i, t, true);
+                } else {
+                    to.copy_from_slice(from);
+                }
+            }
+        });
+        out
+    }
+}
+
+impl CustomOp3 for FusedAttention {
+    fn name(&self) -> &'static str {
+        "fused-causal-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        q_storage: &CpuStorage,
+        q_layout: &Layout,
+        k_storage: &CpuStorage,
+        k_layout: &Layout,
+        v_storage: &CpuStorage,
+        v_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (b, t, nh, nkv, d) = self.dims(q_layout)?;
+        if k_layout.shape().dims() != [b, t, nkv * d] || v_layout.shape().dims() != [b, t, nkv * d] {
+            candle_core::bail!("fused attention: k and v must be ({b}, {t}, {})", nkv * d)
+        }
+        let (q, k, v) = (
+            f32_slice(q_storage, q_layout, "q")?,
+            f32_slice(k_storage, k_layout, "k")?,
+            f32_slice(v_storage, v_layout, "v")?,
+        );
+        let qh = self.to_heads(q, (b, t, nh, d), true);
+        let kh = self.to_heads(k, (b, t, nkv, d), true);
+        let vh = self.to_heads(v, (b, t, nkv, d), false);
+        let n_rep = nh / nkv;
+        let scale = 1.0 / (d as f32).sqrt();
+        let mut p = vec![0f32; b * nh * t * t];
+        let mut out = vec![0f32; b * t * nh * d];
+        let out_ptr = SharedMut(out.as_mut_ptr());
+        p.par_chunks_mut(t * t).enumerate().for_each(|(bh, probs)| {
+            let (bi, h) = (bh / nh, bh % nh);
+            let g = bi * nkv + h / n_rep;
+            let (qs, ks, vs) = (&qh[bh * t * d..][..t * d], &kh[g * t * d..][..t * d], &vh[g * t * d..][..t * d]);
+            // SAFETY: scores (t×t) = q̂ (t×d, row-major) · k̂ᵀ (k̂ row-major read with swapped strides).
+            unsafe {
+                gemm_strided((t, t, d), probs.as_mut_ptr(), (t, 1), qs.as_ptr(), (d, 1), ks.as_ptr(), (1, d), false);
+            }
+            for (i, row) in probs.chunks_exact_mut(t).enumerate() {
+                let mut max = f32::NEG_INFINITY;
+                for (j, s) in row.iter_mut().enumerate() {
+                    if self.visible(bi, i, j) {
+                        *s *= scale;
+                        max = max.max(*s);
+                    } else {
+                        *s = f32::NEG_INFINITY;
+                    }
+                }
+                let mut sum = 0f32;
+                for s in row.iter_mut() {
+                    *s = if *s == f32::NEG_INFINITY { 0.0 } else { (*s - max).exp() };
+                    sum += *s;
+                }
+                let inv = 1.0 / sum;
+                row.iter_mut().for_each(|s| *s *= inv);
+            }
+            // SAFETY: this task alone writes columns h·d..(h+1)·d of row bi's t output rows (row stride nh·d).
+            unsafe {
+                gemm_strided(
+                    (t, d, t),
+                    out_ptr.get().add(bi * t * nh * d + h * d),
+                    (nh * d, 1),
+                    probs.as_ptr(),
+                    (t, 1),
+                    vs.as_ptr(),
+                    (d, 1),
+                    false,
+                );
+            }
+        });
+        if let Ok(mut saved) = self.saved.lock() {
+            *saved = Some(Saved { q: qh, k: kh, v: vh, p });
+        }
+        Ok((CpuStorage::F32(out), Shape::from((b, t, nh * d))))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        _k: &Tensor,
+        _v: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, t, nh, nkv, d) = self.dims(q.layout())?;
+        let saved = self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("fused attention: saved state poisoned".into()))?
+            .take();
+        let Some(Saved { q: qh, k: kh, v: vh, p }) = saved else {
+            candle_core::bail!("fused attention: backward ran twice or before the forward")
+        };
+        let grad = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let out = res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let n_rep = nh / nkv;
+        let scale = 1.0 / (d as f32).sqrt();
+        // Per query head: dq̂ (b, nh, t, d), and the head's shares of dk̂ and dv, summed per kv head below.
+        let mut dq = vec![0f32; b * nh * t * d];
+        let mut dk_parts = vec![0f32; b * nh * t * d];
+        let mut dv_parts = vec![0f32; b * nh * t * d];
+        dq.par_chunks_mut(t * d)
+            .zip(dk_parts.par_chunks_mut(t * d))
+            .zip(dv_parts.par_chunks_mut(t * d))
+            .enumerate()
+            .for_each(|(bh, ((dq, dk), dv))| {
+                let (bi, h) = (bh / nh, bh % nh);
+                let g = bi * nkv + h / n_rep;
+                let (qs, ks, vs) = (&qh[bh * t * d..][..t * d], &kh[g * t * d..][..t * d], &vh[g * t * d..][..t * d]);
+                let probs = &p[bh * t * t..][..t * t];
+                // dO and O of this head: rows of (b, t, nh·d) at column h·d, row stride nh·d.
+                let at = bi * t * nh * d + h * d;
+                let (go, o) = (&grad[at..], &out[at..]);
+                let mut ds = vec![0f32; t * t];
+                // SAFETY (all four GEMMs): operands are this task's buffers or read-only slices that cover the
+                // addressed elements — dO/O rows at stride nh·d, t×d head blocks, t×t probabilities.
+                unsafe {
+                    // dP = dO · vᵀ
+                    gemm_strided((t, t, d), ds.as_mut_ptr(), (t, 1), go.as_ptr(), (nh * d, 1), vs.as_ptr(), (1, d), false);
+                }
+                for i in 0..t {
+                    let row_o = &o[i * nh * d..][..d];
+                    let row_g = &go[i * nh * d..][..d];
+                    let delta: f32 = row_o.iter().zip(row_g).map(|(a, b)| a * b).sum();
+                    let (pr, dr) = (&probs[i * t..(i + 1) * t], &mut ds[i * t..(i + 1) * t]);
+                    for (s, &pv) in dr.iter_mut().zip(pr) {
+                        *s = pv * (*s - delta) * scale;
+                    }
+                }
+                unsafe {
+                    // dq̂ = dS · k̂
+                    gemm_strided((t, d, t), dq.as_mut_ptr(), (d, 1), ds.as_ptr(), (t, 1), ks.as_ptr(), (d, 1), false);
+                    // dk̂ share = dSᵀ · q̂
+                    gemm_strided((t, d, t), dk.as_mut_ptr(), (d, 1), ds.as_ptr(), (1, t), qs.as_ptr(), (d, 1), false);
+                    // dv share = Pᵀ · dO
+                    gemm_strided((t, d, t), dv.as_mut_ptr(), (d, 1), probs.as_ptr(), (1, t), go.as_ptr(), (nh * d, 1), false);
+                }
+            });
+        drop(p);
+        let group_sum = |parts: &[f32]| -> Vec<f32> {
+            let mut sum = vec![0f32; b * nkv * t * d];
+            sum.par_chunks_mut(t * d).enumerate().for_each(|(bg, dst)| {
+                let (bi, g) = (bg / nkv, bg % nkv);
+                for r in 0..n_rep {
+                    let h = g * n_rep + r;
+                    let src = &parts[(bi * nh + h) * t * d..][..t * d];
+                    dst.iter_mut().zip(src).for_each(|(a, b)| *a += b);
+                }
+            });
+            sum
+        };
+        let (dk, dv) = (group_sum(&dk_parts), group_sum(&dv_parts));
+        let device = q.device();
+        let dq = Tensor::from_vec(self.from_heads(&dq, (b, t, nh, d), true), (b, t, nh * d), device)?;
+        let dk = Tensor::from_vec(self.from_heads(&dk, (b, t, nkv, d), true), (b, t, nkv * d), device)?;
+        let dv = Tensor::from_vec(self.from_heads(&dv, (b, t, nkv, d), false), (b, t, nkv * d), device)?;
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// The composed attention (as the decoder computes it without this op), on (b, t, heads·d) projections.
+    fn reference(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        spec: &AttentionSpec,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+    ) -> Tensor {
+        let (b, t, _) = q.dims3().unwrap();
+        let (nh, nkv, d) = (spec.num_heads, spec.num_kv_heads, spec.head_dim);
+        let heads = |x: &Tensor, n| x.reshape((b, t, n, d)).unwrap().transpose(1, 2).unwrap();
+        let q = crate::ops::apply_rope_reference(&heads(q, nh), cos, sin).unwrap();
+        let k = crate::ops::apply_rope_reference(&heads(k, nkv), cos, sin).unwrap();
+        let v = heads(v, nkv).contiguous().unwrap();
+        let n_rep = nh / nkv;
+        let q = (q.contiguous().unwrap() * (1.0 / (d as f64).sqrt()))
+            .unwrap()
+            .reshape((b, nkv, n_rep * t, d))
+            .unwrap();
+        let scores = q.matmul(&k.contiguous().unwrap().t().unwrap()).unwrap();
+        let probs = crate::ops::softmax_reference(&scores.broadcast_add(mask).unwrap()).unwrap();
+        probs
+            .matmul(&v)
+            .unwrap()
+            .reshape((b, nh, t, d))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((b, t, nh * d))
+            .unwrap()
+    }
+
+    fn check(spec: AttentionSpec, b: usize, t: usize, sequence_ids: Option<Vec<Vec<u32>>>) {
+        let dev = Device::Cpu;
+        let (nh, nkv, d) = (spec.num_heads, spec.num_kv_heads, spec.head_dim);
+        let var = |n| Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, t, n * d), &dev).unwrap()).unwrap();
+        let (q, k, v) = (var(nh), var(nkv), var(nkv));
+        // Positions: 0..t, or restarting per packed sample.
+        let positions: Vec<Vec<u32>> = match &sequence_ids {
+            None => vec![(0..t as u32).collect(); b],
+            Some(ids) => ids
+                .iter()
+                .map(|row| {
+                    let mut pos = Vec::new();
+                    for i in 0..row.len() {
+                        let p = if i > 0 && row[i] == row[i - 1] { pos[i - 1] + 1 } else { 0 };
+                        pos.push(p);
+                    }
+                    pos
+                })
+                .collect(),
+        };
+        let angle = |bi: usize, i: usize, c: usize| positions[bi][i] as f32 / 10f32.powf((c % (d / 2)) as f32 / 4.0);
+        let table = |f: fn(f32) -> f32| -> Vec<f32> {
+            (0..b).flat_map(|bi| (0..t).flat_map(move |i| (0..d).map(move |c| f(angle(bi, i, c))))).collect()
+        };
+        let (cos, sin) = (table(f32::cos), table(f32::sin));
+        let cos_t = Tensor::from_slice(&cos, (b, 1, t, d), &dev).unwrap();
+        let sin_t = Tensor::from_slice(&sin, (b, 1, t, d), &dev).unwrap();
+        let n_rep = nh / nkv;
+        let layout = TokenLayout { cos, sin, per_token: true, sequence_ids: sequence_ids.clone() };
+        let probe = FusedAttention { spec: spec.clone(), layout: layout.clone(), saved: Mutex::new(None) };
+        let mask: Vec<f32> = (0..b)
+            .flat_map(|bi| {
+                let probe = &probe;
+                (0..n_rep).flat_map(move |_| {
+                    (0..t).flat_map(move |i| {
+                        (0..t).map(move |j| if probe.visible(bi, i, j) { 0.0 } else { f32::NEG_INFINITY })
+                    })
+                })
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (b, 1, n_rep * t, t), &dev).unwrap();
+        let ours = causal_attention(&q, &k, &v, &spec, layout).unwrap();
+        let theirs = reference(&q, &k, &v, &spec, &cos_t, &sin_t, &mask);
+        let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+            (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+        };
+        assert!(max_diff(&ours, &theirs) < 1e-5, "forward differs by {}", max_diff(&ours, &theirs));
+        let coef = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
+        let grads = |y: &Tensor| (y * &coef).unwrap().sum_all().unwrap().backward().unwrap();
+        let (ga, gb) = (grads(&ours), grads(&theirs));
+        for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
+            let diff = max_diff(ga.get(x.as_tensor()).unwrap(), gb.get(x.as_tensor()).unwrap());
+            assert!(diff < 1e-4, "gradient of {name} differs by {diff}");
+        }
+    }
+
+    #[test]
+    fn matches_the_composed_attention_with_grouped_heads() {
+        let spec = AttentionSpec { num_heads: 4, num_kv_heads: 2, head_dim: 8, sliding_window: None };
+        check(spec, 2, 7, None);
+    }
+
+    #[test]
+    fn matches_with_a_sliding_window_and_one_kv_head() {
+        let spec = AttentionSpec { num_heads: 3, num_kv_heads: 1, head_dim: 4, sliding_window: Some(3) };
+        check(spec, 1, 9, None);
+    }
+
+    #[test]
+    fn matches_on_packed_rows_with_padding() {
+        let spec = AttentionSpec { num_heads: 2, num_kv_heads: 2, head_dim: 6, sliding_window: None };
+        check(spec, 2, 8, Some(vec![vec![1, 1, 1, 2, 2, 3, 0, 0], vec![1, 1, 1, 1, 1, 2, 2, 2]]));
+    }
+}
