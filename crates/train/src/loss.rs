@@ -4,7 +4,7 @@
 //! are usually masked.
 
 use candle_core::{DType, Tensor, D};
-use ferrotune_model::{ForwardOptions, Llama};
+use ferrotune_model::{ForwardOptions, Llama, Packing};
 
 use crate::error::{Error, Result};
 
@@ -111,6 +111,27 @@ pub fn unpadded_rows(
             (len >= 2 && labelled(labels) > 0).then(|| (i, ids.to_vec(), labels.to_vec()))
         })
         .collect()
+}
+
+/// Unpadded rows ([`unpadded_rows`]) joined into one row of samples that attend only within themselves, with
+/// positions restarting per sample: one pass with the whole batch's rows in each matrix product (fewer, larger
+/// GEMMs than row by row) and none of the padding. Each sample's first label is masked, as nothing in its row
+/// predicted it.
+pub fn concatenate(rows: &[(usize, Vec<u32>, Vec<i64>)]) -> (Vec<u32>, Vec<i64>, Packing) {
+    let (mut ids, mut labels) = (Vec::new(), Vec::new());
+    let (mut positions, mut sequences) = (Vec::new(), Vec::new());
+    for (sample, (_, row_ids, row_labels)) in rows.iter().enumerate() {
+        ids.extend_from_slice(row_ids);
+        labels.push(IGNORE_INDEX);
+        labels.extend_from_slice(&row_labels[1..]);
+        positions.extend(0..row_ids.len() as u32);
+        sequences.extend(std::iter::repeat_n(sample as u32 + 1, row_ids.len()));
+    }
+    let packing = Packing {
+        position_ids: vec![positions],
+        sequence_ids: vec![sequences],
+    };
+    (ids, labels, packing)
 }
 
 /// Forward pass and loss of a right-padded batch. `input_ids` and `labels` are rows of equal length.

@@ -21,7 +21,10 @@ use ferrotune_data::batch::{
 };
 use ferrotune_data::{PreparedData, Sample};
 
-use crate::loss::{batch_loss_normalized, unpadded_rows, LossKind, Normalization};
+use crate::loss::{batch_loss_normalized, concatenate, unpadded_rows, LossKind, Normalization};
+
+/// One forward/backward pass of a micro-step: dropout seed, rows, labels, packing.
+type Piece = (u64, Vec<Vec<u32>>, Vec<Vec<i64>>, Option<Packing>);
 use crate::optim::{clip_grad_norm, Optimizer, OptimizerConfig, Param};
 use crate::schedule::{Schedule, ScheduleKind};
 
@@ -236,28 +239,40 @@ pub fn train(
             position_ids: batch.position_ids.clone(),
             sequence_ids: batch.sequence_ids.clone(),
         });
-        let options = |seed: u64| ForwardOptions {
+        let options = |seed: u64, packing: Option<Packing>| ForwardOptions {
             dropout_seed: Some(seed),
             intermediate_dropout: settings.intermediate_dropout as f32,
             checkpointing: checkpoint_grads.clone(),
             neftune: (settings.neftune_noise_alpha > 0.0)
                 .then_some((settings.neftune_noise_alpha, step_seed ^ 0x4E)),
-            packing: packing.clone(),
+            packing,
         };
-        // Padding-free: each row at its own length (packed rows, and NEFTune, whose noise scale depends on the
-        // padded length, keep the batch whole).
-        let pieces = if packing.is_none() && settings.neftune_noise_alpha <= 0.0 {
-            unpadded_rows(&ids, &labels, &batch.attention_mask)
-                .into_iter()
-                .map(|(row, ids, labels)| (mix(step_seed, 0xD0, row as u64), vec![ids], vec![labels]))
-                .collect()
+        // Padding-free: the rows without their padding, joined into one row of separate samples (token-averaged
+        // loss) or one at a time (sample-averaged: its weights are per row). Packed rows, and NEFTune, whose
+        // noise scale depends on the padded length, keep the batch as collated.
+        let pieces: Vec<Piece> = if packing.is_none() && settings.neftune_noise_alpha <= 0.0 {
+            let rows = unpadded_rows(&ids, &labels, &batch.attention_mask);
+            if settings.loss == LossKind::TokenAveraged {
+                let (ids, labels, packing) = concatenate(&rows);
+                vec![(step_seed, vec![ids], vec![labels], Some(packing))]
+            } else {
+                rows.into_iter()
+                    .map(|(row, ids, labels)| (mix(step_seed, 0xD0, row as u64), vec![ids], vec![labels], None))
+                    .collect()
+            }
         } else {
-            vec![(step_seed, ids.clone(), labels.clone())]
+            vec![(step_seed, ids.clone(), labels.clone(), packing)]
         };
         let norm = Normalization::of(&labels, settings.loss)?;
         let mut loss_value = 0.0;
-        for (seed, piece_ids, piece_labels) in &pieces {
-            let out = batch_loss_normalized(model, piece_ids, piece_labels, &norm, &options(*seed))?;
+        for (seed, piece_ids, piece_labels, piece_packing) in pieces {
+            let out = batch_loss_normalized(
+                model,
+                &piece_ids,
+                &piece_labels,
+                &norm,
+                &options(seed, piece_packing),
+            )?;
             let piece_loss = out.loss.to_scalar::<f32>()? as f64;
             if !piece_loss.is_finite() {
                 return Err(Error::NonFiniteLoss {

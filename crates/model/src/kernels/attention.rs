@@ -14,7 +14,7 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -51,14 +51,6 @@ impl TokenLayout {
     }
 }
 
-/// Whether the fused attention applies: f32 CPU projections of which at least one tracks gradients.
-pub fn applies(q: &Tensor, k: &Tensor, v: &Tensor) -> bool {
-    (q.track_op() || k.track_op() || v.track_op())
-        && [q, k, v]
-            .iter()
-            .all(|x| x.dtype() == DType::F32 && x.device().is_cpu())
-}
-
 /// Attention output `(batch, seq, heads·head_dim)` of projections `q` `(batch, seq, heads·head_dim)` and `k`,
 /// `v` `(batch, seq, kv_heads·head_dim)` (all at positions from 0; no cache), differentiable in all three.
 pub fn causal_attention(
@@ -88,7 +80,7 @@ struct Saved {
     k: Vec<f32>,
     /// Values `(b, nkv, t, d)`.
     v: Vec<f32>,
-    /// Attention probabilities `(b, nh, t, t)` (0 where masked).
+    /// Attention probabilities, one `len×len` block per (segment, head) in task order (0 where masked).
     p: Vec<f32>,
 }
 
@@ -241,6 +233,56 @@ impl FusedAttention {
     }
 }
 
+/// A run of tokens of one batch row that attend only among themselves: `(row, start, len)`.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    row: usize,
+    start: usize,
+    len: usize,
+}
+
+impl FusedAttention {
+    /// The independent attention blocks of a `(b, t)` batch: each packed sample (a run of one sequence id, each
+    /// padding token alone) or, unpacked, each row. A sequence id that comes back after another one (never made
+    /// by packing) makes its row one block, where [`Self::visible`] still decides every pair.
+    fn segments(&self, b: usize, t: usize) -> Vec<Segment> {
+        let mut out = Vec::new();
+        for row in 0..b {
+            let Some(ids) = self.layout.sequence_ids.as_ref().map(|ids| &ids[row]) else {
+                out.push(Segment { row, start: 0, len: t });
+                continue;
+            };
+            let mut runs = Vec::new();
+            let mut start = 0;
+            for i in 1..=t {
+                if i == t || ids[i] != ids[start] || ids[i] == 0 {
+                    runs.push(Segment { row, start, len: i - start });
+                    start = i;
+                }
+            }
+            let mut seen = std::collections::HashSet::new();
+            let contiguous = runs.iter().all(|r| ids[r.start] == 0 || seen.insert(ids[r.start]));
+            if contiguous {
+                out.extend(runs);
+            } else {
+                out.push(Segment { row, start: 0, len: t });
+            }
+        }
+        out
+    }
+}
+
+/// Splits `buf` into consecutive mutable chunks of the given lengths.
+fn split_chunks<'a>(mut buf: &'a mut [f32], lengths: impl Iterator<Item = usize>) -> Vec<&'a mut [f32]> {
+    let mut out = Vec::new();
+    for len in lengths {
+        let (head, tail) = std::mem::take(&mut buf).split_at_mut(len);
+        out.push(head);
+        buf = tail;
+    }
+    out
+}
+
 impl CustomOp3 for FusedAttention {
     fn name(&self) -> &'static str {
         "fused-causal-attention"
@@ -269,21 +311,28 @@ impl CustomOp3 for FusedAttention {
         let vh = self.to_heads(v, (b, t, nkv, d), false);
         let n_rep = nh / nkv;
         let scale = 1.0 / (d as f32).sqrt();
-        let mut p = vec![0f32; b * nh * t * t];
+        let segments = self.segments(b, t);
+        // One task per (segment, head), each with its own len×len block of probabilities.
+        let tasks: Vec<(Segment, usize)> =
+            segments.iter().flat_map(|&seg| (0..nh).map(move |h| (seg, h))).collect();
+        let mut p = vec![0f32; tasks.iter().map(|(s, _)| s.len * s.len).sum()];
         let mut out = vec![0f32; b * t * nh * d];
         let out_ptr = SharedMut(out.as_mut_ptr());
-        p.par_chunks_mut(t * t).enumerate().for_each(|(bh, probs)| {
-            let (bi, h) = (bh / nh, bh % nh);
-            let g = bi * nkv + h / n_rep;
-            let (qs, ks, vs) = (&qh[bh * t * d..][..t * d], &kh[g * t * d..][..t * d], &vh[g * t * d..][..t * d]);
-            // SAFETY: scores (t×t) = q̂ (t×d, row-major) · k̂ᵀ (k̂ row-major read with swapped strides).
+        let blocks = split_chunks(&mut p, tasks.iter().map(|(s, _)| s.len * s.len));
+        tasks.par_iter().zip(blocks).for_each(|(&(seg, h), probs)| {
+            let Segment { row, start, len: l } = seg;
+            let (qi, gi) = (row * nh + h, row * nkv + h / n_rep);
+            let qs = &qh[(qi * t + start) * d..][..l * d];
+            let ks = &kh[(gi * t + start) * d..][..l * d];
+            let vs = &vh[(gi * t + start) * d..][..l * d];
+            // SAFETY: scores (l×l) = q̂ (l×d, row-major) · k̂ᵀ (k̂ row-major read with swapped strides).
             unsafe {
-                gemm_strided((t, t, d), probs.as_mut_ptr(), (t, 1), qs.as_ptr(), (d, 1), ks.as_ptr(), (1, d), false);
+                gemm_strided((l, l, d), probs.as_mut_ptr(), (l, 1), qs.as_ptr(), (d, 1), ks.as_ptr(), (1, d), false);
             }
-            for (i, row) in probs.chunks_exact_mut(t).enumerate() {
+            for (i, scores) in probs.chunks_exact_mut(l).enumerate() {
                 let mut max = f32::NEG_INFINITY;
-                for (j, s) in row.iter_mut().enumerate() {
-                    if self.visible(bi, i, j) {
+                for (j, s) in scores.iter_mut().enumerate() {
+                    if self.visible(row, start + i, start + j) {
                         *s *= scale;
                         max = max.max(*s);
                     } else {
@@ -291,21 +340,21 @@ impl CustomOp3 for FusedAttention {
                     }
                 }
                 let mut sum = 0f32;
-                for s in row.iter_mut() {
+                for s in scores.iter_mut() {
                     *s = if *s == f32::NEG_INFINITY { 0.0 } else { (*s - max).exp() };
                     sum += *s;
                 }
                 let inv = 1.0 / sum;
-                row.iter_mut().for_each(|s| *s *= inv);
+                scores.iter_mut().for_each(|s| *s *= inv);
             }
-            // SAFETY: this task alone writes columns h·d..(h+1)·d of row bi's t output rows (row stride nh·d).
+            // SAFETY: this task alone writes columns h·d..(h+1)·d of its segment's output rows (row stride nh·d).
             unsafe {
                 gemm_strided(
-                    (t, d, t),
-                    out_ptr.get().add(bi * t * nh * d + h * d),
+                    (l, d, l),
+                    out_ptr.get().add((row * t + start) * nh * d + h * d),
                     (nh * d, 1),
                     probs.as_ptr(),
-                    (t, 1),
+                    (l, 1),
                     vs.as_ptr(),
                     (d, 1),
                     false,
@@ -339,47 +388,58 @@ impl CustomOp3 for FusedAttention {
         let out = res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let n_rep = nh / nkv;
         let scale = 1.0 / (d as f32).sqrt();
+        let segments = self.segments(b, t);
+        let tasks: Vec<(Segment, usize)> =
+            segments.iter().flat_map(|&seg| (0..nh).map(move |h| (seg, h))).collect();
+        let mut offsets = Vec::with_capacity(tasks.len());
+        let mut at = 0;
+        for (seg, _) in &tasks {
+            offsets.push(at);
+            at += seg.len * seg.len;
+        }
         // Per query head: dq̂ (b, nh, t, d), and the head's shares of dk̂ and dv, summed per kv head below.
         let mut dq = vec![0f32; b * nh * t * d];
         let mut dk_parts = vec![0f32; b * nh * t * d];
         let mut dv_parts = vec![0f32; b * nh * t * d];
-        dq.par_chunks_mut(t * d)
-            .zip(dk_parts.par_chunks_mut(t * d))
-            .zip(dv_parts.par_chunks_mut(t * d))
-            .enumerate()
-            .for_each(|(bh, ((dq, dk), dv))| {
-                let (bi, h) = (bh / nh, bh % nh);
-                let g = bi * nkv + h / n_rep;
-                let (qs, ks, vs) = (&qh[bh * t * d..][..t * d], &kh[g * t * d..][..t * d], &vh[g * t * d..][..t * d]);
-                let probs = &p[bh * t * t..][..t * t];
-                // dO and O of this head: rows of (b, t, nh·d) at column h·d, row stride nh·d.
-                let at = bi * t * nh * d + h * d;
-                let (go, o) = (&grad[at..], &out[at..]);
-                let mut ds = vec![0f32; t * t];
-                // SAFETY (all four GEMMs): operands are this task's buffers or read-only slices that cover the
-                // addressed elements — dO/O rows at stride nh·d, t×d head blocks, t×t probabilities.
-                unsafe {
-                    // dP = dO · vᵀ
-                    gemm_strided((t, t, d), ds.as_mut_ptr(), (t, 1), go.as_ptr(), (nh * d, 1), vs.as_ptr(), (1, d), false);
+        let (dq_ptr, dk_ptr, dv_ptr) =
+            (SharedMut(dq.as_mut_ptr()), SharedMut(dk_parts.as_mut_ptr()), SharedMut(dv_parts.as_mut_ptr()));
+        tasks.par_iter().zip(&offsets).for_each(|(&(seg, h), &offset)| {
+            let Segment { row, start, len: l } = seg;
+            let (qi, gi) = (row * nh + h, row * nkv + h / n_rep);
+            let qs = &qh[(qi * t + start) * d..][..l * d];
+            let ks = &kh[(gi * t + start) * d..][..l * d];
+            let vs = &vh[(gi * t + start) * d..][..l * d];
+            let probs = &p[offset..][..l * l];
+            // dO and O of this head and segment: rows at column h·d, row stride nh·d.
+            let at = (row * t + start) * nh * d + h * d;
+            let (go, o) = (&grad[at..], &out[at..]);
+            let mut ds = vec![0f32; l * l];
+            // SAFETY (all GEMMs): read operands cover the addressed elements (dO/O rows at stride nh·d, l×d head
+            // blocks, l×l probabilities); this task alone writes rows start..start+l of head (row, h) of dq̂ and
+            // of the dk̂/dv shares.
+            unsafe {
+                // dP = dO · vᵀ
+                gemm_strided((l, l, d), ds.as_mut_ptr(), (l, 1), go.as_ptr(), (nh * d, 1), vs.as_ptr(), (1, d), false);
+            }
+            for i in 0..l {
+                let row_o = &o[i * nh * d..][..d];
+                let row_g = &go[i * nh * d..][..d];
+                let delta: f32 = row_o.iter().zip(row_g).map(|(a, b)| a * b).sum();
+                let (pr, dr) = (&probs[i * l..(i + 1) * l], &mut ds[i * l..(i + 1) * l]);
+                for (s, &pv) in dr.iter_mut().zip(pr) {
+                    *s = pv * (*s - delta) * scale;
                 }
-                for i in 0..t {
-                    let row_o = &o[i * nh * d..][..d];
-                    let row_g = &go[i * nh * d..][..d];
-                    let delta: f32 = row_o.iter().zip(row_g).map(|(a, b)| a * b).sum();
-                    let (pr, dr) = (&probs[i * t..(i + 1) * t], &mut ds[i * t..(i + 1) * t]);
-                    for (s, &pv) in dr.iter_mut().zip(pr) {
-                        *s = pv * (*s - delta) * scale;
-                    }
-                }
-                unsafe {
-                    // dq̂ = dS · k̂
-                    gemm_strided((t, d, t), dq.as_mut_ptr(), (d, 1), ds.as_ptr(), (t, 1), ks.as_ptr(), (d, 1), false);
-                    // dk̂ share = dSᵀ · q̂
-                    gemm_strided((t, d, t), dk.as_mut_ptr(), (d, 1), ds.as_ptr(), (1, t), qs.as_ptr(), (d, 1), false);
-                    // dv share = Pᵀ · dO
-                    gemm_strided((t, d, t), dv.as_mut_ptr(), (d, 1), probs.as_ptr(), (1, t), go.as_ptr(), (nh * d, 1), false);
-                }
-            });
+            }
+            let own = (qi * t + start) * d;
+            unsafe {
+                // dq̂ = dS · k̂
+                gemm_strided((l, d, l), dq_ptr.get().add(own), (d, 1), ds.as_ptr(), (l, 1), ks.as_ptr(), (d, 1), false);
+                // dk̂ share = dSᵀ · q̂
+                gemm_strided((l, d, l), dk_ptr.get().add(own), (d, 1), ds.as_ptr(), (1, l), qs.as_ptr(), (d, 1), false);
+                // dv share = Pᵀ · dO
+                gemm_strided((l, d, l), dv_ptr.get().add(own), (d, 1), probs.as_ptr(), (1, l), go.as_ptr(), (nh * d, 1), false);
+            }
+        });
         drop(p);
         let group_sum = |parts: &[f32]| -> Vec<f32> {
             let mut sum = vec![0f32; b * nkv * t * d];

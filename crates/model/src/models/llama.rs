@@ -107,17 +107,16 @@ impl Attention {
         let q = self.q_proj.forward_t(x, sub_seed(seed, 0))?;
         let k = self.k_proj.forward_t(x, sub_seed(seed, 1))?;
         let v = self.v_proj.forward_t(x, sub_seed(seed, 2))?;
+        // `tokens` is given exactly when the fused attention applies (f32 on the CPU, no cache).
         if let (None, Some(layout)) = (&cache, tokens) {
-            if attention::applies(&q, &k, &v) {
-                let spec = AttentionSpec {
-                    num_heads: nh,
-                    num_kv_heads: nkv,
-                    head_dim: d,
-                    sliding_window: self.sliding_window,
-                };
-                let out = attention::causal_attention(&q, &k, &v, &spec, layout.clone())?;
-                return self.o_proj.forward_t(&out, sub_seed(seed, 3));
-            }
+            let spec = AttentionSpec {
+                num_heads: nh,
+                num_kv_heads: nkv,
+                head_dim: d,
+                sliding_window: self.sliding_window,
+            };
+            let out = attention::causal_attention(&q, &k, &v, &spec, layout.clone())?;
+            return self.o_proj.forward_t(&out, sub_seed(seed, 3));
         }
         let q = q.reshape((b, t, nh, d))?.transpose(1, 2)?;
         let k = k.reshape((b, t, nkv, d))?.transpose(1, 2)?;
@@ -558,6 +557,10 @@ impl Llama {
     ) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
         let offset = cache.as_ref().map(|c| c.len()).unwrap_or(0);
+        // Forward passes without a cache use the fused attention, which reads the rotary tables per token and
+        // needs no mask; the composed attention (a cache, or 16-bit compute) takes the packed rows' mask.
+        let fused_attention =
+            cache.is_none() && self.dtype == DType::F32 && input_ids.device().is_cpu();
         let (cos, sin, packed_mask) = match &options.packing {
             Some(p) => {
                 let longest =
@@ -573,7 +576,9 @@ impl Llama {
                 (
                     gather(&cos)?,
                     gather(&sin)?,
-                    Some(p.mask(n_rep, self.dtype, input_ids.device())?),
+                    (!fused_attention)
+                        .then(|| p.mask(n_rep, self.dtype, input_ids.device()))
+                        .transpose()?,
                 )
             }
             None => {
@@ -581,15 +586,15 @@ impl Llama {
                 (cos, sin, None)
             }
         };
-        // Training forward passes (no cache) may use the fused attention, which reads the tables per token.
-        let tokens = match (&cache, self.dtype, cos.device().is_cpu()) {
-            (None, DType::F32, true) => Some(TokenLayout {
+        let tokens = if fused_attention {
+            Some(TokenLayout {
                 cos: cos.flatten_all()?.to_vec1::<f32>()?,
                 sin: sin.flatten_all()?.to_vec1::<f32>()?,
                 per_token: options.packing.is_some(),
                 sequence_ids: options.packing.as_ref().map(|p| p.sequence_ids.clone()),
-            }),
-            _ => None,
+            })
+        } else {
+            None
         };
         let mut x = self
             .embed_tokens
