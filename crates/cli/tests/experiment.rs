@@ -94,7 +94,10 @@ impl Home {
             {
                 return all;
             }
-            assert!(Instant::now() < deadline, "experiments did not end: {all:?}");
+            assert!(
+                Instant::now() < deadline,
+                "experiments did not end: {all:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -112,7 +115,10 @@ impl Home {
             if let (Some(pid), true) = (pid, dir.join("checkpoint/state.json").is_file()) {
                 return pid as u32;
             }
-            assert!(Instant::now() < deadline, "no checkpoint of `{name}` appeared");
+            assert!(
+                Instant::now() < deadline,
+                "no checkpoint of `{name}` appeared"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -145,7 +151,11 @@ fn wait_gone(pid: u32) {
     let deadline = Instant::now() + TIMEOUT;
     while Path::new(&format!("/proc/{pid}")).exists() {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')) {
+        if stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+        {
             return;
         }
         assert!(Instant::now() < deadline, "process {pid} did not end");
@@ -161,7 +171,13 @@ fn by_name<'a>(all: &'a [Value], name: &str) -> &'a Value {
 fn two_processes_start_at_once_both_run_one_at_a_time() {
     let h = Home::new();
     let data = h.data();
-    h.ok(&["dataset", "import", data.to_str().unwrap(), "--name", "arith"]);
+    h.ok(&[
+        "dataset",
+        "import",
+        data.to_str().unwrap(),
+        "--name",
+        "arith",
+    ]);
     let (a, b) = (
         h.config("a", "  epochs: 1\n"),
         h.config("b", "  epochs: 1\n"),
@@ -174,7 +190,10 @@ fn two_processes_start_at_once_both_run_one_at_a_time() {
             .unwrap()
     };
     let (pa, pb) = (spawn(&a), spawn(&b));
-    for o in [pa.wait_with_output().unwrap(), pb.wait_with_output().unwrap()] {
+    for o in [
+        pa.wait_with_output().unwrap(),
+        pb.wait_with_output().unwrap(),
+    ] {
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(String::from_utf8_lossy(&o.stdout).contains("queued `"));
     }
@@ -195,7 +214,10 @@ fn two_processes_start_at_once_both_run_one_at_a_time() {
     let cfg = std::fs::read_to_string(h.folder("a").join("cfg.yaml")).unwrap();
     assert!(cfg.contains("datasets/arith/train.jsonl"), "{cfg}");
     let shown = h.ok(&["experiment", "show", "a"]);
-    assert!(shown.contains("status:      finished") && shown.contains("train loss:  "), "{shown}");
+    assert!(
+        shown.contains("status:      finished") && shown.contains("train loss:  "),
+        "{shown}"
+    );
     let logs = h.ok(&["experiment", "logs", "a", "--follow"]);
     assert!(logs.contains("\"event\":\"step\""), "{logs}");
 }
@@ -255,7 +277,10 @@ fn a_runner_killed_alone_is_replaced_and_its_run_adopted_stopped_and_resumed() {
     h.ok(&["experiment", "resume", "first"]);
     let all = h.wait_all_done();
     let f = by_name(&all, "first");
-    assert_eq!((f["status"].as_str(), f["step"].as_u64()), (Some("finished"), Some(270)));
+    assert_eq!(
+        (f["status"].as_str(), f["step"].as_u64()),
+        (Some("finished"), Some(270))
+    );
 }
 
 #[test]
@@ -267,10 +292,21 @@ fn grid_dry_run_lifecycle_commands_and_compare() {
         std::fs::read_to_string(&grid)
             .unwrap()
             .replace("  lora_r: 2\n", "")
-            .replacen("experiment_name: g\n", "experiment_name: g\ngrid_search: true\n", 1),
+            .replacen(
+                "experiment_name: g\n",
+                "experiment_name: g\ngrid_search: true\n",
+                1,
+            ),
     )
     .unwrap();
-    let out = h.ok(&["experiment", "start", &grid, "--dry-run", "--training.learning_rate", "[0.01, 0.02]"]);
+    let out = h.ok(&[
+        "experiment",
+        "start",
+        &grid,
+        "--dry-run",
+        "--training.learning_rate",
+        "[0.01, 0.02]",
+    ]);
     assert_eq!(
         out,
         "4 experiment(s):\ng-lr0.01-r2\ng-lr0.01-r4\ng-lr0.02-r2\ng-lr0.02-r4\n"
@@ -284,20 +320,35 @@ fn grid_dry_run_lifecycle_commands_and_compare() {
     assert_eq!(by_name(&all, "g-r2")["status"], "finished");
     assert_eq!(by_name(&all, "g-r4")["status"], "stopped");
     let o = h.run(&["experiment", "resume", "g-r4"]);
-    assert!(stderr(&o).contains("no checkpoint") && stderr(&o).contains("restart g-r4"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no checkpoint") && stderr(&o).contains("restart g-r4"),
+        "{}",
+        stderr(&o)
+    );
     h.ok(&["experiment", "restart", "g-r4"]);
     h.wait_all_done();
     let cmp = h.ok(&["experiment", "compare", "g-r2", "g-r4"]);
     assert!(cmp.contains("settings that differ:"), "{cmp}");
-    assert!(cmp.lines().any(|l| l.starts_with("training.lora_r") && l.contains('2') && l.contains('4')), "{cmp}");
-    assert!(!cmp.contains("training.batch_size"), "only differences: {cmp}");
+    assert!(
+        cmp.lines()
+            .any(|l| l.starts_with("training.lora_r") && l.contains('2') && l.contains('4')),
+        "{cmp}"
+    );
+    assert!(
+        !cmp.contains("training.batch_size"),
+        "only differences: {cmp}"
+    );
     assert!(cmp.contains("last train loss"), "{cmp}");
     h.ok(&["experiment", "rename", "g-r4", "wide"]);
     assert!(h.folder("wide").join("adapter").is_dir() && !h.folder("g-r4").exists());
     let cfg = std::fs::read_to_string(h.folder("wide").join("cfg.yaml")).unwrap();
     assert!(cfg.contains("experiment_name: wide"), "{cfg}");
     let o = h.run(&["experiment", "show", "g-r"]);
-    assert!(stderr(&o).contains("no experiment named `g-r`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no experiment named `g-r`"),
+        "{}",
+        stderr(&o)
+    );
     h.ok(&["experiment", "delete", "wide"]);
     assert!(!h.folder("wide").exists());
     let names: Vec<Value> = h.list().iter().map(|e| e["name"].clone()).collect();
@@ -309,11 +360,19 @@ fn a_deleted_registry_is_rebuilt_from_the_experiment_folders() {
     let h = Home::new();
     h.ok(&["experiment", "start", &h.config("one", "  epochs: 1\n")]);
     let two = h.config("two", "  epochs: 1\n");
-    h.ok(&["experiment", "start", &two, "--training.learning_rate", "0.02"]);
+    h.ok(&[
+        "experiment",
+        "start",
+        &two,
+        "--training.learning_rate",
+        "0.02",
+    ]);
     let before = h.wait_all_done();
     let compared = h.ok(&["experiment", "compare", "one", "two"]);
     assert!(
-        compared.lines().any(|l| l.starts_with("training.learning_rate") && l.contains("0.02")),
+        compared
+            .lines()
+            .any(|l| l.starts_with("training.learning_rate") && l.contains("0.02")),
         "{compared}"
     );
     for suffix in ["", "-wal", "-shm"] {
@@ -323,11 +382,24 @@ fn a_deleted_registry_is_rebuilt_from_the_experiment_folders() {
     assert!(out.contains("2 experiment(s): one, two"), "{out}");
     let after = h.list();
     for (b, a) in before.iter().zip(&after) {
-        for key in ["name", "status", "progress", "step", "total_steps", "metric_name", "best_metric", "last_metric"] {
+        for key in [
+            "name",
+            "status",
+            "progress",
+            "step",
+            "total_steps",
+            "metric_name",
+            "best_metric",
+            "last_metric",
+        ] {
             assert_eq!(a[key], b[key], "{key} of {}", b["name"]);
         }
     }
-    assert_eq!(h.ok(&["experiment", "compare", "one", "two"]), compared, "metrics are rebuilt too");
+    assert_eq!(
+        h.ok(&["experiment", "compare", "one", "two"]),
+        compared,
+        "metrics are rebuilt too"
+    );
 }
 
 #[test]
@@ -342,7 +414,8 @@ fn a_failed_checkpoint_write_keeps_the_previous_checkpoint() {
         if resume {
             cmd.arg("--resume").arg(out.join("disk"));
         } else {
-            cmd.args(["--config", &cfg, "--output_directory"]).arg(out.join("{experiment_name}"));
+            cmd.args(["--config", &cfg, "--output_directory"])
+                .arg(out.join("{experiment_name}"));
         }
         if let Some(bytes) = limit {
             use std::os::unix::process::CommandExt;
@@ -350,7 +423,10 @@ fn a_failed_checkpoint_write_keeps_the_previous_checkpoint() {
             unsafe {
                 cmd.pre_exec(move || {
                     libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                    let lim = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
+                    let lim = libc::rlimit {
+                        rlim_cur: bytes,
+                        rlim_max: bytes,
+                    };
                     if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
@@ -372,18 +448,29 @@ fn a_failed_checkpoint_write_keeps_the_previous_checkpoint() {
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
-    assert_eq!(read_json(&dir.join("status.json")).unwrap()["status"], "stopped");
+    assert_eq!(
+        read_json(&dir.join("status.json")).unwrap()["status"],
+        "stopped"
+    );
     let state = std::fs::read(dir.join("checkpoint/state.json")).unwrap();
     let adapter = std::fs::read(dir.join("checkpoint/adapter/adapter_model.safetensors")).unwrap();
     // Room for the config and status files, not for a checkpoint's adapter.
     let limit = std::fs::metadata(dir.join("cfg.yaml")).unwrap().len() + 4096;
-    assert!(adapter.len() as u64 > limit, "the adapter ({} bytes) must not fit in {limit}", adapter.len());
+    assert!(
+        adapter.len() as u64 > limit,
+        "the adapter ({} bytes) must not fit in {limit}",
+        adapter.len()
+    );
 
     let o = run(Some(limit), true).output().unwrap();
     assert!(!o.status.success(), "the checkpoint write must fail");
     let status = read_json(&dir.join("status.json")).unwrap();
     assert_eq!(status["status"], "failed", "{status}");
-    assert_eq!(std::fs::read(dir.join("checkpoint/state.json")).unwrap(), state, "the previous checkpoint stays");
+    assert_eq!(
+        std::fs::read(dir.join("checkpoint/state.json")).unwrap(),
+        state,
+        "the previous checkpoint stays"
+    );
     assert_eq!(
         std::fs::read(dir.join("checkpoint/adapter/adapter_model.safetensors")).unwrap(),
         adapter
@@ -397,5 +484,8 @@ fn a_failed_checkpoint_write_keeps_the_previous_checkpoint() {
     // With room again, the run resumes from that checkpoint and finishes.
     let o = run(None, true).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(read_json(&dir.join("status.json")).unwrap()["status"], "finished");
+    assert_eq!(
+        read_json(&dir.join("status.json")).unwrap()["status"],
+        "finished"
+    );
 }

@@ -115,7 +115,9 @@ fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExperimentInfo> {
         best_metric: r.get(9)?,
         last_metric: r.get(10)?,
         pid: r.get::<_, Option<i64>>(11)?.map(|p| p as u32),
-        device: r.get::<_, Option<String>>(12)?.unwrap_or_else(|| "cpu".into()),
+        device: r
+            .get::<_, Option<String>>(12)?
+            .unwrap_or_else(|| "cpu".into()),
         output_dir: PathBuf::from(r.get::<_, String>(13)?),
         resume: r.get::<_, i64>(14)? != 0,
         created: r.get::<_, i64>(15)?.max(0) as u64,
@@ -131,12 +133,7 @@ fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExperimentInfo> {
 impl Registry {
     /// Every experiment, oldest first.
     pub fn experiments(&self) -> Result<Vec<ExperimentInfo>> {
-        query(
-            self.conn(),
-            self.path(),
-            "ORDER BY created, id",
-            params![],
-        )
+        query(self.conn(), self.path(), "ORDER BY created, id", params![])
     }
 
     /// The experiment `name`, if registered.
@@ -323,10 +320,14 @@ impl Registry {
     pub fn metric_series(&self, id: i64, name: &str) -> Result<Vec<(u64, f64)>> {
         let mut stmt = self
             .conn()
-            .prepare("SELECT step, value FROM metrics WHERE experiment = ?1 AND name = ?2 ORDER BY step")
+            .prepare(
+                "SELECT step, value FROM metrics WHERE experiment = ?1 AND name = ?2 ORDER BY step",
+            )
             .map_err(sql(self.path()))?;
         let rows = stmt
-            .query_map(params![id, name], |r| Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?)))
+            .query_map(params![id, name], |r| {
+                Ok((r.get::<_, i64>(0)?.max(0) as u64, r.get(1)?))
+            })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(sql(self.path()));
         rows

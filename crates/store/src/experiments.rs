@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ferrotune_config::{
-    check_environment, load_with_overrides, settings, validate, Experiment, Kind, Report, Value,
-    ValidationStrategy,
+    check_environment, load_with_overrides, settings, validate, Experiment, Kind, Report,
+    ValidationStrategy, Value,
 };
 use rusqlite::params;
 
@@ -153,11 +153,19 @@ impl Store {
             run.experiment_name = name.clone();
             run.output_directory = self.home.experiments().join(&name).display().to_string();
             absolute_paths(&mut run)?;
-            let prefix = if many { format!("`{name}`: ") } else { String::new() };
+            let prefix = if many {
+                format!("`{name}`: ")
+            } else {
+                String::new()
+            };
             let mut report = validate(&run);
             report.extend(check_environment(&run));
             errors.extend(problems(&report, &prefix));
-            errors.extend(extra_checks(&run).into_iter().map(|p| format!("{prefix}{p}")));
+            errors.extend(
+                extra_checks(&run)
+                    .into_iter()
+                    .map(|p| format!("{prefix}{p}")),
+            );
             warnings.extend(report.warnings.iter().map(|w| w.to_string()));
             planned.push(Planned { name, config: run });
         }
@@ -278,7 +286,12 @@ impl Store {
                         }),
                     }
                 }
-                done => Err(wrong(&info.name, done, "stopped", "it is not running or queued")),
+                done => Err(wrong(
+                    &info.name,
+                    done,
+                    "stopped",
+                    "it is not running or queued",
+                )),
             }
         })?;
         if outcome == Stopped::AlreadyEnded {
@@ -293,11 +306,23 @@ impl Store {
         match info.status {
             Status::Stopped | Status::Failed => {}
             Status::Finished => {
-                return Err(wrong(name, Status::Finished, "resumed", &format!(
+                return Err(wrong(
+                    name,
+                    Status::Finished,
+                    "resumed",
+                    &format!(
                     "run it again from the beginning with `ferrotune experiment restart {name}`"
-                )))
+                ),
+                ))
             }
-            s => return Err(wrong(name, s, "resumed", "it has not ended; see `ferrotune experiment list`")),
+            s => {
+                return Err(wrong(
+                    name,
+                    s,
+                    "resumed",
+                    "it has not ended; see `ferrotune experiment list`",
+                ))
+            }
         }
         let dir = &info.output_dir;
         let has_checkpoint = ["checkpoint", "checkpoint.old"]
@@ -316,9 +341,12 @@ impl Store {
     pub fn restart_experiment(&mut self, name: &str) -> Result<ExperimentInfo> {
         let info = self.experiment(name)?;
         if !info.status.is_done() {
-            return Err(wrong(name, info.status, "restarted", &format!(
-                "stop it first with `ferrotune experiment stop {name}`"
-            )));
+            return Err(wrong(
+                name,
+                info.status,
+                "restarted",
+                &format!("stop it first with `ferrotune experiment stop {name}`"),
+            ));
         }
         self.requeue(&info, false)
     }
@@ -356,18 +384,23 @@ impl Store {
         let info = self.experiment(name)?;
         let _shared = self.lock_registry(false)?;
         let path = self.registry.path().to_path_buf();
-        let trash = self
-            .home
-            .experiments()
-            .join(format!(".trash-{}-{}", info.name, files::unique()));
+        let trash =
+            self.home
+                .experiments()
+                .join(format!(".trash-{}-{}", info.name, files::unique()));
         let moved = self.registry.write(|tx| {
             let Some(current) = experiment::get(tx, &path, name)? else {
                 return Ok(false);
             };
             if current.status == Status::Running {
-                return Err(wrong(name, Status::Running, "deleted", &format!(
-                    "stop it first with `ferrotune experiment stop {name}`, then delete it"
-                )));
+                return Err(wrong(
+                    name,
+                    Status::Running,
+                    "deleted",
+                    &format!(
+                        "stop it first with `ferrotune experiment stop {name}`, then delete it"
+                    ),
+                ));
             }
             experiment::remove(tx, &path, current.id)?;
             let dir = &current.output_dir;
@@ -474,7 +507,10 @@ impl Store {
 
     /// The log file of experiment `name` (`logs.log` in its folder).
     pub fn experiment_log(&mut self, name: &str) -> Result<PathBuf> {
-        Ok(self.experiment(name)?.output_dir.join(crate::tracking::LOG_FILE))
+        Ok(self
+            .experiment(name)?
+            .output_dir
+            .join(crate::tracking::LOG_FILE))
     }
 }
 
@@ -490,7 +526,11 @@ fn flow(value: &Value) -> String {
     match value {
         Value::Sequence(items) => format!(
             "[{}]",
-            items.iter().map(|v| yaml_text(v.clone())).collect::<Vec<_>>().join(", ")
+            items
+                .iter()
+                .map(|v| yaml_text(v.clone()))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),

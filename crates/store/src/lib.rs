@@ -44,9 +44,9 @@ pub mod error;
 pub mod experiment;
 mod experiments;
 mod files;
-mod rebuild;
 pub mod grid;
 pub mod process;
+mod rebuild;
 pub mod registry;
 pub mod runner;
 pub mod tracking;
@@ -57,12 +57,12 @@ pub use dataset::{format_utc, DatasetInfo, SourceFile, Split, SplitInfo};
 pub use datasets::ImportOptions;
 pub use doctor::{rebuild_index, RebuildReport};
 pub use error::{Error, Result};
+pub use experiment::{ExperimentInfo, Status};
+pub use experiments::{device_of, Comparison, Plan, Planned, StartOptions, Stopped};
 pub use ferrotune_assets::Home;
 pub use ferrotune_data::import::{
     CanonicalRow, ColumnCounts, Histogram, Mapping, Shape, Statistics,
 };
-pub use experiment::{ExperimentInfo, Status};
-pub use experiments::{device_of, Comparison, Plan, Planned, StartOptions, Stopped};
 pub use process::ensure_runner;
 pub use registry::Registry;
 

@@ -243,8 +243,15 @@ mod tests {
             start: me.start.map(|s| s + 1),
             ..me
         };
-        assert!(!reused.is_alive(), "a pid with another start time is another process");
-        assert!(!ProcessId { pid: 0, start: None }.is_alive());
+        assert!(
+            !reused.is_alive(),
+            "a pid with another start time is another process"
+        );
+        assert!(!ProcessId {
+            pid: 0,
+            start: None
+        }
+        .is_alive());
     }
 
     #[test]

@@ -11,8 +11,8 @@ use rusqlite::Transaction;
 
 use crate::doctor::{is_hidden, RebuildReport};
 use crate::error::{io, Result};
-use crate::experiment::{self, check_name, ExperimentInfo, Status};
 use crate::experiment::blank;
+use crate::experiment::{self, check_name, ExperimentInfo, Status};
 use crate::experiments::device_of;
 use crate::process::ProcessId;
 use crate::tracking::{self, read_status_file, Progress, Tracker, STATUS_FILE};

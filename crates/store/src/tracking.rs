@@ -373,7 +373,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(METRICS_FILE);
         let step = |s: u64| {
-            format!(r#"{{"event":"step","step":{s},"total_steps":4,"loss":1.0,"lr":0.1,"grad_norm":1.0}}"#)
+            format!(
+                r#"{{"event":"step","step":{s},"total_steps":4,"loss":1.0,"lr":0.1,"grad_norm":1.0}}"#
+            )
         };
         std::fs::write(&file, format!("{}\n{}", step(1), &step(2)[..10])).unwrap();
         let mut t = Tracker::new(dir.path());
@@ -393,12 +395,24 @@ mod tests {
         };
         let log: String = (1..=8).map(|i| format!("line {i}\n")).collect();
         std::fs::write(dir.path().join(LOG_FILE), log).unwrap();
-        std::fs::write(dir.path().join(STATUS_FILE), r#"{"status":"running","message":""}"#).unwrap();
+        std::fs::write(
+            dir.path().join(STATUS_FILE),
+            r#"{"status":"running","message":""}"#,
+        )
+        .unwrap();
         let (status, message) = outcome(&info, Some("killed by signal 9"));
         assert_eq!(status, Status::Failed);
         assert!(message.starts_with("process ended unexpectedly (killed by signal 9)"));
-        assert!(message.contains("line 8") && message.contains("line 4") && !message.contains("line 3\n"));
-        std::fs::write(dir.path().join(STATUS_FILE), r#"{"status":"finished","message":""}"#).unwrap();
+        assert!(
+            message.contains("line 8")
+                && message.contains("line 4")
+                && !message.contains("line 3\n")
+        );
+        std::fs::write(
+            dir.path().join(STATUS_FILE),
+            r#"{"status":"finished","message":""}"#,
+        )
+        .unwrap();
         assert_eq!(outcome(&info, None).0, Status::Finished);
     }
 }

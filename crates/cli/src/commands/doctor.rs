@@ -42,7 +42,10 @@ pub fn run(args: DoctorArgs, printer: &Printer) -> anyhow::Result<()> {
         store.registry().version()?
     ))?;
     printer.line(&format!("datasets: {}", store.datasets()?.len()))?;
-    printer.line(&format!("experiments: {}", store.registry().experiments()?.len()))?;
+    printer.line(&format!(
+        "experiments: {}",
+        store.registry().experiments()?.len()
+    ))?;
     let unindexed = store.unindexed_datasets()?;
     if unindexed.is_empty() {
         printer.line("ok")?;

@@ -120,7 +120,8 @@ pub fn run(cmd: ExperimentCommand, printer: &Printer) -> anyhow::Result<()> {
             if json {
                 printer.line(&serde_json::to_string_pretty(&all)?)?;
             } else if all.is_empty() {
-                printer.status("no experiments; queue one with `ferrotune experiment start cfg.yaml`");
+                printer
+                    .status("no experiments; queue one with `ferrotune experiment start cfg.yaml`");
             } else {
                 for line in experiment_view::table(&all) {
                     printer.line(&line)?;
@@ -224,13 +225,15 @@ fn start(store: &mut Store, args: StartArgs, printer: &Printer) -> anyhow::Resul
             info.output_dir.display()
         ))?;
     }
-    printer.status("follow with `ferrotune experiment list` or `ferrotune experiment logs NAME -f`");
+    printer
+        .status("follow with `ferrotune experiment list` or `ferrotune experiment logs NAME -f`");
     Ok(())
 }
 
 /// Starts a runner for the home unless one runs.
 fn ensure(store: &Store) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("cannot find the ferrotune binary to start the runner")?;
+    let exe =
+        std::env::current_exe().context("cannot find the ferrotune binary to start the runner")?;
     ensure_runner(store.home(), &exe)?;
     Ok(())
 }

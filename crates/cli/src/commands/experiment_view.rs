@@ -53,10 +53,7 @@ pub fn describe(store: &Store, e: &ExperimentInfo) -> anyhow::Result<Vec<String>
         format!("status:      {}", e.status.name()),
         format!("progress:    {}", progress(e)),
         format!("metric:      {}", metric(e)),
-        format!(
-            "train loss:  {}",
-            number(loss.last().map(|(_, v)| *v))
-        ),
+        format!("train loss:  {}", number(loss.last().map(|(_, v)| *v))),
         format!("dataset:     {}", e.dataset.as_deref().unwrap_or("-")),
         format!("device:      {}", e.device),
         format!("folder:      {}", e.output_dir.display()),
@@ -75,7 +72,10 @@ pub fn describe(store: &Store, e: &ExperimentInfo) -> anyhow::Result<Vec<String>
         lines.push("next run:    resumes from the checkpoint".into());
     }
     if let Some(m) = &e.message {
-        lines.push(format!("message:     {}", m.replace('\n', "\n             ")));
+        lines.push(format!(
+            "message:     {}",
+            m.replace('\n', "\n             ")
+        ));
     }
     Ok(lines)
 }
@@ -107,7 +107,10 @@ pub fn compare(c: &Comparison) -> Vec<String> {
         row("", each(&|_, e| e.name.clone())),
         row("status", each(&|_, e| e.status.name().into())),
         row("progress", each(&|_, e| progress(e))),
-        row("last train loss", each(&|i, _| number(c.last_train_loss[i]))),
+        row(
+            "last train loss",
+            each(&|i, _| number(c.last_train_loss[i])),
+        ),
         row(
             "last validation loss",
             each(&|i, _| number(c.last_validation_loss[i])),
