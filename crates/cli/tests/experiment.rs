@@ -378,6 +378,11 @@ fn a_deleted_registry_is_rebuilt_from_the_experiment_folders() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(h.root().join(format!("registry.sqlite{suffix}")));
     }
+    let out = h.ok(&["doctor"]);
+    assert!(
+        out.contains("experiments not in the registry: one, two"),
+        "{out}"
+    );
     let out = h.ok(&["doctor", "--rebuild-index"]);
     assert!(out.contains("2 experiment(s): one, two"), "{out}");
     let after = h.list();
@@ -400,6 +405,7 @@ fn a_deleted_registry_is_rebuilt_from_the_experiment_folders() {
         compared,
         "metrics are rebuilt too"
     );
+    assert!(h.ok(&["doctor"]).ends_with("ok\n"));
 }
 
 #[test]

@@ -218,9 +218,9 @@ pub fn ensure_runner(home: &Home, exe: &Path) -> Result<bool> {
         &log,
         true,
     )?;
-    // The runner is reaped by whoever outlives it; a quick look catches one that could not start at all.
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    let _ = child.try_wait();
+    // A long-lived caller (the server) reaps the runner when it ends; a command that exits first leaves that to
+    // init.
+    std::thread::spawn(move || child.wait());
     Ok(true)
 }
 

@@ -153,3 +153,27 @@ pub(crate) fn insert(
     }
     Ok(())
 }
+
+impl crate::Store {
+    /// Experiment folders with a `cfg.yaml` that the registry does not list (after the registry was lost).
+    pub fn unindexed_experiments(&self) -> Result<Vec<String>> {
+        let root = self.home().experiments();
+        if !root.is_dir() {
+            return Ok(Vec::new());
+        }
+        let known: Vec<PathBuf> = self
+            .registry()
+            .experiments()?
+            .into_iter()
+            .map(|e| e.output_dir)
+            .collect();
+        let mut names: Vec<String> = std::fs::read_dir(&root)
+            .map_err(io(&root))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| !is_hidden(p) && p.join("cfg.yaml").is_file() && !known.contains(p))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}

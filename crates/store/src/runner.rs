@@ -40,6 +40,9 @@ pub enum RunnerExit {
     Done { started: usize },
 }
 
+/// Rounds in a row that may fail (a damaged registry, a full disk) before the runner gives up.
+pub const MAX_FAILED_ROUNDS: u32 = 100;
+
 /// A training process this runner started.
 struct Run {
     child: Child,
@@ -47,7 +50,8 @@ struct Run {
 }
 
 /// Runs the queue of `home` until it is empty. Errors of one round (a busy registry, a full disk) go to
-/// `on_error` and the runner tries again at the next round; only failing to take the lock ends it with an error.
+/// `on_error` and the runner tries again at the next round; after [`MAX_FAILED_ROUNDS`] failed rounds in a row
+/// it returns the last error.
 pub fn run(
     home: &Home,
     options: &RunnerOptions,
@@ -57,10 +61,12 @@ pub fn run(
         return Ok(RunnerExit::AlreadyRunning);
     };
     let mut state = State {
+        connection: None,
         runs: HashMap::new(),
         adopted: HashMap::new(),
         started: 0,
     };
+    let mut failures = 0;
     loop {
         match state.round(home, options) {
             Ok(true) => {}
@@ -87,8 +93,18 @@ pub fn run(
                 }
                 continue;
             }
-            Err(e) => on_error(&e),
+            Err(e) => {
+                on_error(&e);
+                failures += 1;
+                if failures >= MAX_FAILED_ROUNDS {
+                    // Its training processes keep running; the next runner adopts them.
+                    return Err(e);
+                }
+                std::thread::sleep(options.poll);
+                continue;
+            }
         }
+        failures = 0;
         std::thread::sleep(options.poll);
     }
 }
@@ -100,6 +116,8 @@ fn open(home: &Home) -> Result<Registry> {
 }
 
 struct State {
+    /// The open registry and the identity (device, inode) of its file, to reopen it after a rebuild.
+    connection: Option<(Registry, (u64, u64))>,
     /// Our children, by output folder (stable across a registry rebuild, unlike row ids).
     runs: HashMap<PathBuf, Run>,
     /// Runs of an earlier runner that are still alive.
@@ -112,7 +130,7 @@ impl State {
     /// is still running or queued.
     fn round(&mut self, home: &Home, options: &RunnerOptions) -> Result<bool> {
         let _shared = crate::lock_registry(home, false)?;
-        let mut registry = Registry::open(&home.registry())?;
+        let registry = connect(&mut self.connection, home)?;
         let path = registry.path().to_path_buf();
         let mut ended: HashMap<PathBuf, ExitStatus> = HashMap::new();
         for (dir, run) in &mut self.runs {
@@ -157,7 +175,7 @@ impl State {
             if busy.contains(&info.device) {
                 continue;
             }
-            if let Some(run) = launch(&mut registry, home, options, info)? {
+            if let Some(run) = launch(registry, home, options, info)? {
                 busy.insert(info.device.clone());
                 self.runs.insert(info.output_dir.clone(), run);
                 self.started += 1;
@@ -165,6 +183,29 @@ impl State {
         }
         Ok(!running.is_empty() || !queued.is_empty() || !self.runs.is_empty())
     }
+}
+
+/// The registry, kept open between rounds and opened again when its file was replaced (`rebuild_index` swaps
+/// in a new file while it holds the registry lock exclusively, so under the shared lock the check is exact).
+fn connect<'a>(
+    slot: &'a mut Option<(Registry, (u64, u64))>,
+    home: &Home,
+) -> Result<&'a mut Registry> {
+    use std::os::unix::fs::MetadataExt;
+    let path = home.registry();
+    let identity = || std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino()));
+    let current = identity();
+    if slot.as_ref().map(|(_, id)| *id) != current || current.is_none() {
+        *slot = None;
+    }
+    let entry = match slot.take() {
+        Some(entry) => entry,
+        None => {
+            let registry = Registry::open(&path)?;
+            (registry, identity().unwrap_or((0, 0)))
+        }
+    };
+    Ok(&mut slot.insert(entry).0)
 }
 
 /// "exit code 1", "killed by signal 9".

@@ -47,13 +47,20 @@ pub fn run(args: DoctorArgs, printer: &Printer) -> anyhow::Result<()> {
         store.registry().experiments()?.len()
     ))?;
     let unindexed = store.unindexed_datasets()?;
-    if unindexed.is_empty() {
+    let experiments = store.unindexed_experiments()?;
+    if unindexed.is_empty() && experiments.is_empty() {
         printer.line("ok")?;
-    } else {
+        return Ok(());
+    }
+    if !unindexed.is_empty() {
+        printer.line(&format!("not in the registry: {}", unindexed.join(", ")))?;
+    }
+    if !experiments.is_empty() {
         printer.line(&format!(
-            "not in the registry: {}\nhelp: run `ferrotune doctor --rebuild-index`",
-            unindexed.join(", ")
+            "experiments not in the registry: {}",
+            experiments.join(", ")
         ))?;
     }
+    printer.line("help: run `ferrotune doctor --rebuild-index`")?;
     Ok(())
 }
