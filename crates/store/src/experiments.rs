@@ -80,11 +80,11 @@ pub fn device_of(cfg: &Experiment) -> String {
     }
 }
 
-fn problems(report: &Report, prefix: &str) -> Vec<String> {
+fn problems(report: &Report) -> Vec<String> {
     report
         .errors
         .iter()
-        .map(|issue| format!("{prefix}{issue}"))
+        .map(|issue| issue.to_string())
         .collect()
 }
 
@@ -136,14 +136,19 @@ impl Store {
         cfg.experiment_name = base;
         // An empty name and a seed of -1 are drawn once, so every run of a grid shares them.
         cfg.fill_generated(ferrotune_config::fresh_entropy());
+        // Every problem is reported at once, each once (a grid's experiments share most of them).
         let first = validate(&cfg);
-        let mut errors = problems(&first, "");
+        let mut errors: Vec<String> = Vec::new();
+        let mut add = |found: Vec<String>| {
+            for p in found {
+                if !errors.contains(&p) {
+                    errors.push(p);
+                }
+            }
+        };
+        add(problems(&first));
         let mut warnings: BTreeSet<String> = first.warnings.iter().map(|w| w.to_string()).collect();
-        if !errors.is_empty() {
-            return Err(Error::InvalidSettings { problems: errors });
-        }
         let runs = crate::grid::expand(&cfg, &cfg.experiment_name);
-        let many = runs.len() > 1;
         let mut planned: Vec<Planned> = Vec::with_capacity(runs.len());
         for (name, mut run) in runs {
             check_name(&name)?;
@@ -153,19 +158,10 @@ impl Store {
             run.experiment_name = name.clone();
             run.output_directory = self.home.experiments().join(&name).display().to_string();
             absolute_paths(&mut run)?;
-            let prefix = if many {
-                format!("`{name}`: ")
-            } else {
-                String::new()
-            };
             let mut report = validate(&run);
             report.extend(check_environment(&run));
-            errors.extend(problems(&report, &prefix));
-            errors.extend(
-                extra_checks(&run)
-                    .into_iter()
-                    .map(|p| format!("{prefix}{p}")),
-            );
+            add(problems(&report));
+            add(extra_checks(&run));
             warnings.extend(report.warnings.iter().map(|w| w.to_string()));
             planned.push(Planned { name, config: run });
         }
