@@ -123,6 +123,8 @@ pub struct Tracker {
     dir: PathBuf,
     offset: u64,
     progress: Progress,
+    /// Whether [`Tracker::sync`] has written the progress once.
+    synced: bool,
 }
 
 impl Tracker {
@@ -132,6 +134,7 @@ impl Tracker {
             dir: dir.to_path_buf(),
             offset: 0,
             progress: Progress::default(),
+            synced: false,
         }
     }
 
@@ -140,14 +143,20 @@ impl Tracker {
         &self.progress
     }
 
-    /// Reads the complete lines added since the last call.
-    pub fn read_new(&mut self) -> Result<()> {
+    /// Reads the complete lines added since the last call; whether there were any.
+    pub fn read_new(&mut self) -> Result<bool> {
         let path = self.dir.join(METRICS_FILE);
         let mut file = match std::fs::File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(io(&path)(e)),
         };
+        let len = file.metadata().map_err(io(&path))?.len();
+        if len < self.offset {
+            // A new file (the run was restarted): start over.
+            self.offset = 0;
+            self.progress = Progress::default();
+        }
         let mut bytes = Vec::new();
         file.seek(SeekFrom::Start(self.offset))
             .and_then(|_| file.read_to_end(&mut bytes))
@@ -158,13 +167,18 @@ impl Tracker {
             self.progress.read_line(line);
         }
         self.offset += complete as u64;
-        Ok(())
+        Ok(complete > 0)
     }
 
-    /// Reads new lines and writes the progress and new metric points of experiment `id`.
+    /// Reads new lines and, when there were any (or on the first call), writes the progress and new metric
+    /// points of experiment `id`.
     pub fn sync(&mut self, tx: &Transaction<'_>, registry: &Path, id: i64) -> Result<()> {
-        self.read_new()?;
-        write_progress(tx, registry, id, &mut self.progress)
+        let news = self.read_new()?;
+        if news || !self.synced {
+            self.synced = true;
+            write_progress(tx, registry, id, &mut self.progress)?;
+        }
+        Ok(())
     }
 }
 
@@ -379,11 +393,16 @@ mod tests {
         };
         std::fs::write(&file, format!("{}\n{}", step(1), &step(2)[..10])).unwrap();
         let mut t = Tracker::new(dir.path());
-        t.read_new().unwrap();
+        assert!(t.read_new().unwrap());
         assert_eq!(t.progress().step, 1);
+        assert!(!t.read_new().unwrap(), "half a line is no news");
         std::fs::write(&file, format!("{}\n{}\n", step(1), step(2))).unwrap();
-        t.read_new().unwrap();
+        assert!(t.read_new().unwrap());
         assert_eq!(t.progress().step, 2);
+        // A restarted run's new, shorter file is read from its start.
+        std::fs::write(&file, format!("{}\n", step(1))).unwrap();
+        assert!(t.read_new().unwrap());
+        assert_eq!(t.progress().step, 1);
     }
 
     #[test]
