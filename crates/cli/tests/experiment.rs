@@ -123,9 +123,10 @@ impl Home {
         }
     }
 
-    fn runner_pid(&self) -> u32 {
-        let text = std::fs::read_to_string(self.root().join("runner.lock")).unwrap();
-        text.split_whitespace().next().unwrap().parse().unwrap()
+    /// The pid in `runner.lock` (empty once a runner has exited normally).
+    fn runner_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.root().join("runner.lock")).ok()?;
+        text.split_whitespace().next()?.parse().ok()
     }
 }
 
@@ -228,7 +229,7 @@ fn a_runner_killed_with_its_training_is_failed_and_resume_finishes() {
     let cfg = h.config("long", "  epochs: 30\n  evaluation_epochs: 1\n");
     h.ok(&["experiment", "start", &cfg]);
     let train = h.wait_checkpoint("long");
-    let runner = h.runner_pid();
+    let runner = h.runner_pid().unwrap();
     kill9(runner);
     kill9(train);
     wait_gone(train);
@@ -254,13 +255,21 @@ fn a_runner_killed_alone_is_replaced_and_its_run_adopted_stopped_and_resumed() {
     let first = h.config("first", "  epochs: 30\n  evaluation_epochs: 1\n");
     let second = h.config("second", "  epochs: 1\n");
     h.ok(&["experiment", "start", &first]);
+    h.ok(&["experiment", "start", &second]);
     let train = h.wait_checkpoint("first");
-    let runner = h.runner_pid();
+    let runner = h.runner_pid().unwrap();
     kill9(runner);
     wait_gone(runner);
-    // The training process outlives its runner, so the experiment still runs.
-    assert_eq!(h.show("first")["status"], "running");
-    h.ok(&["experiment", "start", &second]);
+    // The training process outlives its runner, so the experiment still runs; the next look at the queue
+    // starts a new runner for the queued one, which adopts the running one and waits for it.
+    let all = h.list();
+    assert_eq!(by_name(&all, "first")["status"], "running");
+    assert_eq!(by_name(&all, "second")["status"], "queued");
+    let deadline = Instant::now() + TIMEOUT;
+    while h.runner_pid() == Some(runner) {
+        assert!(Instant::now() < deadline, "no new runner");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let o = h.run(&["experiment", "delete", "first"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("stop it first"), "{}", stderr(&o));

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use ferrotune_config::split_override_args;
 use ferrotune_store::runner::{RunnerExit, RunnerOptions};
-use ferrotune_store::{ensure_runner, Home, StartOptions, Stopped, Store};
+use ferrotune_store::{ensure_runner, Home, StartOptions, Status, Stopped, Store};
 
 use super::experiment_view;
 use crate::printer::Printer;
@@ -19,7 +19,8 @@ pub enum ExperimentCommand {
     /// Validate an experiment file, queue it (one experiment per combination of a grid search's values) and make
     /// sure the runner runs; returns at once.
     Start(StartArgs),
-    /// List the experiments with status, progress and metric.
+    /// List the experiments with status, progress and metric (and start a runner if some are queued and none
+    /// runs).
     List {
         /// Print JSON (one array of experiment descriptions) instead of a table.
         #[arg(long)]
@@ -117,6 +118,10 @@ pub fn run(cmd: ExperimentCommand, printer: &Printer) -> anyhow::Result<()> {
         ExperimentCommand::Start(args) => start(&mut store, args, printer)?,
         ExperimentCommand::List { json } => {
             let all = store.experiments()?;
+            if all.iter().any(|e| e.status == Status::Queued) {
+                // Supervision: a runner that died (kill -9) is replaced by the next look at the queue.
+                ensure(&store)?;
+            }
             if json {
                 printer.line(&serde_json::to_string_pretty(&all)?)?;
             } else if all.is_empty() {
@@ -130,6 +135,9 @@ pub fn run(cmd: ExperimentCommand, printer: &Printer) -> anyhow::Result<()> {
         }
         ExperimentCommand::Show { name, json } => {
             let info = store.experiment(&name)?;
+            if info.status == Status::Queued {
+                ensure(&store)?;
+            }
             if json {
                 printer.line(&serde_json::to_string_pretty(&info)?)?;
             } else {
