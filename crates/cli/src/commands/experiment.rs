@@ -110,9 +110,6 @@ pub struct StartArgs {
 const POLL: Duration = Duration::from_millis(300);
 
 pub fn run(cmd: ExperimentCommand, printer: &Printer) -> anyhow::Result<()> {
-    if let ExperimentCommand::Runner = cmd {
-        return runner(printer);
-    }
     let mut store = Store::from_env()?;
     match cmd {
         ExperimentCommand::Start(args) => start(&mut store, args, printer)?,
@@ -188,7 +185,10 @@ pub fn run(cmd: ExperimentCommand, printer: &Printer) -> anyhow::Result<()> {
                 printer.line(&line)?;
             }
         }
-        ExperimentCommand::Runner => unreachable!("handled above"),
+        ExperimentCommand::Runner => {
+            drop(store);
+            runner(printer)?
+        }
     }
     Ok(())
 }
