@@ -1,7 +1,9 @@
 //! `doctor --rebuild-index`: the registry rebuilt from the files. A fresh registry is built aside from every
 //! `datasets/*/dataset.json`, then the old `registry.sqlite` (with its `-wal` and `-shm`) is deleted and the new
 //! one renamed into place, all under the exclusive registry lock, so no import or delete runs meanwhile.
-//! Leftover temporary folders of crashed operations (`datasets/.import-*`, `.merge-*`, `.trash-*`) are removed.
+//! Experiments are registered again from every `experiments/*/` folder with a `cfg.yaml` (status from `status.json`,
+//! progress and metrics from `metrics.jsonl`). Leftover temporary folders of crashed operations
+//! (`datasets/.import-*`, `.merge-*`, `.trash-*`, `experiments/.trash-*`) are removed.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +18,8 @@ use crate::registry::{self, Registry};
 pub struct RebuildReport {
     /// Datasets registered again, by name.
     pub datasets: Vec<String>,
+    /// Experiments registered again, by name.
+    pub experiments: Vec<String>,
     /// Folders whose metadata could not be used, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
     /// Temporary folders of interrupted operations that were removed.
@@ -36,7 +40,7 @@ pub(crate) fn dataset_folders(datasets: &Path) -> Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
-fn is_hidden(path: &Path) -> bool {
+pub(crate) fn is_hidden(path: &Path) -> bool {
     path.file_name()
         .is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
@@ -77,6 +81,7 @@ pub fn rebuild_index(home: &Home) -> Result<RebuildReport> {
             Err(e) => report.skipped.push((dir, e.to_string())),
         }
     }
+    let runs = crate::rebuild::experiments(home, &mut report)?;
     let target = home.registry();
     let aside = crate::files::temp_sibling(&target);
     let built = (|| {
@@ -85,7 +90,7 @@ pub fn rebuild_index(home: &Home) -> Result<RebuildReport> {
             for (dir, info) in &found {
                 registry::put_dataset(tx, info, dir)?;
             }
-            Ok(())
+            crate::rebuild::insert(tx, &aside, &runs)
         })
     })();
     if let Err(e) = built {
@@ -104,5 +109,6 @@ pub fn rebuild_index(home: &Home) -> Result<RebuildReport> {
     // Back to WAL for everyday use.
     drop(Registry::open(&target)?);
     report.datasets = found.into_iter().map(|(_, info)| info.name).collect();
+    report.experiments = runs.into_iter().map(|(info, _)| info.name).collect();
     Ok(report)
 }

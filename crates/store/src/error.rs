@@ -61,6 +61,69 @@ pub enum Error {
 
     #[error("dataset metadata `{}` is unreadable: {message}\nhelp: restore the file, or delete the dataset folder and import the data again", path.display())]
     BadMetadata { path: PathBuf, message: String },
+
+    #[error(transparent)]
+    Config(Box<ferrotune_config::Error>),
+
+    #[error("{}\nhelp: fix the settings named above (`ferrotune config validate FILE` checks a file alone)", problems.join("\n"))]
+    InvalidSettings { problems: Vec<String> },
+
+    #[error("invalid experiment name `{name}`: {reason}\nhelp: use letters, digits, `-`, `_` and `.`, not starting with `.` (at most 100 characters); pass --name")]
+    InvalidExperimentName { name: String, reason: String },
+
+    #[error("an experiment named `{name}` already exists\nhelp: choose another --name, or remove the old one with `ferrotune experiment delete {name}`")]
+    ExperimentExists { name: String },
+
+    #[error("the folder `{}` exists but no experiment is registered for it\nhelp: run `ferrotune doctor --rebuild-index` to register it again, or remove the folder", path.display())]
+    ExperimentFolderExists { path: PathBuf },
+
+    #[error("no experiment named `{name}`\nhelp: {}", experiment_help(suggestion.as_deref()))]
+    ExperimentNotFound {
+        name: String,
+        suggestion: Option<String>,
+    },
+
+    #[error("experiment `{name}` is {status}, so it cannot be {action}\nhelp: {help}")]
+    WrongStatus {
+        name: String,
+        status: &'static str,
+        action: &'static str,
+        help: String,
+    },
+
+    #[error("experiment `{name}` has no checkpoint to resume from in `{}`\nhelp: a run writes its first checkpoint at its first evaluation; start it again with `ferrotune experiment restart {name}`", dir.display())]
+    NoCheckpoint { name: String, dir: PathBuf },
+
+    #[error("the grid gives two experiments the same name `{name}`\nhelp: pass a different --name base, or list distinct values")]
+    GridNameClash { name: String },
+
+    #[error("cannot start `{}`: {source}\nhelp: check that the ferrotune binary still exists and is executable", program.display())]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot signal process {pid} of experiment `{name}`: {source}")]
+    Signal {
+        name: String,
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<ferrotune_config::Error> for Error {
+    fn from(e: ferrotune_config::Error) -> Self {
+        Error::Config(Box::new(e))
+    }
+}
+
+fn experiment_help(suggestion: Option<&str>) -> String {
+    match suggestion {
+        Some(s) => format!("did you mean `{s}`? `ferrotune experiment list` shows every experiment"),
+        None => "`ferrotune experiment list` shows every experiment; queue one with `ferrotune experiment start cfg.yaml`".into(),
+    }
 }
 
 impl From<ferrotune_data::Error> for Error {

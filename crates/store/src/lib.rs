@@ -1,20 +1,25 @@
 //! # ferrotune-store
 //!
 //! The studio's state: the layout of `FERROTUNE_HOME` (see `docs/home.md`), the SQLite registry that indexes it,
-//! and dataset import with statistics. The CLI and (later) the server call these functions; neither writes the
-//! registry or the `datasets/` and `experiments/` folders itself.
+//! dataset import with statistics, and the experiment queue with its runner. The CLI and (later) the server call
+//! these functions; neither writes the registry or the `datasets/` and `experiments/` folders itself.
 //!
 //! *Owns*: `registry.sqlite` (schema, migrations, every write), `datasets/` (one folder per dataset whose
-//! `dataset.json` is the source of truth; the canonical `train.jsonl`/`validation.jsonl`; the originals) and
-//! `experiments/`. *Must not touch*: tensors, models, training internals, anything network; `assets/` and
-//! `backbones/` belong to `ferrotune-assets` and `ferrotune-model`. It never prints.
+//! `dataset.json` is the source of truth; the canonical `train.jsonl`/`validation.jsonl`; the originals),
+//! `experiments/` (one output folder per experiment: its `cfg.yaml`, and whatever the training process writes
+//! there), the experiment lifecycle (queued → running → finished | failed | stopped), the runner process and its
+//! `runner.lock`, and crash detection (a pid plus its start time). *Must not touch*: tensors, models, training
+//! internals (a run is a child `ferrotune train` process; only its files are read), anything network; `assets/`
+//! and `backbones/` belong to `ferrotune-assets` and `ferrotune-model`. It never prints.
 //!
 //! Layout of the home:
 //! ```text
 //! registry.sqlite        datasets, experiments, metrics (WAL; rebuilt from the folders by rebuild_index)
-//! registry.lock          shared by imports/merges/deletes, exclusive for rebuild_index
+//! registry.lock          shared by imports/merges/deletes and experiment changes, exclusive for rebuild_index
+//! runner.lock            held (flock) by the one runner; holds its pid and start time
+//! runner.log             the runner's stderr
 //! datasets/<name>/       dataset.json, train.jsonl, [validation.jsonl], original/<split>/…
-//! experiments/<name>/    an experiment's output folder
+//! experiments/<name>/    cfg.yaml, status.json, logs.log, metrics.jsonl, stderr.log, checkpoint/, adapter/
 //! assets/, backbones/    demo archives, imported GGUF backbones
 //! ```
 //!
@@ -23,16 +28,28 @@
 //!   [`Store::merge_dataset`], [`Store::delete_dataset`], [`Store::datasets`], [`Store::sample`].
 //! - Conversion and statistics are pure data logic in `ferrotune_data::import`; this crate adds files, zip
 //!   archives, atomic publication and the registry.
-//! - [`rebuild_index`] recreates the registry from the `dataset.json` files.
+//! - Experiments: [`Store::plan_experiments`] ([`StartOptions`]; grids via `grid`) then
+//!   [`Store::queue_experiments`]; [`ensure_runner`] starts [`runner::run`] in its own process;
+//!   [`Store::stop_experiment`], [`Store::resume_experiment`], [`Store::restart_experiment`],
+//!   [`Store::delete_experiment`], [`Store::rename_experiment`], [`Store::compare_experiments`]. Readers
+//!   ([`Store::experiments`], [`Store::experiment`]) first run [`tracking::reconcile`].
+//! - [`rebuild_index`] recreates the registry from the `dataset.json` files and the experiment folders.
 //!
-//! Start reading at [`Store`] and [`registry::MIGRATIONS`].
+//! Start reading at [`Store`], [`registry::MIGRATIONS`] and [`runner`].
 
 pub mod dataset;
 mod datasets;
 mod doctor;
 pub mod error;
+pub mod experiment;
+mod experiments;
 mod files;
+pub mod grid;
+pub mod process;
+mod rebuild;
 pub mod registry;
+pub mod runner;
+pub mod tracking;
 
 use std::fs::File;
 
@@ -40,10 +57,13 @@ pub use dataset::{format_utc, DatasetInfo, SourceFile, Split, SplitInfo};
 pub use datasets::ImportOptions;
 pub use doctor::{rebuild_index, RebuildReport};
 pub use error::{Error, Result};
+pub use experiment::{ExperimentInfo, Status};
+pub use experiments::{device_of, Comparison, Plan, Planned, StartOptions, Stopped};
 pub use ferrotune_assets::Home;
 pub use ferrotune_data::import::{
     CanonicalRow, ColumnCounts, Histogram, Mapping, Shape, Statistics,
 };
+pub use process::ensure_runner;
 pub use registry::Registry;
 
 /// The home and its open registry.

@@ -57,6 +57,15 @@ pub const MIGRATIONS: &[&str] = &[
         time INTEGER,
         PRIMARY KEY (experiment, name, step)
     ) STRICT;",
+    // v2: what the experiment runner needs: queue order, how to start the next run, the training process's
+    // identity (pid plus its start time, so a reused pid is not mistaken for it) and the step counts.
+    "ALTER TABLE experiments ADD COLUMN queue_position INTEGER;  -- FIFO order of queued experiments
+    ALTER TABLE experiments ADD COLUMN resume INTEGER NOT NULL DEFAULT 0;  -- 1: the next run continues from checkpoint/
+    ALTER TABLE experiments ADD COLUMN pid_start INTEGER;  -- start time of `pid` (clock ticks after boot, /proc/<pid>/stat)
+    ALTER TABLE experiments ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE experiments ADD COLUMN step INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE experiments ADD COLUMN total_steps INTEGER;
+    CREATE INDEX experiments_queue ON experiments (status, queue_position);",
 ];
 
 /// An open registry.
@@ -182,6 +191,11 @@ impl Registry {
         let value = f(&tx)?;
         tx.commit().map_err(sql(&path))?;
         Ok(value)
+    }
+
+    /// The connection, for reads by the other modules of this crate.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// The registry file.
@@ -370,7 +384,10 @@ mod tests {
             .unwrap();
         assert_eq!(mode, "wal");
         drop(reg);
-        assert_eq!(Registry::open(&path).unwrap().version().unwrap(), 1);
+        assert_eq!(
+            Registry::open(&path).unwrap().version().unwrap(),
+            Registry::schema_version()
+        );
     }
 
     #[test]
@@ -386,6 +403,28 @@ mod tests {
         assert!(
             err.contains("schema version 99") && err.contains("--rebuild-index"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_version_1_registry_is_migrated_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.sqlite");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO experiments (name, config, status, output_dir, created, updated)
+             VALUES ('old', '', 'finished', '/h/experiments/old', 5, 5);",
+        )
+        .unwrap();
+        drop(conn);
+        let reg = Registry::open(&path).unwrap();
+        assert_eq!(reg.version().unwrap(), Registry::schema_version());
+        let old = reg.experiment("old").unwrap().unwrap();
+        assert_eq!(
+            (old.status, old.step, old.resume, old.device.as_str()),
+            (crate::Status::Finished, 0, false, "cpu")
         );
     }
 

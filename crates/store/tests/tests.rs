@@ -2,6 +2,7 @@
 
 mod common;
 mod errors;
+mod experiments;
 mod import;
 mod registry;
 mod streaming;

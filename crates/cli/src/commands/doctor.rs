@@ -7,8 +7,9 @@ use crate::printer::Printer;
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Delete registry.sqlite and rebuild it from every datasets/*/dataset.json (waits for running imports;
-    /// also removes leftovers of interrupted imports).
+    /// Delete registry.sqlite and rebuild it from every datasets/*/dataset.json and experiments/*/ folder
+    /// (cfg.yaml, status.json, metrics.jsonl); waits for running imports; also removes leftovers of interrupted
+    /// imports and deletes.
     #[arg(long)]
     rebuild_index: bool,
 }
@@ -25,10 +26,12 @@ pub fn run(args: DoctorArgs, printer: &Printer) -> anyhow::Result<()> {
             printer.status(&format!("skipped {}: {reason}", path.display()));
         }
         printer.line(&format!(
-            "rebuilt {} with {} dataset(s): {}",
+            "rebuilt {} with {} dataset(s): {}; {} experiment(s): {}",
             home.registry().display(),
             report.datasets.len(),
-            report.datasets.join(", ")
+            report.datasets.join(", "),
+            report.experiments.len(),
+            report.experiments.join(", ")
         ))?;
         return Ok(());
     }
@@ -39,14 +42,25 @@ pub fn run(args: DoctorArgs, printer: &Printer) -> anyhow::Result<()> {
         store.registry().version()?
     ))?;
     printer.line(&format!("datasets: {}", store.datasets()?.len()))?;
+    printer.line(&format!(
+        "experiments: {}",
+        store.registry().experiments()?.len()
+    ))?;
     let unindexed = store.unindexed_datasets()?;
-    if unindexed.is_empty() {
+    let experiments = store.unindexed_experiments()?;
+    if unindexed.is_empty() && experiments.is_empty() {
         printer.line("ok")?;
-    } else {
+        return Ok(());
+    }
+    if !unindexed.is_empty() {
+        printer.line(&format!("not in the registry: {}", unindexed.join(", ")))?;
+    }
+    if !experiments.is_empty() {
         printer.line(&format!(
-            "not in the registry: {}\nhelp: run `ferrotune doctor --rebuild-index`",
-            unindexed.join(", ")
+            "experiments not in the registry: {}",
+            experiments.join(", ")
         ))?;
     }
+    printer.line("help: run `ferrotune doctor --rebuild-index`")?;
     Ok(())
 }

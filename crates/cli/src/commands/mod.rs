@@ -8,6 +8,8 @@ mod dataset;
 mod dataset_view;
 mod demo;
 mod doctor;
+mod experiment;
+mod experiment_view;
 mod generate;
 mod score;
 mod train;
@@ -60,6 +62,10 @@ pub enum Command {
     /// Import, list, show, merge and delete datasets (kept under $FERROTUNE_HOME/datasets).
     #[command(subcommand)]
     Dataset(dataset::DatasetCommand),
+    /// Queue experiments and manage them: start, list, show, logs, stop, resume, restart, delete, rename,
+    /// compare (kept under $FERROTUNE_HOME/experiments; a runner process runs the queue).
+    #[command(subcommand)]
+    Experiment(experiment::ExperimentCommand),
     /// Check $FERROTUNE_HOME and its registry; --rebuild-index recreates the registry from the files.
     Doctor(doctor::DoctorArgs),
 }
@@ -76,6 +82,7 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<()> {
         Command::Assets(cmd) => assets::run(cmd, printer),
         Command::Config(cmd) => config::run(cmd, printer),
         Command::Dataset(cmd) => dataset::run(cmd, printer),
+        Command::Experiment(cmd) => experiment::run(cmd, printer),
         Command::Doctor(args) => doctor::run(args, printer),
     }
 }

@@ -1,0 +1,287 @@
+//! `ferrotune experiment …`: queue experiments and manage them. The work is in `ferrotune_store` (the queue,
+//! the runner, crash detection); this file parses arguments and prints.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use ferrotune_config::split_override_args;
+use ferrotune_store::runner::{RunnerExit, RunnerOptions};
+use ferrotune_store::{ensure_runner, Home, StartOptions, Status, Stopped, Store};
+
+use super::experiment_view;
+use crate::printer::Printer;
+
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCommand {
+    /// Validate an experiment file, queue it (one experiment per combination of a grid search's values) and make
+    /// sure the runner runs; returns at once.
+    Start(StartArgs),
+    /// List the experiments with status, progress and metric (and start a runner if some are queued and none
+    /// runs).
+    List {
+        /// Print JSON (one array of experiment descriptions) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one experiment: status, progress, metrics, folder, and why it failed or stopped.
+    Show {
+        /// The experiment.
+        name: String,
+        /// Print the registry row as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an experiment's log (logs.log).
+    Logs {
+        /// The experiment.
+        name: String,
+        /// Keep printing new lines until the experiment ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Stop an experiment gracefully (it writes a checkpoint; resume continues it), or take it out of the queue.
+    Stop {
+        /// The experiment.
+        name: String,
+    },
+    /// Queue a stopped or failed experiment again, continuing exactly from its last checkpoint.
+    Resume {
+        /// The experiment.
+        name: String,
+    },
+    /// Queue an ended experiment again for a fresh run (its outputs and metrics are removed; cfg.yaml stays).
+    Restart {
+        /// The experiment.
+        name: String,
+    },
+    /// Delete an experiment: its folder and its registry rows (stop it first if it runs).
+    Delete {
+        /// The experiment.
+        name: String,
+    },
+    /// Rename an experiment (its folder, cfg.yaml and registry row); not while it runs.
+    Rename {
+        /// The current name.
+        old: String,
+        /// The new name (letters, digits, `-`, `_`, `.`).
+        new: String,
+    },
+    /// Compare experiments: metric summaries side by side, then only the settings that differ.
+    Compare {
+        /// Two or more experiments.
+        #[arg(required = true, num_args = 2..)]
+        names: Vec<String>,
+    },
+    /// Run the queue of $FERROTUNE_HOME until it is empty (started by `experiment start`; one per home).
+    #[command(hide = true)]
+    Runner,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The experiment file (YAML). Grid-enabled settings may list values (with `grid_search: true`):
+    /// `learning_rate: [0.0001, 0.00005]`.
+    #[arg(value_name = "FILE.yaml")]
+    config: PathBuf,
+    /// Train on this registered dataset (`ferrotune dataset list`): its canonical training table, and its
+    /// validation table when it has one.
+    #[arg(long, value_name = "NAME")]
+    dataset: Option<String>,
+    /// The experiment's name (the base name of a grid's experiments); default: the file's `experiment_name`, else
+    /// a drawn adjective-animal name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Print how many experiments would be queued and their names; queue nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Settings that override the file: `--training.learning_rate 1e-5`, `--training.lora_r [4,8]` (a grid).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "--SECTION.FIELD VALUE"
+    )]
+    overrides: Vec<String>,
+}
+
+/// How often `logs --follow` and the runner look for news.
+const POLL: Duration = Duration::from_millis(300);
+
+pub fn run(cmd: ExperimentCommand, printer: &Printer) -> anyhow::Result<()> {
+    let mut store = Store::from_env()?;
+    match cmd {
+        ExperimentCommand::Start(args) => start(&mut store, args, printer)?,
+        ExperimentCommand::List { json } => {
+            let all = store.experiments()?;
+            if all.iter().any(|e| e.status == Status::Queued) {
+                // Supervision: a runner that died (kill -9) is replaced by the next look at the queue.
+                ensure(&store)?;
+            }
+            if json {
+                printer.line(&serde_json::to_string_pretty(&all)?)?;
+            } else if all.is_empty() {
+                printer
+                    .status("no experiments; queue one with `ferrotune experiment start cfg.yaml`");
+            } else {
+                for line in experiment_view::table(&all) {
+                    printer.line(&line)?;
+                }
+            }
+        }
+        ExperimentCommand::Show { name, json } => {
+            let info = store.experiment(&name)?;
+            if info.status == Status::Queued {
+                ensure(&store)?;
+            }
+            if json {
+                printer.line(&serde_json::to_string_pretty(&info)?)?;
+            } else {
+                for line in experiment_view::describe(&store, &info)? {
+                    printer.line(&line)?;
+                }
+            }
+        }
+        ExperimentCommand::Logs { name, follow } => logs(&mut store, &name, follow, printer)?,
+        ExperimentCommand::Stop { name } => match store.stop_experiment(&name)? {
+            Stopped::Signalled { pid } => printer.line(&format!(
+                "stopping `{name}` (sent SIGTERM to process {pid}); it writes a checkpoint, then \
+                 `ferrotune experiment resume {name}` continues it"
+            ))?,
+            Stopped::Unqueued => printer.line(&format!("took `{name}` out of the queue"))?,
+            Stopped::AlreadyEnded => {
+                let info = store.experiment(&name)?;
+                printer.line(&format!(
+                    "`{name}` had already ended: {}",
+                    info.status.name()
+                ))?
+            }
+        },
+        ExperimentCommand::Resume { name } => {
+            store.resume_experiment(&name)?;
+            ensure(&store)?;
+            printer.line(&format!("queued `{name}` to resume from its checkpoint"))?;
+        }
+        ExperimentCommand::Restart { name } => {
+            store.restart_experiment(&name)?;
+            ensure(&store)?;
+            printer.line(&format!("queued `{name}` for a fresh run"))?;
+        }
+        ExperimentCommand::Delete { name } => {
+            store.delete_experiment(&name)?;
+            printer.line(&format!("deleted `{name}`"))?;
+        }
+        ExperimentCommand::Rename { old, new } => {
+            let info = store.rename_experiment(&old, &new)?;
+            printer.line(&format!(
+                "renamed `{old}` to `{new}` ({})",
+                info.output_dir.display()
+            ))?;
+        }
+        ExperimentCommand::Compare { names } => {
+            let comparison = store.compare_experiments(&names)?;
+            for line in experiment_view::compare(&comparison) {
+                printer.line(&line)?;
+            }
+        }
+        ExperimentCommand::Runner => {
+            drop(store);
+            runner(printer)?
+        }
+    }
+    Ok(())
+}
+
+/// The flags of `start`, which clap reads only before the first `--section.field` setting.
+const START_FLAGS: [&str; 3] = ["--dataset", "--name", "--dry-run"];
+
+fn start(store: &mut Store, args: StartArgs, printer: &Printer) -> anyhow::Result<()> {
+    if let Some(flag) = args.overrides.iter().find_map(|a| {
+        START_FLAGS
+            .iter()
+            .find(|f| a == *f || a.starts_with(&format!("{f}=")))
+    }) {
+        anyhow::bail!(
+            "`{flag}` came after the `--section.field` settings\nhelp: put `{flag}` before them: \
+             `ferrotune experiment start cfg.yaml {flag} … --training.learning_rate 1e-4`"
+        );
+    }
+    let options = StartOptions {
+        config: args.config,
+        overrides: split_override_args(&args.overrides)?,
+        dataset: args.dataset,
+        name: args.name,
+    };
+    let plan = store.plan_experiments(&options, &ferrotune_train::run::unsupported)?;
+    for w in &plan.warnings {
+        printer.status(&format!("warning: {w}"));
+    }
+    if args.dry_run {
+        printer.line(&format!("{} experiment(s):", plan.experiments.len()))?;
+        for p in &plan.experiments {
+            printer.line(&p.name)?;
+        }
+        return Ok(());
+    }
+    let queued = store.queue_experiments(&plan)?;
+    ensure(store)?;
+    for info in &queued {
+        printer.line(&format!(
+            "queued `{}` → {}",
+            info.name,
+            info.output_dir.display()
+        ))?;
+    }
+    printer
+        .status("follow with `ferrotune experiment list` or `ferrotune experiment logs NAME -f`");
+    Ok(())
+}
+
+/// Starts a runner for the home unless one runs.
+fn ensure(store: &Store) -> anyhow::Result<()> {
+    let exe =
+        std::env::current_exe().context("cannot find the ferrotune binary to start the runner")?;
+    ensure_runner(store.home(), &exe)?;
+    Ok(())
+}
+
+fn runner(printer: &Printer) -> anyhow::Result<()> {
+    let home = Home::from_env();
+    let options = RunnerOptions {
+        exe: std::env::current_exe().context("cannot find the ferrotune binary")?,
+        poll: POLL,
+    };
+    let exit = ferrotune_store::runner::run(&home, &options, &mut |e| {
+        printer.error(&format!("runner (pid {}): {e:#}", std::process::id()))
+    })?;
+    match exit {
+        RunnerExit::AlreadyRunning => printer.status("a runner already serves this home"),
+        RunnerExit::Done { started } => {
+            printer.status(&format!("runner: queue empty after {started} run(s)"))
+        }
+    }
+    Ok(())
+}
+
+/// Prints the log; with `follow`, keeps printing what is appended until the experiment has ended.
+fn logs(store: &mut Store, name: &str, follow: bool, printer: &Printer) -> anyhow::Result<()> {
+    let path = store.experiment_log(name)?;
+    let mut offset = 0u64;
+    loop {
+        // Read the status before the file, so the last lines written before the end are printed.
+        let ended = store.experiment(name)?.status.is_done() || !follow;
+        if let Ok(mut file) = std::fs::File::open(&path) {
+            let mut bytes = Vec::new();
+            file.seek(SeekFrom::Start(offset))
+                .and_then(|_| file.read_to_end(&mut bytes))
+                .with_context(|| format!("cannot read `{}`", path.display()))?;
+            offset += bytes.len() as u64;
+            printer.stream(&String::from_utf8_lossy(&bytes))?;
+        }
+        if ended {
+            return Ok(());
+        }
+        std::thread::sleep(POLL);
+    }
+}
