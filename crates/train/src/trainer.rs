@@ -257,7 +257,14 @@ pub fn train(
                 vec![(step_seed, vec![ids], vec![labels], Some(packing))]
             } else {
                 rows.into_iter()
-                    .map(|(row, ids, labels)| (mix(step_seed, 0xD0, row as u64), vec![ids], vec![labels], None))
+                    .map(|(row, ids, labels)| {
+                        (
+                            mix(step_seed, 0xD0, row as u64),
+                            vec![ids],
+                            vec![labels],
+                            None,
+                        )
+                    })
                     .collect()
             }
         } else {
@@ -282,7 +289,12 @@ pub fn train(
             }
             loss_value += piece_loss;
             let grad_store = (out.loss / accum as f64)?.backward()?;
-            accumulate(&mut grads, &grad_store, optimizer, checkpoint_grads.as_ref())?;
+            accumulate(
+                &mut grads,
+                &grad_store,
+                optimizer,
+                checkpoint_grads.as_ref(),
+            )?;
         }
         window_loss += loss_value;
         window_tokens += ids.iter().map(Vec::len).sum::<usize>();

@@ -104,7 +104,11 @@ impl SharedMut {
     }
 }
 
-fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+fn f32_slice<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("fused attention: {what} must be f32")
     };
@@ -160,9 +164,15 @@ impl FusedAttention {
     fn dims(&self, q: &Layout) -> candle_core::Result<(usize, usize, usize, usize, usize)> {
         let (b, t, hd) = q.shape().dims3()?;
         let s = &self.spec;
-        if hd != s.num_heads * s.head_dim || s.num_heads % s.num_kv_heads != 0 || s.head_dim % 2 != 0
+        if hd != s.num_heads * s.head_dim
+            || !s.num_heads.is_multiple_of(s.num_kv_heads)
+            || !s.head_dim.is_multiple_of(2)
         {
-            candle_core::bail!("fused attention: q has {hd} features for {} heads of {}", s.num_heads, s.head_dim)
+            candle_core::bail!(
+                "fused attention: q has {hd} features for {} heads of {}",
+                s.num_heads,
+                s.head_dim
+            )
         }
         Ok((b, t, s.num_heads, s.num_kv_heads, s.head_dim))
     }
@@ -187,7 +197,10 @@ impl FusedAttention {
         let d = src.len();
         let half = d / 2;
         let row = self.layout.rope_row(bi, i, t) * d;
-        let (cos, sin) = (&self.layout.cos[row..row + d], &self.layout.sin[row..row + d]);
+        let (cos, sin) = (
+            &self.layout.cos[row..row + d],
+            &self.layout.sin[row..row + d],
+        );
         let sign = if inverse { -1.0 } else { 1.0 };
         for c in 0..half {
             let (x1, x2) = (src[c], src[c + half]);
@@ -197,7 +210,12 @@ impl FusedAttention {
     }
 
     /// `src` `(b, t, heads·d)` → rotated (or not) `(b, heads, t, d)`.
-    fn to_heads(&self, src: &[f32], (_, t, heads, d): (usize, usize, usize, usize), rotate: bool) -> Vec<f32> {
+    fn split_heads(
+        &self,
+        src: &[f32],
+        (_, t, heads, d): (usize, usize, usize, usize),
+        rotate: bool,
+    ) -> Vec<f32> {
         let mut out = vec![0f32; src.len()];
         out.par_chunks_mut(t * d).enumerate().for_each(|(bh, dst)| {
             let (bi, h) = (bh / heads, bh % heads);
@@ -215,20 +233,27 @@ impl FusedAttention {
     }
 
     /// `(b, heads, t, d)` gradients → `(b, t, heads·d)`, rotated back where the forward rotated.
-    fn from_heads(&self, src: &[f32], (_, t, heads, d): (usize, usize, usize, usize), rotated: bool) -> Vec<f32> {
+    fn merge_heads(
+        &self,
+        src: &[f32],
+        (_, t, heads, d): (usize, usize, usize, usize),
+        rotated: bool,
+    ) -> Vec<f32> {
         let mut out = vec![0f32; src.len()];
-        out.par_chunks_mut(heads * d).enumerate().for_each(|(bt, dst)| {
-            let (bi, i) = (bt / t, bt % t);
-            for h in 0..heads {
-                let from = &src[((bi * heads + h) * t + i) * d..][..d];
-                let to = &mut dst[h * d..(h + 1) * d];
-                if rotated {
-                    self.rotate(to, from, bi, i, t, true);
-                } else {
-                    to.copy_from_slice(from);
+        out.par_chunks_mut(heads * d)
+            .enumerate()
+            .for_each(|(bt, dst)| {
+                let (bi, i) = (bt / t, bt % t);
+                for h in 0..heads {
+                    let from = &src[((bi * heads + h) * t + i) * d..][..d];
+                    let to = &mut dst[h * d..(h + 1) * d];
+                    if rotated {
+                        self.rotate(to, from, bi, i, t, true);
+                    } else {
+                        to.copy_from_slice(from);
+                    }
                 }
-            }
-        });
+            });
         out
     }
 }
@@ -249,23 +274,37 @@ impl FusedAttention {
         let mut out = Vec::new();
         for row in 0..b {
             let Some(ids) = self.layout.sequence_ids.as_ref().map(|ids| &ids[row]) else {
-                out.push(Segment { row, start: 0, len: t });
+                out.push(Segment {
+                    row,
+                    start: 0,
+                    len: t,
+                });
                 continue;
             };
             let mut runs = Vec::new();
             let mut start = 0;
             for i in 1..=t {
                 if i == t || ids[i] != ids[start] || ids[i] == 0 {
-                    runs.push(Segment { row, start, len: i - start });
+                    runs.push(Segment {
+                        row,
+                        start,
+                        len: i - start,
+                    });
                     start = i;
                 }
             }
             let mut seen = std::collections::HashSet::new();
-            let contiguous = runs.iter().all(|r| ids[r.start] == 0 || seen.insert(ids[r.start]));
+            let contiguous = runs
+                .iter()
+                .all(|r| ids[r.start] == 0 || seen.insert(ids[r.start]));
             if contiguous {
                 out.extend(runs);
             } else {
-                out.push(Segment { row, start: 0, len: t });
+                out.push(Segment {
+                    row,
+                    start: 0,
+                    len: t,
+                });
             }
         }
         out
@@ -273,7 +312,7 @@ impl FusedAttention {
 }
 
 /// Splits `buf` into consecutive mutable chunks of the given lengths.
-fn split_chunks<'a>(mut buf: &'a mut [f32], lengths: impl Iterator<Item = usize>) -> Vec<&'a mut [f32]> {
+fn split_chunks(mut buf: &mut [f32], lengths: impl Iterator<Item = usize>) -> Vec<&mut [f32]> {
     let mut out = Vec::new();
     for len in lengths {
         let (head, tail) = std::mem::take(&mut buf).split_at_mut(len);
@@ -298,7 +337,8 @@ impl CustomOp3 for FusedAttention {
         v_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (b, t, nh, nkv, d) = self.dims(q_layout)?;
-        if k_layout.shape().dims() != [b, t, nkv * d] || v_layout.shape().dims() != [b, t, nkv * d] {
+        if k_layout.shape().dims() != [b, t, nkv * d] || v_layout.shape().dims() != [b, t, nkv * d]
+        {
             candle_core::bail!("fused attention: k and v must be ({b}, {t}, {})", nkv * d)
         }
         let (q, k, v) = (
@@ -306,15 +346,17 @@ impl CustomOp3 for FusedAttention {
             f32_slice(k_storage, k_layout, "k")?,
             f32_slice(v_storage, v_layout, "v")?,
         );
-        let qh = self.to_heads(q, (b, t, nh, d), true);
-        let kh = self.to_heads(k, (b, t, nkv, d), true);
-        let vh = self.to_heads(v, (b, t, nkv, d), false);
+        let qh = self.split_heads(q, (b, t, nh, d), true);
+        let kh = self.split_heads(k, (b, t, nkv, d), true);
+        let vh = self.split_heads(v, (b, t, nkv, d), false);
         let n_rep = nh / nkv;
         let scale = 1.0 / (d as f32).sqrt();
         let segments = self.segments(b, t);
         // One task per (segment, head), each with its own len×len block of probabilities.
-        let tasks: Vec<(Segment, usize)> =
-            segments.iter().flat_map(|&seg| (0..nh).map(move |h| (seg, h))).collect();
+        let tasks: Vec<(Segment, usize)> = segments
+            .iter()
+            .flat_map(|&seg| (0..nh).map(move |h| (seg, h)))
+            .collect();
         let mut p = vec![0f32; tasks.iter().map(|(s, _)| s.len * s.len).sum()];
         let mut out = vec![0f32; b * t * nh * d];
         let out_ptr = SharedMut(out.as_mut_ptr());
@@ -327,7 +369,16 @@ impl CustomOp3 for FusedAttention {
             let vs = &vh[(gi * t + start) * d..][..l * d];
             // SAFETY: scores (l×l) = q̂ (l×d, row-major) · k̂ᵀ (k̂ row-major read with swapped strides).
             unsafe {
-                gemm_strided((l, l, d), probs.as_mut_ptr(), (l, 1), qs.as_ptr(), (d, 1), ks.as_ptr(), (1, d), false);
+                gemm_strided(
+                    (l, l, d),
+                    probs.as_mut_ptr(),
+                    (l, 1),
+                    qs.as_ptr(),
+                    (d, 1),
+                    ks.as_ptr(),
+                    (1, d),
+                    false,
+                );
             }
             for (i, scores) in probs.chunks_exact_mut(l).enumerate() {
                 let mut max = f32::NEG_INFINITY;
@@ -341,7 +392,11 @@ impl CustomOp3 for FusedAttention {
                 }
                 let mut sum = 0f32;
                 for s in scores.iter_mut() {
-                    *s = if *s == f32::NEG_INFINITY { 0.0 } else { (*s - max).exp() };
+                    *s = if *s == f32::NEG_INFINITY {
+                        0.0
+                    } else {
+                        (*s - max).exp()
+                    };
                     sum += *s;
                 }
                 let inv = 1.0 / sum;
@@ -362,7 +417,12 @@ impl CustomOp3 for FusedAttention {
             }
         });
         if let Ok(mut saved) = self.saved.lock() {
-            *saved = Some(Saved { q: qh, k: kh, v: vh, p });
+            *saved = Some(Saved {
+                q: qh,
+                k: kh,
+                v: vh,
+                p,
+            });
         }
         Ok((CpuStorage::F32(out), Shape::from((b, t, nh * d))))
     }
@@ -381,7 +441,13 @@ impl CustomOp3 for FusedAttention {
             .lock()
             .map_err(|_| candle_core::Error::Msg("fused attention: saved state poisoned".into()))?
             .take();
-        let Some(Saved { q: qh, k: kh, v: vh, p }) = saved else {
+        let Some(Saved {
+            q: qh,
+            k: kh,
+            v: vh,
+            p,
+        }) = saved
+        else {
             candle_core::bail!("fused attention: backward ran twice or before the forward")
         };
         let grad = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
@@ -389,8 +455,10 @@ impl CustomOp3 for FusedAttention {
         let n_rep = nh / nkv;
         let scale = 1.0 / (d as f32).sqrt();
         let segments = self.segments(b, t);
-        let tasks: Vec<(Segment, usize)> =
-            segments.iter().flat_map(|&seg| (0..nh).map(move |h| (seg, h))).collect();
+        let tasks: Vec<(Segment, usize)> = segments
+            .iter()
+            .flat_map(|&seg| (0..nh).map(move |h| (seg, h)))
+            .collect();
         let mut offsets = Vec::with_capacity(tasks.len());
         let mut at = 0;
         for (seg, _) in &tasks {
@@ -401,45 +469,87 @@ impl CustomOp3 for FusedAttention {
         let mut dq = vec![0f32; b * nh * t * d];
         let mut dk_parts = vec![0f32; b * nh * t * d];
         let mut dv_parts = vec![0f32; b * nh * t * d];
-        let (dq_ptr, dk_ptr, dv_ptr) =
-            (SharedMut(dq.as_mut_ptr()), SharedMut(dk_parts.as_mut_ptr()), SharedMut(dv_parts.as_mut_ptr()));
-        tasks.par_iter().zip(&offsets).for_each(|(&(seg, h), &offset)| {
-            let Segment { row, start, len: l } = seg;
-            let (qi, gi) = (row * nh + h, row * nkv + h / n_rep);
-            let qs = &qh[(qi * t + start) * d..][..l * d];
-            let ks = &kh[(gi * t + start) * d..][..l * d];
-            let vs = &vh[(gi * t + start) * d..][..l * d];
-            let probs = &p[offset..][..l * l];
-            // dO and O of this head and segment: rows at column h·d, row stride nh·d.
-            let at = (row * t + start) * nh * d + h * d;
-            let (go, o) = (&grad[at..], &out[at..]);
-            let mut ds = vec![0f32; l * l];
-            // SAFETY (all GEMMs): read operands cover the addressed elements (dO/O rows at stride nh·d, l×d head
-            // blocks, l×l probabilities); this task alone writes rows start..start+l of head (row, h) of dq̂ and
-            // of the dk̂/dv shares.
-            unsafe {
-                // dP = dO · vᵀ
-                gemm_strided((l, l, d), ds.as_mut_ptr(), (l, 1), go.as_ptr(), (nh * d, 1), vs.as_ptr(), (1, d), false);
-            }
-            for i in 0..l {
-                let row_o = &o[i * nh * d..][..d];
-                let row_g = &go[i * nh * d..][..d];
-                let delta: f32 = row_o.iter().zip(row_g).map(|(a, b)| a * b).sum();
-                let (pr, dr) = (&probs[i * l..(i + 1) * l], &mut ds[i * l..(i + 1) * l]);
-                for (s, &pv) in dr.iter_mut().zip(pr) {
-                    *s = pv * (*s - delta) * scale;
+        let (dq_ptr, dk_ptr, dv_ptr) = (
+            SharedMut(dq.as_mut_ptr()),
+            SharedMut(dk_parts.as_mut_ptr()),
+            SharedMut(dv_parts.as_mut_ptr()),
+        );
+        tasks
+            .par_iter()
+            .zip(&offsets)
+            .for_each(|(&(seg, h), &offset)| {
+                let Segment { row, start, len: l } = seg;
+                let (qi, gi) = (row * nh + h, row * nkv + h / n_rep);
+                let qs = &qh[(qi * t + start) * d..][..l * d];
+                let ks = &kh[(gi * t + start) * d..][..l * d];
+                let vs = &vh[(gi * t + start) * d..][..l * d];
+                let probs = &p[offset..][..l * l];
+                // dO and O of this head and segment: rows at column h·d, row stride nh·d.
+                let at = (row * t + start) * nh * d + h * d;
+                let (go, o) = (&grad[at..], &out[at..]);
+                let mut ds = vec![0f32; l * l];
+                // SAFETY (all GEMMs): read operands cover the addressed elements (dO/O rows at stride nh·d, l×d head
+                // blocks, l×l probabilities); this task alone writes rows start..start+l of head (row, h) of dq̂ and
+                // of the dk̂/dv shares.
+                unsafe {
+                    // dP = dO · vᵀ
+                    gemm_strided(
+                        (l, l, d),
+                        ds.as_mut_ptr(),
+                        (l, 1),
+                        go.as_ptr(),
+                        (nh * d, 1),
+                        vs.as_ptr(),
+                        (1, d),
+                        false,
+                    );
                 }
-            }
-            let own = (qi * t + start) * d;
-            unsafe {
-                // dq̂ = dS · k̂
-                gemm_strided((l, d, l), dq_ptr.get().add(own), (d, 1), ds.as_ptr(), (l, 1), ks.as_ptr(), (d, 1), false);
-                // dk̂ share = dSᵀ · q̂
-                gemm_strided((l, d, l), dk_ptr.get().add(own), (d, 1), ds.as_ptr(), (1, l), qs.as_ptr(), (d, 1), false);
-                // dv share = Pᵀ · dO
-                gemm_strided((l, d, l), dv_ptr.get().add(own), (d, 1), probs.as_ptr(), (1, l), go.as_ptr(), (nh * d, 1), false);
-            }
-        });
+                for i in 0..l {
+                    let row_o = &o[i * nh * d..][..d];
+                    let row_g = &go[i * nh * d..][..d];
+                    let delta: f32 = row_o.iter().zip(row_g).map(|(a, b)| a * b).sum();
+                    let (pr, dr) = (&probs[i * l..(i + 1) * l], &mut ds[i * l..(i + 1) * l]);
+                    for (s, &pv) in dr.iter_mut().zip(pr) {
+                        *s = pv * (*s - delta) * scale;
+                    }
+                }
+                let own = (qi * t + start) * d;
+                unsafe {
+                    // dq̂ = dS · k̂
+                    gemm_strided(
+                        (l, d, l),
+                        dq_ptr.get().add(own),
+                        (d, 1),
+                        ds.as_ptr(),
+                        (l, 1),
+                        ks.as_ptr(),
+                        (d, 1),
+                        false,
+                    );
+                    // dk̂ share = dSᵀ · q̂
+                    gemm_strided(
+                        (l, d, l),
+                        dk_ptr.get().add(own),
+                        (d, 1),
+                        ds.as_ptr(),
+                        (1, l),
+                        qs.as_ptr(),
+                        (d, 1),
+                        false,
+                    );
+                    // dv share = Pᵀ · dO
+                    gemm_strided(
+                        (l, d, l),
+                        dv_ptr.get().add(own),
+                        (d, 1),
+                        probs.as_ptr(),
+                        (1, l),
+                        go.as_ptr(),
+                        (nh * d, 1),
+                        false,
+                    );
+                }
+            });
         drop(p);
         let group_sum = |parts: &[f32]| -> Vec<f32> {
             let mut sum = vec![0f32; b * nkv * t * d];
@@ -455,9 +565,21 @@ impl CustomOp3 for FusedAttention {
         };
         let (dk, dv) = (group_sum(&dk_parts), group_sum(&dv_parts));
         let device = q.device();
-        let dq = Tensor::from_vec(self.from_heads(&dq, (b, t, nh, d), true), (b, t, nh * d), device)?;
-        let dk = Tensor::from_vec(self.from_heads(&dk, (b, t, nkv, d), true), (b, t, nkv * d), device)?;
-        let dv = Tensor::from_vec(self.from_heads(&dv, (b, t, nkv, d), false), (b, t, nkv * d), device)?;
+        let dq = Tensor::from_vec(
+            self.merge_heads(&dq, (b, t, nh, d), true),
+            (b, t, nh * d),
+            device,
+        )?;
+        let dk = Tensor::from_vec(
+            self.merge_heads(&dk, (b, t, nkv, d), true),
+            (b, t, nkv * d),
+            device,
+        )?;
+        let dv = Tensor::from_vec(
+            self.merge_heads(&dv, (b, t, nkv, d), false),
+            (b, t, nkv * d),
+            device,
+        )?;
         Ok((Some(dq), Some(dk), Some(dv)))
     }
 }
@@ -504,7 +626,8 @@ mod tests {
     fn check(spec: AttentionSpec, b: usize, t: usize, sequence_ids: Option<Vec<Vec<u32>>>) {
         let dev = Device::Cpu;
         let (nh, nkv, d) = (spec.num_heads, spec.num_kv_heads, spec.head_dim);
-        let var = |n| Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, t, n * d), &dev).unwrap()).unwrap();
+        let var =
+            |n| Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, t, n * d), &dev).unwrap()).unwrap();
         let (q, k, v) = (var(nh), var(nkv), var(nkv));
         // Positions: 0..t, or restarting per packed sample.
         let positions: Vec<Vec<u32>> = match &sequence_ids {
@@ -514,29 +637,52 @@ mod tests {
                 .map(|row| {
                     let mut pos = Vec::new();
                     for i in 0..row.len() {
-                        let p = if i > 0 && row[i] == row[i - 1] { pos[i - 1] + 1 } else { 0 };
+                        let p = if i > 0 && row[i] == row[i - 1] {
+                            pos[i - 1] + 1
+                        } else {
+                            0
+                        };
                         pos.push(p);
                     }
                     pos
                 })
                 .collect(),
         };
-        let angle = |bi: usize, i: usize, c: usize| positions[bi][i] as f32 / 10f32.powf((c % (d / 2)) as f32 / 4.0);
+        let angle = |bi: usize, i: usize, c: usize| {
+            positions[bi][i] as f32 / 10f32.powf((c % (d / 2)) as f32 / 4.0)
+        };
         let table = |f: fn(f32) -> f32| -> Vec<f32> {
-            (0..b).flat_map(|bi| (0..t).flat_map(move |i| (0..d).map(move |c| f(angle(bi, i, c))))).collect()
+            (0..b)
+                .flat_map(|bi| (0..t).flat_map(move |i| (0..d).map(move |c| f(angle(bi, i, c)))))
+                .collect()
         };
         let (cos, sin) = (table(f32::cos), table(f32::sin));
         let cos_t = Tensor::from_slice(&cos, (b, 1, t, d), &dev).unwrap();
         let sin_t = Tensor::from_slice(&sin, (b, 1, t, d), &dev).unwrap();
         let n_rep = nh / nkv;
-        let layout = TokenLayout { cos, sin, per_token: true, sequence_ids: sequence_ids.clone() };
-        let probe = FusedAttention { spec: spec.clone(), layout: layout.clone(), saved: Mutex::new(None) };
+        let layout = TokenLayout {
+            cos,
+            sin,
+            per_token: true,
+            sequence_ids: sequence_ids.clone(),
+        };
+        let probe = FusedAttention {
+            spec: spec.clone(),
+            layout: layout.clone(),
+            saved: Mutex::new(None),
+        };
         let mask: Vec<f32> = (0..b)
             .flat_map(|bi| {
                 let probe = &probe;
                 (0..n_rep).flat_map(move |_| {
                     (0..t).flat_map(move |i| {
-                        (0..t).map(move |j| if probe.visible(bi, i, j) { 0.0 } else { f32::NEG_INFINITY })
+                        (0..t).map(move |j| {
+                            if probe.visible(bi, i, j) {
+                                0.0
+                            } else {
+                                f32::NEG_INFINITY
+                            }
+                        })
                     })
                 })
             })
@@ -545,33 +691,70 @@ mod tests {
         let ours = causal_attention(&q, &k, &v, &spec, layout).unwrap();
         let theirs = reference(&q, &k, &v, &spec, &cos_t, &sin_t, &mask);
         let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
-            (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap()
         };
-        assert!(max_diff(&ours, &theirs) < 1e-5, "forward differs by {}", max_diff(&ours, &theirs));
+        assert!(
+            max_diff(&ours, &theirs) < 1e-5,
+            "forward differs by {}",
+            max_diff(&ours, &theirs)
+        );
         let coef = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
         let grads = |y: &Tensor| (y * &coef).unwrap().sum_all().unwrap().backward().unwrap();
         let (ga, gb) = (grads(&ours), grads(&theirs));
         for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
-            let diff = max_diff(ga.get(x.as_tensor()).unwrap(), gb.get(x.as_tensor()).unwrap());
+            let diff = max_diff(
+                ga.get(x.as_tensor()).unwrap(),
+                gb.get(x.as_tensor()).unwrap(),
+            );
             assert!(diff < 1e-4, "gradient of {name} differs by {diff}");
         }
     }
 
     #[test]
     fn matches_the_composed_attention_with_grouped_heads() {
-        let spec = AttentionSpec { num_heads: 4, num_kv_heads: 2, head_dim: 8, sliding_window: None };
+        let spec = AttentionSpec {
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 8,
+            sliding_window: None,
+        };
         check(spec, 2, 7, None);
     }
 
     #[test]
     fn matches_with_a_sliding_window_and_one_kv_head() {
-        let spec = AttentionSpec { num_heads: 3, num_kv_heads: 1, head_dim: 4, sliding_window: Some(3) };
+        let spec = AttentionSpec {
+            num_heads: 3,
+            num_kv_heads: 1,
+            head_dim: 4,
+            sliding_window: Some(3),
+        };
         check(spec, 1, 9, None);
     }
 
     #[test]
     fn matches_on_packed_rows_with_padding() {
-        let spec = AttentionSpec { num_heads: 2, num_kv_heads: 2, head_dim: 6, sliding_window: None };
-        check(spec, 2, 8, Some(vec![vec![1, 1, 1, 2, 2, 3, 0, 0], vec![1, 1, 1, 1, 1, 2, 2, 2]]));
+        let spec = AttentionSpec {
+            num_heads: 2,
+            num_kv_heads: 2,
+            head_dim: 6,
+            sliding_window: None,
+        };
+        check(
+            spec,
+            2,
+            8,
+            Some(vec![
+                vec![1, 1, 1, 2, 2, 3, 0, 0],
+                vec![1, 1, 1, 1, 1, 2, 2, 2],
+            ]),
+        );
     }
 }

@@ -68,7 +68,11 @@ struct LoraLinear {
     saved_u: Mutex<Option<Vec<f32>>>,
 }
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(x) = storage else {
         candle_core::bail!("lora-linear: {what} must be f32")
     };
@@ -156,7 +160,11 @@ impl CustomOp3 for LoraLinear {
         let (out, w_in) = self.weight.dims2()?;
         let (r, a_in) = a_layout.shape().dims2()?;
         if w_in != inp || a_in != inp || b_layout.shape().dims() != [out, r] {
-            candle_core::bail!("lora-linear: shapes x {:?}, W ({out}, {w_in}), A ({r}, {a_in}), B {:?} do not fit", x_layout.shape(), b_layout.shape())
+            candle_core::bail!(
+                "lora-linear: shapes x {:?}, W ({out}, {w_in}), A ({r}, {a_in}), B {:?} do not fit",
+                x_layout.shape(),
+                b_layout.shape()
+            )
         }
         let x = contiguous_f32(x_storage, x_layout, "x")?;
         let a = contiguous_f32(a_storage, a_layout, "A")?;
@@ -164,15 +172,42 @@ impl CustomOp3 for LoraLinear {
         let mut y = vec![0f32; rows * out];
         // SAFETY: y (rows×out) = x (rows×in) · Wᵀ (W row-major (out, in) read as (in, out) with strides (1, in)).
         with_f32(&self.weight, "W", |w| unsafe {
-            gemm((rows, out, inp), y.as_mut_ptr(), x.as_ptr(), (inp, 1), w.as_ptr(), (1, inp), 1.0, false);
+            gemm(
+                (rows, out, inp),
+                y.as_mut_ptr(),
+                x.as_ptr(),
+                (inp, 1),
+                w.as_ptr(),
+                (1, inp),
+                1.0,
+                false,
+            );
         })?;
         let xd = self.dropped(x);
         let xd = xd.as_deref().unwrap_or(x);
         let mut u = vec![0f32; rows * r];
         // SAFETY: u (rows×r) = xd · Aᵀ as above; y += s·u·Bᵀ (B (out, r) read as (r, out)). Buffers sized to match.
         unsafe {
-            gemm((rows, r, inp), u.as_mut_ptr(), xd.as_ptr(), (inp, 1), a.as_ptr(), (1, inp), 1.0, false);
-            gemm((rows, out, r), y.as_mut_ptr(), u.as_ptr(), (r, 1), b.as_ptr(), (1, r), self.scale, true);
+            gemm(
+                (rows, r, inp),
+                u.as_mut_ptr(),
+                xd.as_ptr(),
+                (inp, 1),
+                a.as_ptr(),
+                (1, inp),
+                1.0,
+                false,
+            );
+            gemm(
+                (rows, out, r),
+                y.as_mut_ptr(),
+                u.as_ptr(),
+                (r, 1),
+                b.as_ptr(),
+                (1, r),
+                self.scale,
+                true,
+            );
         }
         if let Ok(mut saved) = self.saved_u.lock() {
             *saved = Some(u);
@@ -211,12 +246,39 @@ impl CustomOp3 for LoraLinear {
         with_f32(&grad, "the gradient", |g| {
             with_f32(&self.weight, "W", |w| unsafe {
                 // dx = g·W
-                gemm((rows, inp, out), dx.as_mut_ptr(), g.as_ptr(), (out, 1), w.as_ptr(), (inp, 1), 1.0, false);
+                gemm(
+                    (rows, inp, out),
+                    dx.as_mut_ptr(),
+                    g.as_ptr(),
+                    (out, 1),
+                    w.as_ptr(),
+                    (inp, 1),
+                    1.0,
+                    false,
+                );
             })?;
             unsafe {
                 // gb = s·g·B (rows×r); dB = s·gᵀ·u (out×r).
-                gemm((rows, r, out), gb.as_mut_ptr(), g.as_ptr(), (out, 1), bv.as_ptr(), (r, 1), s, false);
-                gemm((out, r, rows), db.as_mut_ptr(), g.as_ptr(), (1, out), u.as_ptr(), (r, 1), s, false);
+                gemm(
+                    (rows, r, out),
+                    gb.as_mut_ptr(),
+                    g.as_ptr(),
+                    (out, 1),
+                    bv.as_ptr(),
+                    (r, 1),
+                    s,
+                    false,
+                );
+                gemm(
+                    (out, r, rows),
+                    db.as_mut_ptr(),
+                    g.as_ptr(),
+                    (1, out),
+                    u.as_ptr(),
+                    (r, 1),
+                    s,
+                    false,
+                );
             }
             candle_core::Result::Ok(())
         })??;
@@ -226,20 +288,47 @@ impl CustomOp3 for LoraLinear {
             let xd = xd.as_deref().unwrap_or(xs);
             // dA = gbᵀ·xd (r×in)
             unsafe {
-                gemm((r, inp, rows), da.as_mut_ptr(), gb.as_ptr(), (1, r), xd.as_ptr(), (inp, 1), 1.0, false);
+                gemm(
+                    (r, inp, rows),
+                    da.as_mut_ptr(),
+                    gb.as_ptr(),
+                    (1, r),
+                    xd.as_ptr(),
+                    (inp, 1),
+                    1.0,
+                    false,
+                );
             }
         })?;
         match self.dropout {
             // dx += gb·A directly when no dropout masks the adapter's input.
             None => unsafe {
                 // SAFETY: dx (rows×in) += gb (rows×r) · A (r×in).
-                gemm((rows, inp, r), dx.as_mut_ptr(), gb.as_ptr(), (r, 1), av.as_ptr(), (inp, 1), 1.0, true);
+                gemm(
+                    (rows, inp, r),
+                    dx.as_mut_ptr(),
+                    gb.as_ptr(),
+                    (r, 1),
+                    av.as_ptr(),
+                    (inp, 1),
+                    1.0,
+                    true,
+                );
             },
             Some(d) => {
                 let mut dxd = vec![0f32; rows * inp];
                 // SAFETY: dxd (rows×in) = gb (rows×r) · A (r×in).
                 unsafe {
-                    gemm((rows, inp, r), dxd.as_mut_ptr(), gb.as_ptr(), (r, 1), av.as_ptr(), (inp, 1), 1.0, false);
+                    gemm(
+                        (rows, inp, r),
+                        dxd.as_mut_ptr(),
+                        gb.as_ptr(),
+                        (r, 1),
+                        av.as_ptr(),
+                        (inp, 1),
+                        1.0,
+                        false,
+                    );
                 }
                 dx.par_chunks_mut(CHUNK)
                     .zip(dxd.par_chunks(CHUNK))
@@ -302,7 +391,9 @@ mod tests {
         let dev = Device::Cpu;
         let (rows, inp, out, r) = (13, 21, 17, 4);
         let w = Tensor::randn(0f32, 1.0, (out, inp), &dev).unwrap();
-        let var = |shape: (usize, usize)| Var::from_tensor(&Tensor::randn(0f32, 1.0, shape, &dev).unwrap()).unwrap();
+        let var = |shape: (usize, usize)| {
+            Var::from_tensor(&Tensor::randn(0f32, 1.0, shape, &dev).unwrap()).unwrap()
+        };
         let (x, a, b) = (var((rows, inp)), var((r, inp)), var((out, r)));
         let ours = lora_linear(&x, &w, &a, &b, 0.75, dropout).unwrap();
         // The composition the decoder uses without this op.
@@ -310,17 +401,33 @@ mod tests {
             Some(d) => crate::lora::dropout(&x, d.p, d.seed).unwrap(),
             None => x.as_tensor().clone(),
         };
-        let lora = (xd.matmul(&a.t().unwrap()).unwrap().matmul(&b.t().unwrap()).unwrap() * 0.75).unwrap();
+        let lora = (xd
+            .matmul(&a.t().unwrap())
+            .unwrap()
+            .matmul(&b.t().unwrap())
+            .unwrap()
+            * 0.75)
+            .unwrap();
         let theirs = (x.matmul(&w.t().unwrap()).unwrap() + lora).unwrap();
         let max_diff = |p: &Tensor, q: &Tensor| -> f32 {
-            (p - q).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+            (p - q)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap()
         };
         assert!(max_diff(&ours, &theirs) < 1e-4);
         let coef = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
         let grads = |y: &Tensor| (y * &coef).unwrap().sum_all().unwrap().backward().unwrap();
         let (ga, gb) = (grads(&ours), grads(&theirs));
         for (name, v) in [("x", &x), ("A", &a), ("B", &b)] {
-            let diff = max_diff(ga.get(v.as_tensor()).unwrap(), gb.get(v.as_tensor()).unwrap());
+            let diff = max_diff(
+                ga.get(v.as_tensor()).unwrap(),
+                gb.get(v.as_tensor()).unwrap(),
+            );
             assert!(diff < 1e-3, "gradient of {name} differs by {diff}");
         }
     }
@@ -337,7 +444,9 @@ mod tests {
 
     #[test]
     fn dropout_keeps_the_expected_share() {
-        let kept = (0..100_000).filter(|&i| dropout_mask(7, i, 0.25) > 0.0).count();
+        let kept = (0..100_000)
+            .filter(|&i| dropout_mask(7, i, 0.25) > 0.0)
+            .count();
         assert!((kept as f64 / 100_000.0 - 0.75).abs() < 0.01, "kept {kept}");
         assert_eq!(dropout_mask(7, 3, 0.25), dropout_mask(7, 3, 0.25));
     }

@@ -74,11 +74,23 @@ impl CustomOp1 for RmsNorm {
         let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let mut dx = vec![0f32; x.len()];
         dx.par_chunks_mut(n * ROWS_PER_TASK)
-            .zip(x.par_chunks(n * ROWS_PER_TASK).zip(g.par_chunks(n * ROWS_PER_TASK)))
+            .zip(
+                x.par_chunks(n * ROWS_PER_TASK)
+                    .zip(g.par_chunks(n * ROWS_PER_TASK)),
+            )
             .for_each(|(dst, (xs, gs))| {
-                for ((d, x), g) in dst.chunks_exact_mut(n).zip(xs.chunks_exact(n)).zip(gs.chunks_exact(n)) {
+                for ((d, x), g) in dst
+                    .chunks_exact_mut(n)
+                    .zip(xs.chunks_exact(n))
+                    .zip(gs.chunks_exact(n))
+                {
                     let r = self.inv_rms(x);
-                    let dot: f32 = x.iter().zip(g).zip(&self.weight).map(|((x, g), w)| x * g * w).sum();
+                    let dot: f32 = x
+                        .iter()
+                        .zip(g)
+                        .zip(&self.weight)
+                        .map(|((x, g), w)| x * g * w)
+                        .sum();
                     let k = r * r * r * dot / n as f32;
                     for (((d, &x), &g), &w) in d.iter_mut().zip(x).zip(g).zip(&self.weight) {
                         *d = r * w * g - k * x;
@@ -104,7 +116,8 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
         weight: weight.flatten_all()?.to_vec1::<f32>()?,
         eps: eps as f32,
     };
-    Ok(x.contiguous()?.apply_op1_arc(std::sync::Arc::new(Box::new(op)))?)
+    Ok(x.contiguous()?
+        .apply_op1_arc(std::sync::Arc::new(Box::new(op)))?)
 }
 
 #[cfg(test)]

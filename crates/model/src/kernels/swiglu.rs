@@ -41,7 +41,10 @@ impl CustomOp2 for SwiGlu {
         if gate_layout.shape() != up_layout.shape() {
             candle_core::bail!("swiglu: gate and up differ in shape")
         }
-        let (gate, up) = (contiguous_f32(gate, gate_layout)?, contiguous_f32(up, up_layout)?);
+        let (gate, up) = (
+            contiguous_f32(gate, gate_layout)?,
+            contiguous_f32(up, up_layout)?,
+        );
         let mut out = vec![0f32; gate.len()];
         out.par_chunks_mut(CHUNK)
             .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
@@ -68,7 +71,11 @@ impl CustomOp2 for SwiGlu {
         d_gate
             .par_chunks_mut(CHUNK)
             .zip(d_up.par_chunks_mut(CHUNK))
-            .zip(a.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)).zip(g.par_chunks(CHUNK)))
+            .zip(
+                a.par_chunks(CHUNK)
+                    .zip(u.par_chunks(CHUNK))
+                    .zip(g.par_chunks(CHUNK)),
+            )
             .for_each(|((dg, du), ((a, u), g))| {
                 for i in 0..a.len() {
                     let s = sigmoid(a[i]);

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, TensorId, Var};
 
 use super::llama::{DecoderLayer, LayerStep};
-use crate::kernels::attention::TokenLayout;
 use crate::error::Result;
+use crate::kernels::attention::TokenLayout;
 
 /// Adapter gradients produced by recomputed layers, by tensor id.
 #[derive(Debug, Clone, Default)]

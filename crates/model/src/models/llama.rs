@@ -91,17 +91,15 @@ impl Attention {
         })
     }
 
-    /// `x`: `(batch, seq, hidden)` at positions `offset..offset+seq`.
+    /// `x`: `(batch, seq, hidden)` at positions `step.offset..step.offset+seq`.
     fn forward(
         &self,
         x: &Tensor,
-        (cos, sin): (&Tensor, &Tensor),
         cache: Option<(&mut KvCache, usize)>,
-        offset: usize,
-        seed: Option<u64>,
-        packed_mask: Option<&Tensor>,
-        tokens: Option<&TokenLayout>,
+        step: &LayerStep,
     ) -> Result<Tensor> {
+        let ((cos, sin), offset, seed) = (step.rope, step.offset, step.seed);
+        let (packed_mask, tokens) = (step.packed_mask, step.tokens);
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let q = self.q_proj.forward_t(x, sub_seed(seed, 0))?;
@@ -275,15 +273,7 @@ impl DecoderLayer {
         step: &LayerStep,
     ) -> Result<Tensor> {
         let h = self.input_layernorm.forward(x)?;
-        let h = self.self_attn.forward(
-            &h,
-            step.rope,
-            cache,
-            step.offset,
-            step.seed,
-            step.packed_mask,
-            step.tokens,
-        )?;
+        let h = self.self_attn.forward(&h, cache, step)?;
         let x = (x + intermediate_dropout(&h, step.intermediate_dropout, step.seed, 7)?)?;
         let h = self
             .mlp
