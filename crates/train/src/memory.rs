@@ -2,10 +2,12 @@
 //! anything is loaded, so a run that cannot fit says so up front (and the estimate is printed with every run).
 //!
 //! Weights and adapter state are exact counts. Activations follow what the autograd graph keeps per token and
-//! layer (the inputs of every op that needs them for its backward); the coefficients were checked against peak
-//! RSS measured on this engine — within −5 %…+10 % on the demo backbone and a 1 B model at float32, int8 and
-//! int4 with gradient checkpointing (docs/performance.md, "Memory and quantized backbones"). Runs without
-//! checkpointing are estimated from the same per-layer figures but were not calibrated as closely.
+//! layer (the inputs of every op that needs them for its backward), at the full `batch × max_length` (a step
+//! computes only the real tokens, so this is an upper bound). The composed-op coefficients were checked against
+//! peak RSS — within −5 %…+10 % on the demo backbone and a 1 B model with gradient checkpointing
+//! (docs/performance.md, "Memory and quantized backbones"); the fused f32 ops keep about half as much, and their
+//! coefficients are counted from what each op keeps (a 4 × 256 demo step without checkpointing: estimate
+//! 3.1 GiB, measured peak 2.5 GiB).
 
 use ferrotune_model::config::ModelConfig;
 use ferrotune_model::lora::LoraSpec;
@@ -38,11 +40,16 @@ pub struct RunShape<'a> {
     pub gradient_checkpointing: bool,
 }
 
-/// Fitted: bytes kept per token per layer, as multiples of the hidden size, the intermediate size and the
-/// attention scores (per head and key position).
+/// Fitted: f32 values kept per token per layer, as multiples of the hidden size, the intermediate size and the
+/// attention scores (per head and key position), by the composed ops (16-bit compute) …
 const HIDDEN_COPIES: f64 = 24.0;
 const INTERMEDIATE_COPIES: f64 = 6.0;
 const SCORE_COPIES: f64 = 4.0;
+/// … and by the fused f32 ops (`ferrotune_model::kernels`): the norm, projection, rotated q/k/v, attention,
+/// residual and MLP outputs, and one probability matrix per head.
+const FUSED_HIDDEN_COPIES: f64 = 12.0;
+const FUSED_INTERMEDIATE_COPIES: f64 = 3.0;
+const FUSED_SCORE_COPIES: f64 = 1.0;
 /// Logits at labelled positions: the logits, their log-softmax and the gradient.
 const LOGIT_COPIES: f64 = 3.0;
 const RUNTIME_BYTES: u64 = 400 << 20;
@@ -69,9 +76,18 @@ impl MemoryEstimate {
 
         let tokens = (run.batch_size * run.max_length) as f64;
         // Activations are f32 except the frozen matmuls' outputs in the compute dtype; count them as f32.
-        let per_layer_token = HIDDEN_COPIES * model.hidden_size as f64
-            + INTERMEDIATE_COPIES * model.intermediate_size as f64;
-        let scores = SCORE_COPIES
+        let (hidden_copies, intermediate_copies, score_copies) = if run.compute == DType::F32 {
+            (
+                FUSED_HIDDEN_COPIES,
+                FUSED_INTERMEDIATE_COPIES,
+                FUSED_SCORE_COPIES,
+            )
+        } else {
+            (HIDDEN_COPIES, INTERMEDIATE_COPIES, SCORE_COPIES)
+        };
+        let per_layer_token = hidden_copies * model.hidden_size as f64
+            + intermediate_copies * model.intermediate_size as f64;
+        let scores = score_copies
             * (run.batch_size * model.num_heads * run.max_length * run.max_length) as f64;
         let one_layer = tokens * per_layer_token * 4.0 + scores * 4.0;
         let activations = if run.gradient_checkpointing {

@@ -68,20 +68,6 @@ struct LoraLinear {
     saved_u: Mutex<Option<Vec<f32>>>,
 }
 
-fn contiguous_f32<'a>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-    what: &str,
-) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(x) = storage else {
-        candle_core::bail!("lora-linear: {what} must be f32")
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("lora-linear: {what} must be contiguous")
-    };
-    Ok(&x[start..end])
-}
-
 fn threads() -> gemm::Parallelism {
     gemm::Parallelism::Rayon(candle_core::utils::get_num_threads())
 }
@@ -133,7 +119,7 @@ fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> candle_co
     let candle_core::Storage::Cpu(cpu) = &*storage else {
         candle_core::bail!("lora-linear: {what} must be on the CPU")
     };
-    Ok(f(contiguous_f32(cpu, layout, what)?))
+    Ok(f(super::contiguous_f32(cpu, layout, "lora-linear", what)?))
 }
 
 impl LoraLinear {
@@ -166,9 +152,9 @@ impl CustomOp3 for LoraLinear {
                 b_layout.shape()
             )
         }
-        let x = contiguous_f32(x_storage, x_layout, "x")?;
-        let a = contiguous_f32(a_storage, a_layout, "A")?;
-        let b = contiguous_f32(b_storage, b_layout, "B")?;
+        let x = super::contiguous_f32(x_storage, x_layout, "lora-linear", "x")?;
+        let a = super::contiguous_f32(a_storage, a_layout, "lora-linear", "A")?;
+        let b = super::contiguous_f32(b_storage, b_layout, "lora-linear", "B")?;
         let mut y = vec![0f32; rows * out];
         // SAFETY: y (rows×out) = x (rows×in) · Wᵀ (W row-major (out, in) read as (in, out) with strides (1, in)).
         with_f32(&self.weight, "W", |w| unsafe {

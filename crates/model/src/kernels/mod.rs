@@ -9,6 +9,37 @@ pub mod rms_norm;
 pub mod softmax;
 pub mod swiglu;
 
+/// A pointer that parallel tasks writing disjoint elements of one buffer share.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut(pub(crate) *mut f32);
+// SAFETY: every user writes a disjoint set of elements, and the buffer outlives the parallel loop (documented at
+// each use).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper, not the raw field).
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// The f32 elements of a contiguous CPU storage, or an error naming the op and the operand.
+pub(crate) fn contiguous_f32<'a>(
+    storage: &'a candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+    op: &str,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let candle_core::CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: {what} must be f32")
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: {what} must be contiguous")
+    };
+    Ok(&data[start..end])
+}
+
 /// `dst = lhs · rhs` in f32: `lhs` is `m×k` row-major, element `(p, j)` of the `k×n` right operand is at
 /// `rhs[p·rhs_rs + j·rhs_cs]`, and `dst`'s rows are `dst_rs` apart (its columns contiguous). Overwrites `dst`.
 ///

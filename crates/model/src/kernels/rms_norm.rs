@@ -24,16 +24,6 @@ impl RmsNorm {
     }
 }
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(x) = storage else {
-        candle_core::bail!("rms-norm: the input must be f32")
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("rms-norm: the input must be contiguous")
-    };
-    Ok(&x[start..end])
-}
-
 impl CustomOp1 for RmsNorm {
     fn name(&self) -> &'static str {
         "rms-norm-bwd"
@@ -44,7 +34,7 @@ impl CustomOp1 for RmsNorm {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(storage, layout)?;
+        let x = super::contiguous_f32(storage, layout, "rms-norm", "the input")?;
         let n = self.weight.len();
         if layout.shape().dims().last() != Some(&n) {
             candle_core::bail!("rms-norm: the input's last dimension must be {n}")

@@ -12,16 +12,6 @@ struct SwiGlu;
 /// Elements per parallel task.
 const CHUNK: usize = 16 * 1024;
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(x) = storage else {
-        candle_core::bail!("swiglu: the inputs must be f32")
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("swiglu: the inputs must be contiguous")
-    };
-    Ok(&x[start..end])
-}
-
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -42,8 +32,8 @@ impl CustomOp2 for SwiGlu {
             candle_core::bail!("swiglu: gate and up differ in shape")
         }
         let (gate, up) = (
-            contiguous_f32(gate, gate_layout)?,
-            contiguous_f32(up, up_layout)?,
+            super::contiguous_f32(gate, gate_layout, "swiglu", "gate")?,
+            super::contiguous_f32(up, up_layout, "swiglu", "up")?,
         );
         let mut out = vec![0f32; gate.len()];
         out.par_chunks_mut(CHUNK)

@@ -9,35 +9,7 @@ use rayon::prelude::*;
 
 use super::{QuantizedMatrix, BLOCK};
 use crate::error::Result;
-use crate::kernels::gemm_f32;
-
-/// A raw pointer the tile tasks share; each task writes a disjoint set of columns.
-#[derive(Clone, Copy)]
-struct SharedDst(*mut f32);
-// SAFETY: tasks write disjoint elements (see the callers), and the buffer outlives the parallel loop.
-unsafe impl Send for SharedDst {}
-unsafe impl Sync for SharedDst {}
-
-impl SharedDst {
-    /// The pointer (a method, so closures capture the `Send` wrapper rather than the raw field).
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
-}
-
-fn contiguous_f32<'a>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-    op: &str,
-) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("{op}: the input must be f32")
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op}: the input must be contiguous")
-    };
-    Ok(&data[start..end])
-}
+use crate::kernels::{contiguous_f32, gemm_f32, SharedMut};
 
 /// Number of tiles to split `len` units into: a few per thread, each at least `min` units.
 fn tile_size(len: usize, min: usize, multiple: usize) -> usize {
@@ -50,7 +22,7 @@ fn tile_size(len: usize, min: usize, multiple: usize) -> usize {
 fn forward(w: &QuantizedMatrix, x: &[f32], m: usize, dst: &mut [f32]) {
     let (n, k) = w.dims();
     let tile = tile_size(n, 16, 8);
-    let out = SharedDst(dst.as_mut_ptr());
+    let out = SharedMut(dst.as_mut_ptr());
     (0..n.div_ceil(tile))
         .into_par_iter()
         .for_each_init(Vec::new, |buf: &mut Vec<f32>, t| {
@@ -63,7 +35,7 @@ fn forward(w: &QuantizedMatrix, x: &[f32], m: usize, dst: &mut [f32]) {
             unsafe {
                 gemm_f32(
                     (m, r1 - r0, k),
-                    out.ptr().add(r0),
+                    out.get().add(r0),
                     n,
                     x.as_ptr(),
                     buf.as_ptr(),
@@ -78,7 +50,7 @@ fn forward(w: &QuantizedMatrix, x: &[f32], m: usize, dst: &mut [f32]) {
 fn input_grad(w: &QuantizedMatrix, g: &[f32], m: usize, dst: &mut [f32]) {
     let (n, k) = w.dims();
     let tile = tile_size(k, BLOCK, BLOCK);
-    let out = SharedDst(dst.as_mut_ptr());
+    let out = SharedMut(dst.as_mut_ptr());
     (0..k.div_ceil(tile))
         .into_par_iter()
         .for_each_init(Vec::new, |buf: &mut Vec<f32>, t| {
@@ -91,7 +63,7 @@ fn input_grad(w: &QuantizedMatrix, g: &[f32], m: usize, dst: &mut [f32]) {
             unsafe {
                 gemm_f32(
                     (m, width, n),
-                    out.ptr().add(c0),
+                    out.get().add(c0),
                     k,
                     g.as_ptr(),
                     buf.as_ptr(),
@@ -119,7 +91,7 @@ impl CustomOp1 for QuantizedMatmul {
         if k != wk {
             candle_core::bail!("quantized-matmul: input has {k} features, the weight expects {wk}")
         }
-        let x = contiguous_f32(storage, layout, "quantized-matmul")?;
+        let x = contiguous_f32(storage, layout, "quantized-matmul", "the input")?;
         let mut dst = vec![0f32; m * n];
         forward(&self.0, x, m, &mut dst);
         Ok((CpuStorage::F32(dst), Shape::from((m, n))))
@@ -158,7 +130,7 @@ impl CustomOp1 for QuantizedMatmulInputGrad {
                 "quantized-matmul backward: gradient has {n} features, the weight has {wn} rows"
             )
         }
-        let g = contiguous_f32(storage, layout, "quantized-matmul backward")?;
+        let g = contiguous_f32(storage, layout, "quantized-matmul backward", "the gradient")?;
         let mut dst = vec![0f32; m * k];
         input_grad(&self.0, g, m, &mut dst);
         Ok((CpuStorage::F32(dst), Shape::from((m, k))))
