@@ -68,48 +68,38 @@ struct LoraLinear {
     saved_u: Mutex<Option<Vec<f32>>>,
 }
 
-fn threads() -> gemm::Parallelism {
-    gemm::Parallelism::Rayon(candle_core::utils::get_num_threads())
-}
-
-/// `dst (m×n) = beta·lhs·rhs (+ dst if accumulate)`, all row-major except where strides say otherwise.
+/// `dst (m×n, row-major) = beta·lhs·rhs` (`+=` with `accumulate`) on every core.
 ///
 /// # Safety
-/// The pointers must be valid for every element the shapes and strides address; `dst` aliases neither operand.
+/// As [`super::gemm_strided`]; `dst` is `m×n` contiguous.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
     lhs: *const f32,
-    (lhs_rs, lhs_cs): (usize, usize),
+    lhs_strides: (usize, usize),
     rhs: *const f32,
-    (rhs_rs, rhs_cs): (usize, usize),
+    rhs_strides: (usize, usize),
     beta: f32,
     accumulate: bool,
 ) {
+    let mode = super::GemmMode {
+        beta,
+        accumulate,
+        parallelism: gemm::Parallelism::Rayon(candle_core::utils::get_num_threads()),
+    };
     // SAFETY: forwarded to the caller.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
+        super::gemm_strided(
+            (m, n, k),
             dst,
-            1,
-            n as isize,
-            accumulate,
+            (n, 1),
             lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
+            lhs_strides,
             rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            threads(),
-        );
+            rhs_strides,
+            mode,
+        )
     }
 }
 

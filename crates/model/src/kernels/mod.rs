@@ -40,6 +40,63 @@ pub(crate) fn contiguous_f32<'a>(
     Ok(&data[start..end])
 }
 
+/// How a GEMM writes `dst`: `dst = beta·lhs·rhs`, or `dst += beta·lhs·rhs` with `accumulate`, on these threads.
+#[derive(Clone, Copy)]
+pub(crate) struct GemmMode {
+    pub beta: f32,
+    pub accumulate: bool,
+    pub parallelism: gemm::Parallelism,
+}
+
+/// One thread, `dst = lhs·rhs` (the per-task products of the parallel kernels).
+pub(crate) const SERIAL: GemmMode = GemmMode {
+    beta: 1.0,
+    accumulate: false,
+    parallelism: gemm::Parallelism::None,
+};
+
+/// f32 `dst (m×n) ← lhs (m×k) · rhs (k×n)` as `mode` says, every operand addressed by (row, column) strides.
+///
+/// # Safety
+/// The pointers must be valid for every element the shapes and strides address; `dst` must not alias the others
+/// nor be written by anyone else meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_strided(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    (dst_rs, dst_cs): (usize, usize),
+    lhs: *const f32,
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: *const f32,
+    (rhs_rs, rhs_cs): (usize, usize),
+    mode: GemmMode,
+) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_cs as isize,
+            dst_rs as isize,
+            mode.accumulate,
+            lhs,
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            mode.beta,
+            false,
+            false,
+            false,
+            mode.parallelism,
+        );
+    }
+}
+
 /// `dst = lhs · rhs` in f32: `lhs` is `m×k` row-major, element `(p, j)` of the `k×n` right operand is at
 /// `rhs[p·rhs_rs + j·rhs_cs]`, and `dst`'s rows are `dst_rs` apart (its columns contiguous). Overwrites `dst`.
 ///
@@ -52,32 +109,25 @@ pub(crate) unsafe fn gemm_f32(
     dst_rs: usize,
     lhs: *const f32,
     rhs: *const f32,
-    (rhs_rs, rhs_cs): (usize, usize),
+    rhs_strides: (usize, usize),
     parallelism: gemm::Parallelism,
 ) {
+    let mode = GemmMode {
+        parallelism,
+        ..SERIAL
+    };
     // SAFETY: forwarded to the caller.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
+        gemm_strided(
+            (m, n, k),
             dst,
-            1,
-            dst_rs as isize,
-            false,
+            (dst_rs, 1),
             lhs,
-            1,
-            k as isize,
+            (k, 1),
             rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
+            rhs_strides,
+            mode,
+        )
     }
 }
 

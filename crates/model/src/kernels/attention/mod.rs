@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::SharedMut;
+use super::{gemm_strided, SharedMut, SERIAL};
 use crate::error::Result;
 
 const OP: &str = "fused attention";
@@ -91,48 +91,6 @@ struct FusedAttention {
     spec: AttentionSpec,
     layout: TokenLayout,
     saved: Mutex<Option<Saved>>,
-}
-
-/// `dst (m×n) = lhs (m×k) · rhs (k×n)` (or `dst +=` with `accumulate`), every operand addressed by (row, column)
-/// strides.
-///
-/// # Safety
-/// The pointers must be valid for every element the shapes and strides address; `dst` must not alias the others.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_strided(
-    (m, n, k): (usize, usize, usize),
-    dst: *mut f32,
-    (dst_rs, dst_cs): (usize, usize),
-    lhs: *const f32,
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: *const f32,
-    (rhs_rs, rhs_cs): (usize, usize),
-    accumulate: bool,
-) {
-    // SAFETY: forwarded to the caller.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            dst_cs as isize,
-            dst_rs as isize,
-            accumulate,
-            lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
 }
 
 impl FusedAttention {
@@ -352,7 +310,7 @@ impl CustomOp3 for FusedAttention {
                     (d, 1),
                     ks.as_ptr(),
                     (1, d),
-                    false,
+                    SERIAL,
                 );
             }
             for (i, scores) in probs.chunks_exact_mut(l).enumerate() {
@@ -387,7 +345,7 @@ impl CustomOp3 for FusedAttention {
                     (l, 1),
                     vs.as_ptr(),
                     (d, 1),
-                    false,
+                    SERIAL,
                 );
             }
         });
@@ -476,7 +434,7 @@ impl CustomOp3 for FusedAttention {
                         (nh * d, 1),
                         vs.as_ptr(),
                         (1, d),
-                        false,
+                        SERIAL,
                     );
                 }
                 for i in 0..l {
@@ -499,7 +457,7 @@ impl CustomOp3 for FusedAttention {
                         (l, 1),
                         ks.as_ptr(),
                         (d, 1),
-                        false,
+                        SERIAL,
                     );
                     // dk̂ share = dSᵀ · q̂
                     gemm_strided(
@@ -510,7 +468,7 @@ impl CustomOp3 for FusedAttention {
                         (1, l),
                         qs.as_ptr(),
                         (d, 1),
-                        false,
+                        SERIAL,
                     );
                     // dv share = Pᵀ · dO
                     gemm_strided(
@@ -521,7 +479,7 @@ impl CustomOp3 for FusedAttention {
                         (1, l),
                         go.as_ptr(),
                         (nh * d, 1),
-                        false,
+                        SERIAL,
                     );
                 }
             });
