@@ -12,8 +12,13 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = commands::Cli::parse();
     let printer = printer::Printer::new(cli.quiet);
-    // The command runs on a compute-pool worker, so every parallel kernel splits without a thread hand-off.
-    match ferrotune_model::threads::install(|| commands::run(cli.command, &printer)) {
+    // The command runs on a compute-pool worker, so every parallel kernel splits without a thread hand-off. The
+    // server is the exception: it waits on the network and hands each generation to the pool itself.
+    let result = match cli.command {
+        commands::Command::Serve(args) => commands::serve::run(args, &printer),
+        command => ferrotune_model::threads::install(|| commands::run(command, &printer)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             if is_broken_pipe(&err) {

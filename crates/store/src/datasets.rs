@@ -168,6 +168,47 @@ impl Store {
         Ok(())
     }
 
+    /// Imports dataset `name` again from its kept originals with another `mapping` (tables, statistics and
+    /// `dataset.json` follow). The new mapping is first tried under a temporary name, so a mapping that does not
+    /// fit the files leaves the dataset as it was.
+    pub fn remap_dataset(&mut self, name: &str, mapping: &Mapping) -> Result<DatasetInfo> {
+        self.dataset(name)?;
+        let dir = self.dataset_dir(name);
+        let staging = TempDir::new(&self.home.datasets(), &format!("remap-{name}"))?;
+        let mut splits = Vec::new();
+        for split in [Split::Train, Split::Validation] {
+            let from = dir.join(ORIGINAL_DIR).join(split.name());
+            if !from.is_dir() {
+                continue;
+            }
+            let to = staging.path().join(split.name());
+            std::fs::create_dir_all(&to).map_err(io(&to))?;
+            for entry in std::fs::read_dir(&from).map_err(io(&from))?.flatten() {
+                let target = to.join(entry.file_name());
+                std::fs::copy(entry.path(), &target).map_err(io(&target))?;
+            }
+            splits.push((split, to));
+        }
+        let options = |name: String| ImportOptions {
+            name,
+            train: splits
+                .iter()
+                .find(|(s, _)| *s == Split::Train)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_else(|| dir.join(ORIGINAL_DIR).join(Split::Train.name())),
+            validation: splits
+                .iter()
+                .find(|(s, _)| *s == Split::Validation)
+                .map(|(_, p)| p.clone()),
+            mapping: mapping.clone(),
+        };
+        let trial = format!("{name}-remap-{}", files::unique());
+        self.import_dataset(&options(trial.clone()))?;
+        self.delete_dataset(&trial)?;
+        self.delete_dataset(name)?;
+        self.import_dataset(&options(name.to_string()))
+    }
+
     /// Every registered dataset, by name.
     pub fn datasets(&self) -> Result<Vec<DatasetInfo>> {
         self.registry.datasets()

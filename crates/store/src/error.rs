@@ -97,6 +97,15 @@ pub enum Error {
     #[error("the grid gives two experiments the same name `{name}`\nhelp: pass a different --name base, or list distinct values")]
     GridNameClash { name: String },
 
+    #[error("a backbone named `{name}` is already registered\nhelp: choose another name, or remove the old entry first")]
+    BackboneExists { name: String },
+
+    #[error("no backbone named `{name}` is registered\nhelp: register a Hugging Face folder on the Backbones page or with the API (`POST /api/backbones`)")]
+    BackboneNotFound { name: String },
+
+    #[error("`{}` is not a Hugging Face model folder: {reason}\nhelp: pick a folder with config.json, *.safetensors and tokenizer.json (or import a .gguf file)", path.display())]
+    NotABackbone { path: PathBuf, reason: String },
+
     #[error("cannot start `{}`: {source}\nhelp: check that the ferrotune binary still exists and is executable", program.display())]
     Spawn {
         program: PathBuf,

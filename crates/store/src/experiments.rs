@@ -2,11 +2,10 @@
 //! stop, resume, restart, delete, rename and compare. Readers reconcile first (see [`crate::tracking::reconcile`]),
 //! so no experiment shows "running" after its process is gone. The runner ([`crate::runner`]) does the running.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ferrotune_config::{
-    check_environment, load_with_overrides, settings, validate, Experiment, Kind, Report,
+    check_environment, load_with_overrides, settings, validate, Experiment, Issue, Kind, Report,
     ValidationStrategy, Value,
 };
 use rusqlite::params;
@@ -49,6 +48,15 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
+/// A plan with every problem found, per setting (see [`Store::review_experiments`]).
+#[derive(Debug, Clone)]
+pub struct Review {
+    pub plan: Plan,
+    /// Problems that block queueing.
+    pub errors: Vec<Issue>,
+    pub warnings: Vec<Issue>,
+}
+
 /// What `stop` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -80,14 +88,6 @@ pub fn device_of(cfg: &Experiment) -> String {
     }
 }
 
-fn problems(report: &Report) -> Vec<String> {
-    report
-        .errors
-        .iter()
-        .map(|issue| issue.to_string())
-        .collect()
-}
-
 /// Relative paths made absolute against the current folder, so the run (started elsewhere, later) finds them.
 fn absolute_paths(cfg: &mut Experiment) -> Result<()> {
     let cwd = std::env::current_dir().map_err(io(Path::new(".")))?;
@@ -107,12 +107,29 @@ fn absolute_paths(cfg: &mut Experiment) -> Result<()> {
 impl Store {
     /// Resolves the experiment file, points it at `--dataset`, expands a grid and validates every experiment
     /// as `train` does (settings, then the files they name, then `extra_checks`, e.g. what this release cannot
-    /// train). Registers nothing.
+    /// train). Registers nothing. Any error is [`Error::InvalidSettings`]; [`Store::review_experiments`] keeps
+    /// them per setting instead.
     pub fn plan_experiments(
         &self,
         options: &StartOptions,
         extra_checks: &dyn Fn(&Experiment) -> Vec<String>,
     ) -> Result<Plan> {
+        let review = self.review_experiments(options, extra_checks)?;
+        if !review.errors.is_empty() {
+            return Err(Error::InvalidSettings {
+                problems: review.errors.iter().map(|i| i.to_string()).collect(),
+            });
+        }
+        Ok(review.plan)
+    }
+
+    /// Like [`Store::plan_experiments`], but returns the plan together with every problem found, each with the
+    /// key of its setting (`""` for the whole experiment), so a form can show them beside their fields.
+    pub fn review_experiments(
+        &self,
+        options: &StartOptions,
+        extra_checks: &dyn Fn(&Experiment) -> Vec<String>,
+    ) -> Result<Review> {
         let mut cfg = load_with_overrides(Some(&options.config), &options.overrides)?;
         if let Some(name) = &options.dataset {
             let train = self.table_path(name, Split::Train)?;
@@ -137,17 +154,21 @@ impl Store {
         // An empty name and a seed of -1 are drawn once, so every run of a grid shares them.
         cfg.fill_generated(ferrotune_config::fresh_entropy());
         // Every problem is reported at once, each once (a grid's experiments share most of them).
-        let first = validate(&cfg);
-        let mut errors: Vec<String> = Vec::new();
-        let mut add = |found: Vec<String>| {
-            for p in found {
-                if !errors.contains(&p) {
-                    errors.push(p);
+        let mut errors: Vec<Issue> = Vec::new();
+        let mut warnings: Vec<Issue> = Vec::new();
+        let mut add = |report: Report| {
+            for e in report.errors {
+                if !errors.contains(&e) {
+                    errors.push(e);
+                }
+            }
+            for w in report.warnings {
+                if !warnings.contains(&w) {
+                    warnings.push(w);
                 }
             }
         };
-        add(problems(&first));
-        let mut warnings: BTreeSet<String> = first.warnings.iter().map(|w| w.to_string()).collect();
+        add(validate(&cfg));
         let runs = crate::grid::expand(&cfg, &cfg.experiment_name);
         let mut planned: Vec<Planned> = Vec::with_capacity(runs.len());
         for (name, mut run) in runs {
@@ -160,18 +181,21 @@ impl Store {
             absolute_paths(&mut run)?;
             let mut report = validate(&run);
             report.extend(check_environment(&run));
-            add(problems(&report));
-            add(extra_checks(&run));
-            warnings.extend(report.warnings.iter().map(|w| w.to_string()));
+            for problem in extra_checks(&run) {
+                report.error(Issue::new("", problem));
+            }
+            add(report);
             planned.push(Planned { name, config: run });
         }
-        if !errors.is_empty() {
-            return Err(Error::InvalidSettings { problems: errors });
-        }
-        Ok(Plan {
+        let plan = Plan {
             experiments: planned,
             dataset: options.dataset.clone(),
-            warnings: warnings.into_iter().collect(),
+            warnings: warnings.iter().map(|w| w.to_string()).collect(),
+        };
+        Ok(Review {
+            plan,
+            errors,
+            warnings,
         })
     }
 

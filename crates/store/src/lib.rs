@@ -25,7 +25,10 @@
 //!
 //! Brief overview:
 //! - [`Store`] opens the home and its [`Registry`]; [`Store::import_dataset`] ([`ImportOptions`]),
-//!   [`Store::merge_dataset`], [`Store::delete_dataset`], [`Store::datasets`], [`Store::sample`].
+//!   [`Store::merge_dataset`], [`Store::remap_dataset`], [`Store::delete_dataset`], [`Store::datasets`],
+//!   [`Store::sample`].
+//! - Backbones: [`Store::backbones`], [`Store::register_backbone`], [`Store::unregister_backbone`]
+//!   (`backbones.json`: names for Hugging Face folders).
 //! - Conversion and statistics are pure data logic in `ferrotune_data::import`; this crate adds files, zip
 //!   archives, atomic publication and the registry.
 //! - Experiments: [`Store::plan_experiments`] ([`StartOptions`]; grids via `grid`) then
@@ -37,6 +40,7 @@
 //!
 //! Start reading at [`Store`], [`registry::MIGRATIONS`] and [`runner`].
 
+mod backbones;
 pub mod dataset;
 mod datasets;
 mod doctor;
@@ -53,12 +57,13 @@ pub mod tracking;
 
 use std::fs::File;
 
+pub use backbones::{check_backbone_folder, BackboneEntry};
 pub use dataset::{format_utc, DatasetInfo, SourceFile, Split, SplitInfo};
 pub use datasets::ImportOptions;
 pub use doctor::{rebuild_index, RebuildReport};
 pub use error::{Error, Result};
 pub use experiment::{ExperimentInfo, Status};
-pub use experiments::{device_of, Comparison, Plan, Planned, StartOptions, Stopped};
+pub use experiments::{device_of, Comparison, Plan, Planned, Review, StartOptions, Stopped};
 pub use ferrotune_assets::Home;
 pub use ferrotune_data::import::{
     CanonicalRow, ColumnCounts, Histogram, Mapping, Shape, Statistics,

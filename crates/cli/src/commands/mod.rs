@@ -12,6 +12,7 @@ mod experiment;
 mod experiment_view;
 mod generate;
 mod score;
+pub mod serve;
 mod train;
 
 use std::path::PathBuf;
@@ -68,6 +69,9 @@ pub enum Command {
     Experiment(experiment::ExperimentCommand),
     /// Check $FERROTUNE_HOME and its registry; --rebuild-index recreates the registry from the files.
     Doctor(doctor::DoctorArgs),
+    /// The no-code web studio: datasets, experiments with live charts, chat and comparison in the browser
+    /// (http://127.0.0.1:10101 by default).
+    Serve(serve::ServeArgs),
 }
 
 /// Runs one command.
@@ -84,6 +88,7 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<()> {
         Command::Dataset(cmd) => dataset::run(cmd, printer),
         Command::Experiment(cmd) => experiment::run(cmd, printer),
         Command::Doctor(args) => doctor::run(args, printer),
+        Command::Serve(args) => serve::run(args, printer),
     }
 }
 

@@ -1,0 +1,86 @@
+//! # ferrotune-server
+//!
+//! The no-code studio behind `ferrotune serve`: server-rendered pages (minijinja templates built into the
+//! binary), our own small script and SVG charts, a JSON API under `/api/` behind every page action
+//! (`docs/api.md`), live updates over Server-Sent Events, and chat with a trained model.
+//!
+//! *Owns*: HTTP (routes, authentication, cross-site request forgery protection, uploads staged under
+//! `uploads/`), the studio settings file (`studio.json`), and the chat model cache. *Must not touch*: the registry
+//! or the `datasets/` and `experiments/` folders except through `ferrotune-store`; tensors except through
+//! `ferrotune-model`'s loading and generation. It never prints: errors with details go to `server.log` in the home.
+//!
+//! Start reading at [`app`] (every route) and [`state::AppState`].
+
+pub mod charts;
+pub mod demo;
+pub mod error;
+pub mod routes;
+pub mod security;
+pub mod state;
+pub mod system;
+pub mod views;
+
+use std::net::{IpAddr, SocketAddr};
+
+pub use error::{ApiError, PageError};
+pub use state::{AppState, StudioSettings};
+
+/// How `ferrotune serve` was started.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub host: IpAddr,
+    /// 0 picks a free port (the bound address is passed to `on_ready`).
+    pub port: u16,
+    /// Required for any address other than loopback.
+    pub token: Option<String>,
+    /// Register the demo backbone and datasets when the home is empty (fetched in the background).
+    pub register_demo: bool,
+}
+
+/// Errors of starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("binding `{host}` (not loopback) needs an access token\nhelp: pass --token SECRET or set FERROTUNE_TOKEN; the login page asks for it")]
+    TokenRequired { host: IpAddr },
+    #[error("cannot listen on `{addr}`: {source}\nhelp: pick another --port, or stop the program that uses it")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the server stopped: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] ferrotune_store::Error),
+}
+
+/// Every route of the studio, with authentication and forgery protection in front.
+pub fn app(state: AppState) -> axum::Router {
+    routes::router(state)
+}
+
+/// Binds, calls `on_ready` with the address, and serves until Ctrl-C.
+pub async fn serve(
+    state: AppState,
+    options: &ServeOptions,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    if !options.host.is_loopback() && options.token.is_none() {
+        return Err(ServeError::TokenRequired { host: options.host });
+    }
+    if options.register_demo {
+        demo::register_in_background(state.clone());
+    }
+    let addr = SocketAddr::new(options.host, options.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(ServeError::Serve)?;
+    on_ready(bound);
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(ServeError::Serve)
+}

@@ -1,0 +1,197 @@
+//! `POST /api/experiments/{name}/chat`: the conversation so far in, the answer out as Server-Sent Events
+//! (`token` pieces, then `done` with timings, or `error`), from the experiment's backbone with its trained
+//! adapter (the backbone alone while no adapter is saved). The loaded model is kept for the next message.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::post;
+use axum::{Json, Router};
+use ferrotune_config::{BackboneDtype, Experiment};
+use ferrotune_model::{generate, Backbone, Device, Message};
+use futures_util::Stream;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+
+use crate::error::ApiError;
+use crate::state::{AppState, LoadedModel};
+
+/// The most new tokens a chat answer may ask for.
+pub const MAX_NEW_TOKENS: usize = 2048;
+
+pub fn api() -> Router<AppState> {
+    Router::new().route("/experiments/{name}/chat", post(chat_create))
+}
+
+/// One chat message.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// Editable generation settings (defaults: the backbone's, greedy).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ChatSettings {
+    pub max_new_tokens: usize,
+    pub temperature: f64,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+    pub repetition_penalty: f64,
+    pub seed: u64,
+    pub system: String,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        ChatSettings {
+            max_new_tokens: 256,
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            repetition_penalty: 1.0,
+            seed: 0,
+            system: String::new(),
+        }
+    }
+}
+
+/// `POST /api/experiments/{name}/chat`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessage>,
+    #[serde(default)]
+    pub settings: ChatSettings,
+}
+
+fn weight_format(cfg: &Experiment) -> &'static str {
+    match cfg.architecture.backbone_dtype {
+        BackboneDtype::Int8 => "int8",
+        BackboneDtype::Int4 if cfg.architecture.double_quantization => "int4-dq",
+        BackboneDtype::Int4 => "int4",
+        // Chat runs on the CPU, where f32 is the fast path.
+        _ => "f32",
+    }
+}
+
+fn load(state: &AppState, cfg: &Experiment, adapter: Option<PathBuf>) -> Result<(), ApiError> {
+    let backbone_path = ferrotune_config::expand_path(cfg.llm_backbone.trim());
+    let stamp = adapter
+        .as_ref()
+        .and_then(|a| std::fs::metadata(a.join("adapter_model.safetensors")).ok())
+        .and_then(|m| m.modified().ok());
+    let key = (backbone_path.clone(), adapter.clone(), stamp);
+    let mut slot = state
+        .chat
+        .lock()
+        .map_err(|_| ApiError::internal("the chat model lock is poisoned"))?;
+    if slot.as_ref().is_some_and(|m| m.key == key) {
+        return Ok(());
+    }
+    *slot = None;
+    let format = ferrotune_model::parse_weight_format(weight_format(cfg))?;
+    let mut backbone = Backbone::load(&backbone_path, format, &Device::Cpu, &state.home.backbones())
+        .map_err(|e| ApiError::bad_request(format!("cannot load backbone `{}`: {e}", backbone_path.display())))?;
+    if let Some(dir) = &adapter {
+        ferrotune_model::adapter::load_peft(&mut backbone.model, dir)
+            .map_err(|e| ApiError::bad_request(format!("cannot load adapter `{}`: {e}", dir.display())))?;
+    }
+    *slot = Some(LoadedModel { key, backbone });
+    Ok(())
+}
+
+fn answer(
+    state: &AppState,
+    cfg: &Experiment,
+    adapter: Option<PathBuf>,
+    req: &ChatRequest,
+    tx: &mpsc::Sender<Event>,
+) -> Result<(), ApiError> {
+    if req.messages.is_empty() || req.messages.last().is_some_and(|m| m.role != "user") {
+        return Err(ApiError::bad_request("the conversation must end with a user message"));
+    }
+    if req.settings.max_new_tokens == 0 || req.settings.max_new_tokens > MAX_NEW_TOKENS {
+        return Err(ApiError::bad_request(format!(
+            "`max_new_tokens` must be between 1 and {MAX_NEW_TOKENS}"
+        )));
+    }
+    load(state, cfg, adapter)?;
+    let slot = state
+        .chat
+        .lock()
+        .map_err(|_| ApiError::internal("the chat model lock is poisoned"))?;
+    let Some(loaded) = slot.as_ref() else {
+        return Err(ApiError::internal("the chat model did not stay loaded"));
+    };
+    let backbone = &loaded.backbone;
+    let template = backbone
+        .tokenizer
+        .chat_template()
+        .ok_or_else(|| ApiError::bad_request(ferrotune_model::chat_template_missing().to_string()))?;
+    let mut history: Vec<Message> = Vec::new();
+    if !req.settings.system.trim().is_empty() {
+        history.push(Message::new("system", req.settings.system.clone()));
+    }
+    history.extend(req.messages.iter().map(|m| Message::new(&m.role, m.content.clone())));
+    let rendered = template
+        .render(&history, true)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let ids = backbone.tokenizer.encode(&rendered, false)?;
+    let s = &req.settings;
+    let gen_cfg = ferrotune_model::GenerationConfig {
+        max_new_tokens: s.max_new_tokens,
+        temperature: s.temperature,
+        top_k: s.top_k,
+        top_p: s.top_p,
+        repetition_penalty: s.repetition_penalty,
+        seed: s.seed,
+        ..backbone.generation_config()
+    };
+    let out = ferrotune_model::threads::install(|| {
+        generate(&backbone.model, &backbone.tokenizer, &ids, &gen_cfg, &mut |piece| {
+            let _ = tx.blocking_send(Event::default().event("token").data(
+                serde_json::to_string(piece).unwrap_or_default(),
+            ));
+        })
+    })?;
+    let done = serde_json::json!({
+        "text": out.text,
+        "tokens": out.token_ids.len(),
+        "finish_reason": format!("{:?}", out.finish_reason).to_lowercase(),
+        "tokens_per_second": out.decode_tokens_per_second(),
+    });
+    let _ = tx.blocking_send(Event::default().event("done").data(done.to_string()));
+    Ok(())
+}
+
+async fn chat_create(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<ChatRequest>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let n = name.clone();
+    let info = state.with_store(move |s| Ok(s.experiment(&n)?)).await?;
+    let cfg = Experiment::from_yaml_str(&info.config, &name)?;
+    let adapter = Some(info.output_dir.join("adapter")).filter(|a| a.join("adapter_config.json").is_file());
+    let (tx, rx) = mpsc::channel(1024);
+    let note = match &adapter {
+        Some(a) => format!("the backbone with the trained adapter `{}`", a.display()),
+        None => "the backbone alone: this experiment has saved no adapter yet".to_string(),
+    };
+    let _ = tx.send(Event::default().event("info").data(serde_json::to_string(&note).unwrap_or_default())).await;
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = answer(&state, &cfg, adapter, &req, &tx) {
+            let _ = tx.blocking_send(
+                Event::default()
+                    .event("error")
+                    .data(serde_json::to_string(&e.message).unwrap_or_default()),
+            );
+        }
+    });
+    Ok(Sse::new(ReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::default()))
+}

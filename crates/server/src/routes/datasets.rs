@@ -1,0 +1,575 @@
+//! `/datasets…` and `/api/datasets…`, `/api/uploads`: upload (streamed to `uploads/<id>/`, size-limited) or a
+//! local path, a preview with a guessed mapping, import, list, view (sample rows as conversations, statistics
+//! as charts), edit the mapping, delete.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use axum::extract::{Multipart, Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::Html;
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use ferrotune_store::{CanonicalRow, DatasetInfo, Mapping, Shape, Split};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use crate::charts::{bar_chart, histogram_bars, Bar};
+use crate::error::{ApiError, PageError};
+use crate::security::{random_hex, Csrf};
+use crate::state::AppState;
+use crate::views;
+
+pub fn api() -> Router<AppState> {
+    Router::new()
+        .route("/uploads", post(uploads_create))
+        .route("/datasets", get(datasets_index).post(datasets_create))
+        .route("/datasets/preview", post(datasets_preview))
+        .route("/datasets/{name}", get(datasets_show).delete(datasets_delete))
+        .route("/datasets/{name}/rows", get(datasets_rows))
+        .route("/datasets/{name}/mapping", put(datasets_remap))
+}
+
+pub fn pages() -> Router<AppState> {
+    Router::new()
+        .route("/datasets", get(datasets_page))
+        .route("/datasets/new", get(dataset_new_page))
+        .route("/datasets/{name}", get(dataset_page))
+}
+
+/// A staged upload.
+#[derive(Debug, Serialize)]
+pub struct Upload {
+    /// Pass this as `upload` to preview and import.
+    pub upload: String,
+    pub file: String,
+    pub bytes: u64,
+}
+
+/// Keeps the name's last component, in letters, digits, `-`, `_` and `.`; never `..` or a hidden file.
+pub fn safe_file_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = last
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let clean = clean.trim_start_matches('.').to_string();
+    if clean.is_empty() {
+        "upload".into()
+    } else {
+        clean
+    }
+}
+
+fn upload_path(state: &AppState, id: &str) -> Result<PathBuf, ApiError> {
+    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(format!(
+            "`{id}` is not an upload id; upload the file first (`POST /api/uploads`)"
+        )));
+    }
+    let dir = state.home.root().join("uploads").join(id);
+    let file = std::fs::read_dir(&dir)
+        .ok()
+        .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path())));
+    file.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "upload `{id}` is gone (imported or never finished); upload the file again"
+        ))
+    })
+}
+
+async fn uploads_create(
+    State(state): State<AppState>,
+    mut multipart: Multipart,
+) -> Result<(StatusCode, Json<Upload>), ApiError> {
+    let limit = state.settings().max_upload_mb * 1024 * 1024;
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("the upload is malformed: {e}")))?
+    {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let name = safe_file_name(field.file_name().unwrap_or("upload"));
+        let id = random_hex(8);
+        let dir = state.home.root().join("uploads").join(&id);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+        let path = dir.join(&name);
+        let mut out = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+        let mut bytes = 0u64;
+        let failed = |dir: &Path| {
+            let _ = std::fs::remove_dir_all(dir);
+        };
+        loop {
+            let chunk = match field.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    failed(&dir);
+                    return Err(ApiError::bad_request(format!(
+                        "the upload of `{name}` broke off: {e}"
+                    )));
+                }
+            };
+            bytes += chunk.len() as u64;
+            if bytes > limit {
+                failed(&dir);
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "`{name}` is larger than the upload limit of {} MiB\nhelp: raise it on the Settings page, or import the file by its local path",
+                        limit >> 20
+                    ),
+                ));
+            }
+            if let Err(e) = out.write_all(&chunk).await {
+                failed(&dir);
+                return Err(ApiError::internal(format!("{}: {e}", path.display())));
+            }
+        }
+        if let Err(e) = out.flush().await {
+            failed(&dir);
+            return Err(ApiError::internal(format!("{}: {e}", path.display())));
+        }
+        return Ok((
+            StatusCode::CREATED,
+            Json(Upload {
+                upload: id,
+                file: name,
+                bytes,
+            }),
+        ));
+    }
+    Err(ApiError::bad_request(
+        "the upload has no `file` field; send the file as multipart field `file`",
+    ))
+}
+
+/// Where data comes from: a staged upload or a path on this machine.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Source {
+    #[serde(default)]
+    pub upload: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+impl Source {
+    fn resolve(&self, state: &AppState) -> Result<PathBuf, ApiError> {
+        match (&self.upload, &self.path) {
+            (Some(id), _) if !id.is_empty() => upload_path(state, id),
+            (_, Some(p)) if !p.trim().is_empty() => Ok(ferrotune_config::expand_path(p.trim())),
+            _ => Err(ApiError::bad_request(
+                "name the data: an `upload` id or a local `path`",
+            )),
+        }
+    }
+}
+
+/// What the mapping step shows: the columns, the first rows and the mapping guessed from the columns.
+#[derive(Debug, Serialize)]
+pub struct Preview {
+    pub file: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    pub total_rows: usize,
+    pub guess: Mapping,
+}
+
+/// The first data file of `path` (itself, or the first one in a folder).
+fn first_data_file(path: &Path) -> Result<PathBuf, ApiError> {
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| ApiError::bad_request(format!("cannot read `{}`: {e}", path.display())))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| ferrotune_data::Format::from_path(p).is_ok())
+            .collect();
+        files.sort();
+        return files.into_iter().next().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`{}` holds no .csv, .parquet, .json or .jsonl file",
+                path.display()
+            ))
+        });
+    }
+    Err(ApiError::not_found(format!(
+        "cannot find `{}`\nhelp: give the full path of a file or folder on the server's machine",
+        path.display()
+    )))
+}
+
+/// Guesses the columns like the importer recognises them (`instruction`/`input` → prompt, `output` → answer…).
+pub fn guess_mapping(columns: &[String]) -> Mapping {
+    let find = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| columns.iter().find(|c| c.eq_ignore_ascii_case(n)).cloned())
+    };
+    let mut prompt: Vec<String> = ["instruction", "prompt", "question", "input", "query"]
+        .iter()
+        .filter_map(|n| columns.iter().find(|c| c.eq_ignore_ascii_case(n)).cloned())
+        .collect();
+    prompt.dedup();
+    Mapping {
+        shape: None,
+        prompt,
+        answer: find(&["output", "answer", "response", "completion", "text"]),
+        system: find(&["system", "system_prompt"]),
+        id: find(&["id"]),
+        parent_id: find(&["parent_id", "parent"]),
+    }
+}
+
+async fn datasets_preview(
+    State(state): State<AppState>,
+    Json(source): Json<Source>,
+) -> Result<Json<Preview>, ApiError> {
+    let path = source.resolve(&state)?;
+    let preview = tokio::task::spawn_blocking(move || -> Result<Preview, ApiError> {
+        let file = first_data_file(&path)?;
+        let table = ferrotune_data::read_table(&file).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let n = table.len().min(5);
+        let rows = (0..n)
+            .map(|r| {
+                (0..table.columns.len())
+                    .map(|c| {
+                        let t = table.text(r, c);
+                        if t.chars().count() > 300 {
+                            format!("{}…", t.chars().take(300).collect::<String>())
+                        } else {
+                            t.to_string()
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Preview {
+            file: file
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            guess: guess_mapping(&table.columns),
+            total_rows: table.len(),
+            columns: table.columns,
+            rows,
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(Json(preview))
+}
+
+/// The mapping as the form sends it (empty strings mean "recognise it").
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MappingForm {
+    #[serde(default)]
+    pub shape: String,
+    #[serde(default)]
+    pub prompt: Vec<String>,
+    #[serde(default)]
+    pub answer: String,
+    #[serde(default)]
+    pub system: String,
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub parent_id: String,
+}
+
+impl MappingForm {
+    fn mapping(&self) -> Result<Mapping, ApiError> {
+        let opt = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        let shape = match opt(&self.shape) {
+            None => None,
+            Some(s) => Some(Shape::from_name(&s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "unknown layout `{s}`; use flat, alpaca, sharegpt, openai or text"
+                ))
+            })?),
+        };
+        Ok(Mapping {
+            shape,
+            prompt: self
+                .prompt
+                .iter()
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            answer: opt(&self.answer),
+            system: opt(&self.system),
+            id: opt(&self.id),
+            parent_id: opt(&self.parent_id),
+        })
+    }
+}
+
+/// `POST /api/datasets`.
+#[derive(Debug, Deserialize)]
+pub struct CreateDataset {
+    pub name: String,
+    #[serde(flatten)]
+    pub source: Source,
+    #[serde(default)]
+    pub validation: Option<Source>,
+    #[serde(default)]
+    pub mapping: MappingForm,
+}
+
+async fn datasets_create(
+    State(state): State<AppState>,
+    Json(req): Json<CreateDataset>,
+) -> Result<(StatusCode, Json<DatasetInfo>), ApiError> {
+    let train = req.source.resolve(&state)?;
+    let validation = match &req.validation {
+        Some(v) if v.upload.is_some() || v.path.as_deref().is_some_and(|p| !p.trim().is_empty()) => {
+            Some(v.resolve(&state)?)
+        }
+        _ => None,
+    };
+    let mapping = req.mapping.mapping()?;
+    let name = req.name.trim().to_string();
+    let uploads: Vec<String> = [Some(&req.source), req.validation.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.upload.clone())
+        .collect();
+    let info = state
+        .with_store(move |s| {
+            Ok(s.import_dataset(&ferrotune_store::ImportOptions {
+                name,
+                train,
+                validation,
+                mapping,
+            })?)
+        })
+        .await?;
+    for id in uploads {
+        let _ = std::fs::remove_dir_all(state.home.root().join("uploads").join(id));
+    }
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+async fn datasets_index(State(state): State<AppState>) -> Result<Json<Vec<DatasetInfo>>, ApiError> {
+    Ok(Json(state.with_store(|s| Ok(s.datasets()?)).await?))
+}
+
+async fn datasets_show(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<DatasetInfo>, ApiError> {
+    Ok(Json(state.with_store(move |s| Ok(s.dataset(&name)?)).await?))
+}
+
+fn split_of(q: &HashMap<String, String>) -> Result<Split, ApiError> {
+    match q.get("split").map(String::as_str) {
+        None | Some("train") => Ok(Split::Train),
+        Some("validation") => Ok(Split::Validation),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unknown split `{other}`; use train or validation"
+        ))),
+    }
+}
+
+async fn datasets_rows(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<CanonicalRow>>, ApiError> {
+    let split = split_of(&q)?;
+    let n = q.get("n").and_then(|n| n.parse().ok()).unwrap_or(20usize).min(1000);
+    Ok(Json(
+        state
+            .with_store(move |s| Ok(s.sample(&name, split, n)?))
+            .await?,
+    ))
+}
+
+async fn datasets_remap(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    Json(form): Json<MappingForm>,
+) -> Result<Json<DatasetInfo>, ApiError> {
+    let mapping = form.mapping()?;
+    Ok(Json(
+        state
+            .with_store(move |s| Ok(s.remap_dataset(&name, &mapping)?))
+            .await?,
+    ))
+}
+
+async fn datasets_delete(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .with_store(move |s| Ok(s.delete_dataset(&name)?))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn datasets_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<Csrf>,
+) -> Result<Html<String>, PageError> {
+    let datasets = state.with_store(|s| Ok(s.datasets()?)).await?;
+    Ok(views::page(
+        &csrf,
+        "datasets.html",
+        minijinja::context! { title => "Datasets", nav => "datasets", datasets => minijinja::value::Serde(&datasets) },
+    )?)
+}
+
+async fn dataset_new_page(Extension(csrf): Extension<Csrf>) -> Result<Html<String>, PageError> {
+    Ok(views::page(
+        &csrf,
+        "dataset_new.html",
+        minijinja::context! { title => "Import a dataset", nav => "datasets" },
+    )?)
+}
+
+/// One conversation of sample rows, root first.
+#[derive(Debug, Serialize)]
+pub struct Conversation {
+    pub system: String,
+    pub turns: Vec<CanonicalRow>,
+}
+
+/// Chains sample rows into conversations by their parent ids (a row whose parent is not among them starts one).
+pub fn conversations(rows: Vec<CanonicalRow>) -> Vec<Conversation> {
+    let ids: std::collections::HashSet<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let mut children: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut roots = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        match &r.parent_id {
+            Some(p) if ids.contains(p) => children.entry(p.clone()).or_default().push(i),
+            _ => roots.push(i),
+        }
+    }
+    let mut out = Vec::new();
+    for root in roots {
+        let mut turns = vec![rows[root].clone()];
+        let mut at = root;
+        while let Some(next) = children.get(&rows[at].id).and_then(|c| c.first()).copied() {
+            turns.push(rows[next].clone());
+            at = next;
+            if turns.len() > rows.len() {
+                break;
+            }
+        }
+        out.push(Conversation {
+            system: rows[root].system.clone(),
+            turns,
+        });
+    }
+    out
+}
+
+async fn dataset_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<Csrf>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Html<String>, PageError> {
+    let n = name.clone();
+    let (info, rows) = state
+        .with_store(move |s| Ok((s.dataset(&n)?, s.sample(&n, Split::Train, 30)?)))
+        .await?;
+    let stats = &info.train.statistics;
+    let turns: Vec<Bar> = stats
+        .turns_per_conversation
+        .iter()
+        .map(|(t, c)| Bar {
+            label: t.to_string(),
+            value: *c,
+        })
+        .collect();
+    let charts = vec![
+        bar_chart("Words per prompt", "words", &histogram_bars(&stats.prompt_words)),
+        bar_chart("Words per answer", "words", &histogram_bars(&stats.answer_words)),
+        bar_chart(
+            "Words per conversation",
+            "words",
+            &histogram_bars(&stats.conversation_words),
+        ),
+        bar_chart("Turns per conversation", "turns", &turns),
+    ];
+    let titles = [
+        "Words per prompt",
+        "Words per answer",
+        "Words per conversation",
+        "Turns per conversation",
+    ];
+    let charts: Vec<minijinja::Value> = charts
+        .into_iter()
+        .zip(titles)
+        .map(|(svg, title)| {
+            minijinja::context! { title => title, svg => minijinja::Value::from_safe_string(svg) }
+        })
+        .collect();
+    let mapping = &info.mapping;
+    Ok(views::page(
+        &csrf,
+        "dataset.html",
+        minijinja::context! {
+            title => format!("Dataset {}", info.name),
+            nav => "datasets",
+            dataset => minijinja::value::Serde(&info),
+            mapping_prompt => mapping.prompt.join(", "),
+            mapping_shape => mapping.shape.map(|s| s.name()).unwrap_or(""),
+            conversations => minijinja::value::Serde(conversations(rows)),
+            charts => charts,
+        },
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_names_cannot_climb_out_of_their_folder() {
+        assert_eq!(safe_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(safe_file_name("..\\..\\x.csv"), "x.csv");
+        assert_eq!(safe_file_name(".."), "upload");
+        assert_eq!(safe_file_name(".bashrc"), "bashrc");
+        assert_eq!(safe_file_name("my data (1).csv"), "my_data__1_.csv");
+    }
+
+    #[test]
+    fn conversations_follow_parent_ids() {
+        let row = |id: &str, parent: Option<&str>| CanonicalRow {
+            id: id.into(),
+            parent_id: parent.map(Into::into),
+            prompt: format!("p{id}"),
+            answer: format!("a{id}"),
+            ..Default::default()
+        };
+        let c = conversations(vec![row("1", None), row("3", Some("2")), row("2", Some("1")), row("9", Some("x"))]);
+        assert_eq!(c.len(), 2);
+        let ids: Vec<&str> = c[0].turns.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+        assert_eq!(c[1].turns[0].id, "9");
+    }
+
+    #[test]
+    fn guessed_mapping_reads_alpaca_columns() {
+        let cols: Vec<String> = ["instruction", "input", "output"].map(String::from).into();
+        let m = guess_mapping(&cols);
+        assert_eq!(m.prompt, ["instruction", "input"]);
+        assert_eq!(m.answer.as_deref(), Some("output"));
+    }
+}

@@ -1,0 +1,475 @@
+//! `/experiments`, `/experiments/new`, `/compare` and their API: the settings schema, the form's validation
+//! (problems per setting, warnings, the runs a grid makes), queueing (plus the runner), the list, and compare.
+//! One experiment's own routes are in [`super::runs`].
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Html;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use ferrotune_config::{groups, settings, Experiment, Issue, Kind, Value};
+use ferrotune_store::{ExperimentInfo, StartOptions, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, PageError};
+use crate::security::Csrf;
+use crate::state::AppState;
+use crate::views;
+
+pub fn api() -> Router<AppState> {
+    Router::new()
+        .route("/schema", get(schema_show))
+        .route(
+            "/experiments",
+            get(experiments_index).post(experiments_create),
+        )
+        .route("/experiments/validate", post(experiments_validate))
+        .route("/experiments/form-values", post(form_values_from_yaml))
+        .route("/compare", get(compare_show))
+}
+
+pub fn pages() -> Router<AppState> {
+    Router::new()
+        .route("/experiments", get(experiments_page))
+        .route("/experiments/new", get(experiment_new_page))
+        .route("/compare", get(compare_page))
+        .merge(super::runs::pages())
+}
+
+/// A setting's value as the form shows it: strings as typed (quoted when they hold control characters), lists
+/// as `a,b`, numbers and booleans as YAML writes them.
+pub fn form_text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) if s.chars().any(|c| c.is_control()) || s.starts_with('"') => {
+            serde_json::to_string(s).unwrap_or_default()
+        }
+        Value::String(s) => s.clone(),
+        Value::Sequence(items) => items.iter().map(form_text).collect::<Vec<_>>().join(","),
+        other => serde_yaml_ng::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
+}
+
+/// Every setting's form text for `cfg` (a grid's setting shows its list).
+pub fn form_values(cfg: &Experiment) -> BTreeMap<String, String> {
+    let grid = cfg.grid.clone();
+    settings()
+        .iter()
+        .filter_map(|s| {
+            let text = match grid.get(s.key) {
+                Some(values) if !values.is_empty() => format!(
+                    "[{}]",
+                    values.iter().map(form_text).collect::<Vec<_>>().join(", ")
+                ),
+                _ => form_text(&cfg.get(s.key)?),
+            };
+            Some((s.key.to_string(), text))
+        })
+        .collect()
+}
+
+async fn schema_show() -> Json<serde_json::Value> {
+    let defaults = form_values(&Experiment::default());
+    Json(serde_json::json!({
+        "groups": groups(),
+        "settings": settings(),
+        "defaults": defaults,
+    }))
+}
+
+/// What the form submits: overrides of the defaults, and where the data comes from.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ExperimentForm {
+    /// Setting key → its text, for the fields that differ from the defaults.
+    #[serde(default)]
+    pub values: BTreeMap<String, String>,
+    /// A registered dataset (its canonical tables replace the dataset paths and columns).
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// Queue despite warnings.
+    #[serde(default)]
+    pub start_anyway: bool,
+}
+
+/// The form's verdict.
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub errors: Vec<Issue>,
+    pub warnings: Vec<Issue>,
+    /// The experiments it would queue (several for a grid).
+    pub runs: Vec<String>,
+}
+
+/// Reads the form into an experiment file under `uploads/` (values checked one by one, so each problem keeps
+/// its key) and reviews it like `experiment start` does.
+fn review(
+    state: &AppState,
+    store: &Store,
+    form: &ExperimentForm,
+) -> Result<(ferrotune_store::Review, Vec<Issue>), ApiError> {
+    let mut cfg = Experiment::default();
+    let mut errors = Vec::new();
+    for (key, text) in &form.values {
+        if let Err(ferrotune_config::Error::Settings { issues, .. }) =
+            ferrotune_config::apply_overrides(&mut cfg, &[(key.clone(), text.clone())])
+        {
+            errors.extend(issues);
+        }
+    }
+    let max_epochs = state.settings().max_epochs;
+    let epochs = cfg
+        .grid
+        .get("training.epochs")
+        .and_then(|v| v.iter().filter_map(|x| x.as_u64()).max())
+        .unwrap_or(cfg.training.epochs as u64);
+    if epochs > max_epochs {
+        errors.push(Issue::new(
+            "training.epochs",
+            format!("is {epochs}, above this studio's limit of {max_epochs} (Settings page)"),
+        ));
+    }
+    let dir = state.home.root().join("uploads");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+    let file = tempfile_in(&dir)?;
+    std::fs::write(&file, cfg.to_yaml())
+        .map_err(|e| ApiError::internal(format!("{}: {e}", file.display())))?;
+    let options = StartOptions {
+        config: file.clone(),
+        overrides: Vec::new(),
+        dataset: form.dataset.clone().filter(|d| !d.is_empty()),
+        name: None,
+    };
+    let result = store.review_experiments(&options, &ferrotune_train::run::unsupported);
+    let _ = std::fs::remove_file(&file);
+    Ok((result?, errors))
+}
+
+fn tempfile_in(dir: &std::path::Path) -> Result<std::path::PathBuf, ApiError> {
+    Ok(dir.join(format!("form-{}.yaml", crate::security::random_hex(8))))
+}
+
+fn verdict(review: &ferrotune_store::Review, mut errors: Vec<Issue>) -> Verdict {
+    for e in &review.errors {
+        if !errors.contains(e) {
+            errors.push(e.clone());
+        }
+    }
+    Verdict {
+        errors,
+        warnings: review.warnings.clone(),
+        runs: review
+            .plan
+            .experiments
+            .iter()
+            .map(|p| p.name.clone())
+            .collect(),
+    }
+}
+
+async fn experiments_validate(
+    State(state): State<AppState>,
+    Json(form): Json<ExperimentForm>,
+) -> Result<Json<Verdict>, ApiError> {
+    let st = state.clone();
+    let v = state
+        .with_store(move |s| {
+            let (review, errors) = review(&st, s, &form)?;
+            Ok(verdict(&review, errors))
+        })
+        .await?;
+    Ok(Json(v))
+}
+
+async fn experiments_create(
+    State(state): State<AppState>,
+    Json(form): Json<ExperimentForm>,
+) -> Result<(StatusCode, Json<Vec<ExperimentInfo>>), ApiError> {
+    let st = state.clone();
+    let queued = state
+        .with_store(move |s| {
+            let (review, errors) = review(&st, s, &form)?;
+            let v = verdict(&review, errors);
+            if !v.errors.is_empty() {
+                return Err(ApiError::invalid(v.errors, v.warnings));
+            }
+            if !v.warnings.is_empty() && !form.start_anyway {
+                let mut e = ApiError::invalid(Vec::new(), v.warnings);
+                e.status = StatusCode::CONFLICT;
+                e.message = "there are warnings; send `start_anyway: true` to queue anyway".into();
+                return Err(e);
+            }
+            let queued = s.queue_experiments(&review.plan)?;
+            start_runner(&st)?;
+            Ok(queued)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(queued)))
+}
+
+/// Starts the runner if none runs (the same one `experiment start` starts).
+pub fn start_runner(state: &AppState) -> Result<(), ApiError> {
+    let exe = state.exe.as_ref().ok_or_else(|| {
+        ApiError::internal("this server was started without the ferrotune binary, so it cannot run experiments")
+    })?;
+    ferrotune_store::ensure_runner(&state.home, exe)?;
+    Ok(())
+}
+
+/// `POST /api/experiments/form-values`: an experiment file read into form values.
+#[derive(Debug, Deserialize)]
+pub struct YamlText {
+    pub yaml: String,
+}
+
+async fn form_values_from_yaml(
+    Json(req): Json<YamlText>,
+) -> Result<Json<BTreeMap<String, String>>, ApiError> {
+    let cfg = Experiment::from_yaml_str(&req.yaml, "the uploaded experiment file")?;
+    Ok(Json(form_values(&cfg)))
+}
+
+async fn experiments_index(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ExperimentInfo>>, ApiError> {
+    Ok(Json(state.with_store(|s| Ok(s.experiments()?)).await?))
+}
+
+/// One row of the form: a setting with its current text.
+#[derive(Debug, Serialize)]
+struct Field {
+    key: &'static str,
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    choices: Vec<&'static str>,
+    range: String,
+    grid: bool,
+    default: String,
+    value: String,
+    when: String,
+}
+
+fn kind_name(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Bool => "bool",
+        Kind::Int => "int",
+        Kind::Float => "float",
+        Kind::Text => "text",
+        Kind::Path => "path",
+        Kind::Choice { .. } => "choice",
+        Kind::List { .. } => "list",
+    }
+}
+
+async fn experiment_new_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<Csrf>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Html<String>, PageError> {
+    let from = q.get("from").cloned();
+    let (datasets, backbones, base) = state
+        .with_store(move |s| {
+            let base = match &from {
+                Some(name) => {
+                    let info = s.experiment(name)?;
+                    Some(Experiment::from_yaml_str(&info.config, name)?)
+                }
+                None => None,
+            };
+            Ok((s.datasets()?, s.backbones()?, base))
+        })
+        .await?;
+    let defaults = form_values(&Experiment::default());
+    let mut values = defaults.clone();
+    values.extend(state.settings().experiment_defaults);
+    if let Some(base) = &base {
+        values.extend(form_values(base));
+        // A copy gets its own name.
+        values.insert("experiment_name".into(), String::new());
+        values.insert(
+            "output_directory".into(),
+            defaults["output_directory"].clone(),
+        );
+    }
+    let fields_of = |group: &str| -> Vec<Field> {
+        settings()
+            .iter()
+            .filter(|s| s.group == group)
+            .map(|s| Field {
+                key: s.key,
+                name: s.name,
+                help: s.help,
+                kind: kind_name(&s.kind),
+                choices: match &s.kind {
+                    Kind::List { item } => item.choices().unwrap_or(&[]).to_vec(),
+                    k => k.choices().unwrap_or(&[]).to_vec(),
+                },
+                range: s.range.map(|r| r.to_string()).unwrap_or_default(),
+                grid: s.grid,
+                default: defaults.get(s.key).cloned().unwrap_or_default(),
+                value: values.get(s.key).cloned().unwrap_or_default(),
+                when: serde_json::to_string(&s.applies_when).unwrap_or_else(|_| "[]".into()),
+            })
+            .collect()
+    };
+    let mut sections = vec![minijinja::context! {
+        key => "general", help => "The experiment as a whole.", fields => minijinja::value::Serde(fields_of(""))
+    }];
+    for g in groups() {
+        sections.push(minijinja::context! { key => g.key, help => g.help, fields => minijinja::value::Serde(fields_of(g.key)) });
+    }
+    let backbones: Vec<_> = backbones
+        .into_iter()
+        .map(|b| minijinja::context! { name => b.name, path => b.path.display().to_string() })
+        .collect();
+    Ok(views::page(
+        &csrf,
+        "experiment_new.html",
+        minijinja::context! {
+            title => "New experiment",
+            nav => "experiments",
+            sections => sections,
+            datasets => datasets.iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
+            backbones => backbones,
+            dataset => q.get("dataset").cloned().unwrap_or_default(),
+            from => q.get("from").cloned().unwrap_or_default(),
+        },
+    )?)
+}
+
+async fn experiments_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<Csrf>,
+) -> Result<Html<String>, PageError> {
+    let experiments = state.with_store(|s| Ok(s.experiments()?)).await?;
+    Ok(views::page(
+        &csrf,
+        "experiments.html",
+        minijinja::context! { title => "Experiments", nav => "experiments", experiments => minijinja::value::Serde(&experiments) },
+    )?)
+}
+
+/// Everything the compare page shows.
+#[derive(Debug, Serialize)]
+pub struct CompareView {
+    pub experiments: Vec<ExperimentInfo>,
+    pub last_train_loss: Vec<Option<f64>>,
+    pub last_validation_loss: Vec<Option<f64>>,
+    /// Every setting: key, each experiment's value, whether they differ.
+    pub settings: Vec<(String, Vec<String>, bool)>,
+    /// Metric name → one series of (step, value) per experiment.
+    pub series: BTreeMap<String, Vec<Vec<(u64, f64)>>>,
+}
+
+fn names_of(q: &HashMap<String, String>) -> Result<Vec<String>, ApiError> {
+    let names: Vec<String> = q
+        .get("names")
+        .map(|n| {
+            n.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.len() < 2 {
+        return Err(ApiError::bad_request(
+            "compare needs at least two experiments: `?names=a,b`",
+        ));
+    }
+    Ok(names)
+}
+
+async fn compare(state: &AppState, names: Vec<String>) -> Result<CompareView, ApiError> {
+    state
+        .with_store(move |s| {
+            let c = s.compare_experiments(&names)?;
+            let configs: Vec<BTreeMap<String, String>> = c
+                .experiments
+                .iter()
+                .map(|e| {
+                    Experiment::from_yaml_str(&e.config, &e.name)
+                        .map(|cfg| form_values(&cfg))
+                        .unwrap_or_default()
+                })
+                .collect();
+            let settings_rows = settings()
+                .iter()
+                .map(|st| {
+                    let values: Vec<String> = configs
+                        .iter()
+                        .map(|c| c.get(st.key).cloned().unwrap_or_default())
+                        .collect();
+                    let differ = values.iter().any(|v| v != &values[0]);
+                    (st.key.to_string(), values, differ)
+                })
+                .collect();
+            let mut series = BTreeMap::new();
+            for metric in ["train_loss", "validation_loss", "lr"] {
+                let mut per = Vec::new();
+                for e in &c.experiments {
+                    per.push(s.registry().metric_series(e.id, metric)?);
+                }
+                series.insert(metric.to_string(), per);
+            }
+            Ok(CompareView {
+                experiments: c.experiments,
+                last_train_loss: c.last_train_loss,
+                last_validation_loss: c.last_validation_loss,
+                settings: settings_rows,
+                series,
+            })
+        })
+        .await
+}
+
+async fn compare_show(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<CompareView>, ApiError> {
+    let names = names_of(&q)?;
+    Ok(Json(compare(&state, names).await?))
+}
+
+async fn compare_page(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<Csrf>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Html<String>, PageError> {
+    let names = names_of(&q)?;
+    let view = compare(&state, names.clone()).await?;
+    let series = serde_json::to_string(&view.series).unwrap_or_default();
+    Ok(views::page(
+        &csrf,
+        "compare.html",
+        minijinja::context! {
+            title => "Compare",
+            nav => "experiments",
+            view => minijinja::value::Serde(&view),
+            names => names,
+            series_json => series,
+        },
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_values_round_trip_through_overrides() {
+        let defaults = form_values(&Experiment::default());
+        let mut cfg = Experiment::default();
+        let pairs: Vec<(String, String)> = defaults.clone().into_iter().collect();
+        ferrotune_config::apply_overrides(&mut cfg, &pairs).unwrap();
+        assert_eq!(form_values(&cfg), defaults);
+        assert_eq!(cfg.to_yaml(), Experiment::default().to_yaml());
+    }
+}

@@ -1,0 +1,228 @@
+//! Access and forgery protection.
+//!
+//! - **Token**: when the server has one (required off loopback), every request but the login page and the static
+//!   files must carry it, as the `ft_token` cookie (set by the login page) or an `Authorization: Bearer` header;
+//!   else 401 (API) or a redirect to `/login` (pages).
+//! - **Forgery**: every browser gets a random `ft_session` cookie (`SameSite=Strict`, `HttpOnly`); pages carry the
+//!   session's token (derived from it and the server's secret) and our script sends it back as `X-CSRF-Token` on
+//!   each state-changing request. Such a request passes with that header, or with a valid bearer token, or — on a
+//!   server without a token — from a client that sends neither cookies nor an `Origin` (a script, not a page).
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const SESSION_COOKIE: &str = "ft_session";
+pub const TOKEN_COOKIE: &str = "ft_token";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// `n` random bytes as hex.
+pub fn random_hex(n: usize) -> String {
+    use rand::RngCore;
+    let mut bytes = vec![0u8; n];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The value of cookie `name`.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Equal without an early exit (no timing hint about how much of a guess was right).
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The forgery-protection token of session `session`.
+pub fn csrf_token(state: &AppState, session: &str) -> String {
+    let digest = Sha256::digest(format!("{}:{session}", state.secret).as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+fn is_public(path: &str) -> bool {
+    path == "/login" || path.starts_with("/static/")
+}
+
+/// The session id a request carries, or a new one (with the cookie to set).
+pub struct Session {
+    pub id: String,
+    pub is_new: bool,
+}
+
+/// Checks the token and the forgery protection, then sets the session cookie on first visit.
+pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let headers = request.headers().clone();
+    let path = request.uri().path().to_string();
+    let is_api = path.starts_with("/api/");
+    let bearer_ok = match (&state.token, bearer(&headers)) {
+        (Some(token), Some(given)) => same(token, given),
+        _ => false,
+    };
+    if let Some(token) = &state.token {
+        let cookie_ok = cookie(&headers, TOKEN_COOKIE).is_some_and(|c| same(token, c));
+        if !cookie_ok && !bearer_ok && !is_public(&path) {
+            if is_api {
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "this server needs its access token: send `Authorization: Bearer TOKEN` or log in at /login",
+                )
+                .into_response();
+            }
+            let next = urlencode(&path);
+            return Redirect::to(&format!("/login?next={next}")).into_response();
+        }
+    }
+    let session = match cookie(&headers, SESSION_COOKIE) {
+        Some(id) if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) => Session {
+            id: id.to_string(),
+            is_new: false,
+        },
+        _ => Session {
+            id: random_hex(16),
+            is_new: true,
+        },
+    };
+    let unsafe_method = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if unsafe_method && path != "/login" {
+        let header_ok = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|given| !session.is_new && same(&csrf_token(&state, &session.id), given));
+        let script = state.token.is_none()
+            && !headers.contains_key(header::COOKIE)
+            && !headers.contains_key(header::ORIGIN);
+        if !(header_ok || bearer_ok || script) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this request lacks the page's forgery-protection token (X-CSRF-Token); reload the page and try again",
+            )
+            .into_response();
+        }
+    }
+    let csrf = csrf_token(&state, &session.id);
+    request.extensions_mut().insert(Csrf(csrf));
+    let mut response = next.run(request).await;
+    if session.is_new {
+        let value = format!(
+            "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+            session.id
+        );
+        if let Ok(v) = value.parse() {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
+/// The request's forgery-protection token, for the page's `<meta name="csrf-token">`.
+#[derive(Debug, Clone)]
+pub struct Csrf(pub String);
+
+/// Percent-encodes a path for a query parameter.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes (invalid ones stay as they are; invalid UTF-8 becomes U+FFFD).
+pub fn urldecode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).and_then(|&b| hex(b)), bytes.get(i + 2).and_then(|&b| hex(b))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The login form's submission.
+#[derive(serde::Deserialize)]
+pub struct Login {
+    pub token: String,
+    #[serde(default)]
+    pub next: String,
+}
+
+/// `POST /login`: sets the token cookie when the token is right.
+pub async fn login_submit(
+    State(state): State<AppState>,
+    axum::Form(form): axum::Form<Login>,
+) -> Response {
+    let Some(token) = &state.token else {
+        return Redirect::to("/").into_response();
+    };
+    if !same(token, form.token.trim()) {
+        let html = crate::views::render(
+            "login.html",
+            minijinja::context! { title => "Log in", error => "That token is not this server's.", next => form.next },
+        )
+        .unwrap_or_default();
+        return (StatusCode::UNAUTHORIZED, axum::response::Html(html)).into_response();
+    }
+    // Only local paths: no open redirect.
+    let next = if form.next.starts_with('/') && !form.next.starts_with("//") {
+        form.next
+    } else {
+        "/".into()
+    };
+    let cookie = format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+    let mut response = Redirect::to(&next).into_response();
+    if let Ok(v) = cookie.parse() {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+/// `GET /login`.
+pub async fn login_page(
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let next = q.get("next").cloned().unwrap_or_default();
+    match crate::views::render(
+        "login.html",
+        minijinja::context! { title => "Log in", next => next },
+    ) {
+        Ok(html) => axum::response::Html(html).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,164 @@
+//! The state every handler shares: the home, the access token, the forgery-protection secret, the studio
+//! settings and the loaded chat model.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use ferrotune_store::{Home, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// Studio-wide settings (`studio.json` in the home), edited on the Settings page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StudioSettings {
+    /// Largest dataset upload, in MiB.
+    pub max_upload_mb: u64,
+    /// Most epochs a new experiment may ask for.
+    pub max_epochs: u64,
+    /// Overrides (`training.learning_rate` → `0.0001`) prefilled in the new-experiment form.
+    pub experiment_defaults: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for StudioSettings {
+    fn default() -> Self {
+        StudioSettings {
+            max_upload_mb: 512,
+            max_epochs: 100,
+            experiment_defaults: Default::default(),
+        }
+    }
+}
+
+/// The chat model kept loaded between messages.
+pub struct LoadedModel {
+    /// Backbone folder, adapter folder (if any) and the adapter's modification time.
+    pub key: (PathBuf, Option<PathBuf>, Option<std::time::SystemTime>),
+    pub backbone: ferrotune_model::Backbone,
+}
+
+/// Shared by every handler (cheap to clone).
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub home: Home,
+    /// The `ferrotune` binary that runs queued experiments; `None` where the server cannot start them.
+    pub exe: Option<PathBuf>,
+    pub token: Option<String>,
+    /// Random per server start; forgery-protection tokens derive from it and the session cookie.
+    pub secret: String,
+    pub settings: RwLock<StudioSettings>,
+    pub chat: Mutex<Option<LoadedModel>>,
+    /// What the demo registration is doing (shown on the home page), if anything.
+    pub notice: RwLock<Option<String>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// State for the home `home`; `exe` runs experiments; `token` protects the server.
+    pub fn new(home: Home, exe: Option<PathBuf>, token: Option<String>) -> AppState {
+        let settings = load_settings(&home).unwrap_or_default();
+        AppState(Arc::new(Inner {
+            home,
+            exe,
+            token,
+            secret: crate::security::random_hex(32),
+            settings: RwLock::new(settings),
+            chat: Mutex::new(None),
+            notice: RwLock::new(None),
+        }))
+    }
+
+    /// Opens the store (a fresh registry connection).
+    pub fn store(&self) -> Result<Store, ApiError> {
+        Ok(Store::open(self.home.clone())?)
+    }
+
+    /// Runs `f` with an open store on a blocking thread.
+    pub async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = state.store()?;
+            f(&mut store)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
+    }
+
+    /// The current studio settings.
+    pub fn settings(&self) -> StudioSettings {
+        self.settings
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Saves new studio settings.
+    pub fn save_settings(&self, settings: StudioSettings) -> Result<(), ApiError> {
+        let path = settings_path(&self.home);
+        let text = serde_json::to_string_pretty(&settings)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let _ = std::fs::create_dir_all(self.home.root());
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| ApiError::internal(format!("cannot write `{}`: {e}", path.display())))?;
+        if let Ok(mut s) = self.settings.write() {
+            *s = settings;
+        }
+        Ok(())
+    }
+
+    /// Sets or clears the home page's notice.
+    pub fn set_notice(&self, text: Option<String>) {
+        if let Ok(mut n) = self.notice.write() {
+            *n = text;
+        }
+    }
+
+    /// The home page's notice.
+    pub fn notice(&self) -> Option<String> {
+        self.notice.read().ok().and_then(|n| n.clone())
+    }
+
+    /// Appends a line to `server.log` (internal errors with their request id).
+    pub fn log(&self, line: &str) {
+        use std::io::Write;
+        let path = self.home.root().join("server.log");
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{} {line}", ferrotune_store::format_utc(now()));
+        }
+    }
+}
+
+fn settings_path(home: &Home) -> PathBuf {
+    home.root().join("studio.json")
+}
+
+fn load_settings(home: &Home) -> Option<StudioSettings> {
+    let text = std::fs::read_to_string(settings_path(home)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,567 @@
+// Ferrotune studio: the pages' behaviour. Our own code, no framework. Every user-supplied text goes through
+// textContent (never innerHTML), and every state-changing request carries the page's forgery-protection token.
+"use strict";
+
+const csrf = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+const enc = encodeURIComponent;
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
+
+function flash(message, isError = false) {
+  const f = $("#flash");
+  if (!f) return;
+  f.textContent = message;
+  f.className = isError ? "error" : "";
+  if (!isError) setTimeout(() => { if (f.textContent === message) f.textContent = ""; }, 6000);
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.error) || `request failed (${status})`);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+async function api(method, url, body, isForm = false) {
+  const headers = { "X-CSRF-Token": csrf() };
+  const init = { method, headers, credentials: "same-origin" };
+  if (body !== undefined) {
+    if (isForm) init.body = body;
+    else { headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
+  }
+  const res = await fetch(url, init);
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = { error: text }; }
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+// Reads a text/event-stream response body, calling onEvent(name, data) per event.
+async function readEvents(res, onEvent) {
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      let name = "message", data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      if (data.length) onEvent(name, data.join("\n"));
+    }
+  }
+}
+
+// ---- charts -------------------------------------------------------------------------------------------------
+const SVG = "http://www.w3.org/2000/svg";
+function svgEl(tag, attrs = {}) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  return e;
+}
+function fmt(v) {
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  if (a >= 1000 || a < 0.001) return v.toExponential(1);
+  return Number(v.toPrecision(3)).toString();
+}
+// series: [{name, points: [[x, y], …]}]; draws axes, one path and its points per series.
+function drawChart(svg, series, xLabel = "step") {
+  if (!svg) return;
+  while (svg.firstChild) svg.removeChild(svg.firstChild);
+  const W = 480, H = 240, L = 52, R = 10, T = 10, B = 30;
+  const all = series.flatMap(s => s.points);
+  if (!all.length) {
+    const t = svgEl("text", { x: W / 2 - 40, y: H / 2, class: "axis-label" });
+    t.textContent = "no points yet";
+    svg.append(t);
+    svg.dataset.points = "0";
+    return;
+  }
+  let [x0, x1] = [Math.min(...all.map(p => p[0])), Math.max(...all.map(p => p[0]))];
+  let [y0, y1] = [Math.min(...all.map(p => p[1])), Math.max(...all.map(p => p[1]))];
+  if (x0 === x1) { x0 -= 1; x1 += 1; }
+  if (y0 === y1) { const d = Math.abs(y0) * 0.1 || 1; y0 -= d; y1 += d; }
+  const sx = x => L + (x - x0) / (x1 - x0) * (W - L - R);
+  const sy = y => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
+  for (let i = 0; i <= 4; i++) {
+    const y = y0 + (y1 - y0) * i / 4;
+    svg.append(svgEl("line", { x1: L, x2: W - R, y1: sy(y), y2: sy(y), class: "grid" }));
+    const t = svgEl("text", { x: 4, y: sy(y) + 3, class: "tick" });
+    t.textContent = fmt(y);
+    svg.append(t);
+  }
+  svg.append(svgEl("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }));
+  svg.append(svgEl("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }));
+  for (const x of [x0, (x0 + x1) / 2, x1]) {
+    const t = svgEl("text", { x: sx(x) - 8, y: H - B + 14, class: "tick" });
+    t.textContent = fmt(Math.round(x * 100) / 100);
+    svg.append(t);
+  }
+  const xl = svgEl("text", { x: W / 2 - 10, y: H - 3, class: "axis-label" });
+  xl.textContent = xLabel;
+  svg.append(xl);
+  series.forEach((s, i) => {
+    if (!s.points.length) return;
+    const d = s.points.map((p, j) => `${j ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" ");
+    const path = svgEl("path", { d, class: `series s${i % 4}` });
+    const title = svgEl("title");
+    title.textContent = s.name;
+    path.append(title);
+    svg.append(path);
+    if (s.points.length <= 200) {
+      for (const p of s.points) {
+        const c = svgEl("circle", { cx: sx(p[0]).toFixed(1), cy: sy(p[1]).toFixed(1), r: 2.5, class: `point s${i % 4}` });
+        const t = svgEl("title");
+        t.textContent = `${s.name} step ${p[0]}: ${fmt(p[1])}`;
+        c.append(t);
+        svg.append(c);
+      }
+    }
+  });
+  svg.dataset.points = String(all.length);
+}
+
+// ---- shared bits ----------------------------------------------------------------------------------------------
+function statusBadge(status) { return el("span", { class: `status status-${status}`, text: status }); }
+function utc(secs) { return secs ? new Date(secs * 1000).toISOString().replace("T", " ").slice(0, 16) + " UTC" : "–"; }
+function duration(e) {
+  if (!e.started) return "–";
+  const s = (e.finished || Math.floor(Date.now() / 1000)) - e.started;
+  return s >= 3600 ? `${Math.floor(s / 3600)} h ${Math.floor(s % 3600 / 60)} min` : s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
+}
+async function act(name, action) {
+  try {
+    if (action === "delete") {
+      if (!confirm(`Delete experiment ${name} and its folder?`)) return false;
+      await api("DELETE", `/api/experiments/${enc(name)}`);
+      flash(`deleted ${name}`);
+      return "deleted";
+    }
+    if (action === "rename") {
+      const to = prompt(`New name for ${name}:`, name);
+      if (!to || to === name) return false;
+      await api("POST", `/api/experiments/${enc(name)}/rename`, { name: to });
+      return { renamed: to };
+    }
+    await api("POST", `/api/experiments/${enc(name)}/${action}`);
+    flash(`${action}: ${name}`);
+    return true;
+  } catch (e) { flash(e.message, true); return false; }
+}
+
+// ---- pages ----------------------------------------------------------------------------------------------------
+const pages = {};
+
+pages.experiments = () => {
+  const tbody = $("#experiments tbody");
+  const selected = new Set();
+  const compare = $("#compare-selected");
+  const update = () => { compare.disabled = selected.size < 2; };
+  compare.addEventListener("click", () => { location.href = `/compare?names=${[...selected].map(enc).join(",")}`; });
+  const render = list => {
+    tbody.replaceChildren();
+    if (!list.length) tbody.append(el("tr", { class: "empty" }, el("td", { colspan: 10, text: "No experiments yet." })));
+    for (const e of list) {
+      const box = el("input", { type: "checkbox", "aria-label": `select ${e.name}`, onchange: ev => { ev.target.checked ? selected.add(e.name) : selected.delete(e.name); update(); } });
+      box.checked = selected.has(e.name);
+      const buttons = el("td", {});
+      for (const a of ["stop", "resume", "restart", "rename", "delete"]) {
+        buttons.append(el("button", { type: "button", class: a === "delete" ? "danger" : "", "data-action": a, text: a, onclick: async () => {
+          const r = await act(e.name, a);
+          if (r && r.renamed && selected.delete(e.name)) selected.add(r.renamed);
+          if (r === "deleted") selected.delete(e.name);
+          update();
+        } }));
+      }
+      const backbone = (e.config_backbone || "").split("/").pop();
+      tbody.append(el("tr", { "data-name": e.name, "data-status": e.status },
+        el("td", {}, box),
+        el("td", {}, el("a", { href: `/experiments/${enc(e.name)}`, text: e.name })),
+        el("td", { text: e.dataset || "–" }),
+        el("td", { text: backbone || "–" }),
+        el("td", {}, statusBadge(e.status), e.message ? el("small", { class: "error-message", text: " " + e.message.split("\n")[0] }) : ""),
+        el("td", {}, el("progress", { max: 1, value: e.progress, "aria-label": `progress of ${e.name}` }), ` ${Math.round(e.progress * 100)} %`),
+        el("td", { text: e.best_metric != null ? `${e.metric_name}: ${fmt(e.best_metric)}` : "–" }),
+        el("td", { text: utc(e.started) }),
+        el("td", { text: duration(e) }),
+        buttons));
+    }
+  };
+  const source = new EventSource("/api/events");
+  source.addEventListener("experiments", ev => render(JSON.parse(ev.data)));
+};
+
+pages.experiment = () => {
+  const root = $("#experiment");
+  let name = root.dataset.name;
+  const base = () => `/api/experiments/${enc(name)}`;
+  // Tabs (arrow keys move between them).
+  const tabs = $$('[role="tab"]');
+  const show = tab => {
+    for (const t of tabs) {
+      const on = t === tab;
+      t.setAttribute("aria-selected", on);
+      t.tabIndex = on ? 0 : -1;
+      $("#" + t.getAttribute("aria-controls")).hidden = !on;
+    }
+    loaders[tab.id]?.();
+  };
+  tabs.forEach((t, i) => {
+    t.addEventListener("click", () => show(t));
+    t.addEventListener("keydown", ev => {
+      const d = ev.key === "ArrowRight" ? 1 : ev.key === "ArrowLeft" ? -1 : 0;
+      if (d) { const n = tabs[(i + d + tabs.length) % tabs.length]; n.focus(); show(n); }
+    });
+  });
+  // Live: status, metrics, logs.
+  const series = { train_loss: [], lr: [], validation_loss: [], metric: [] };
+  let metricName = "";
+  let redraw = null;
+  const schedule = () => { if (!redraw) redraw = setTimeout(() => { redraw = null; draw(); }, 100); };
+  const draw = () => {
+    drawChart($("#chart-train_loss"), [{ name: "train loss", points: series.train_loss }]);
+    drawChart($("#chart-lr"), [{ name: "learning rate", points: series.lr }]);
+    drawChart($("#chart-validation_loss"), [{ name: "validation loss", points: series.validation_loss }]);
+    drawChart($("#chart-metric"), [{ name: metricName || "metric", points: series.metric }]);
+    $("#metric-name").textContent = metricName ? `(${metricName})` : "";
+  };
+  draw();
+  const logs = $("#logs");
+  let source;
+  const connect = () => {
+    source = new EventSource(`${base()}/events`);
+    source.addEventListener("status", ev => {
+      const e = JSON.parse(ev.data);
+      const s = $("#exp-status");
+      s.textContent = e.status;
+      s.className = `status status-${e.status}`;
+      $("#exp-progress").value = e.progress;
+      $("#exp-step").textContent = `step ${e.step}${e.total_steps ? " / " + e.total_steps : ""}`;
+      $("#exp-message").textContent = e.message || "";
+      root.dataset.status = e.status;
+    });
+    source.addEventListener("metric", ev => {
+      const m = JSON.parse(ev.data);
+      if (m.event === "step") {
+        series.train_loss.push([m.step, m.loss]);
+        series.lr.push([m.step, m.lr]);
+      } else if (m.event === "evaluation") {
+        series.validation_loss.push([m.step, m.validation_loss]);
+        series.metric.push([m.step, m.metric]);
+        metricName = m.metric_name;
+      }
+      schedule();
+    });
+    source.addEventListener("log", ev => {
+      const atEnd = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 4;
+      logs.append(JSON.parse(ev.data) + "\n");
+      if (atEnd) logs.scrollTop = logs.scrollHeight;
+    });
+  };
+  connect();
+  // Restart clears the metrics file: start the charts afresh.
+  const reset = () => { for (const k in series) series[k] = []; logs.textContent = ""; source.close(); connect(); draw(); };
+  $$(".actions [data-action]").forEach(b => b.addEventListener("click", async () => {
+    const r = await act(name, b.dataset.action);
+    if (r === "deleted") location.href = "/experiments";
+    else if (r && r.renamed) location.href = `/experiments/${enc(r.renamed)}`;
+    else if (r && b.dataset.action === "restart") reset();
+  }));
+  // Tabs that load on first view.
+  const once = f => { let done = false; return () => { if (!done) { done = true; f().catch(e => { done = false; flash(e.message, true); }); } }; };
+  const loaders = {
+    "tab-data": once(async () => {
+      const box = $("#first-batch");
+      const batch = await api("GET", `${base()}/first-batch`);
+      box.replaceChildren();
+      batch.rows.forEach((row, i) => {
+        const div = el("div", { class: "batch-row" }, el("strong", { text: `row ${i + 1} (${row.input_ids.length} tokens, ${row.padding} padding): ` }));
+        for (const s of row.segments) div.append(el("span", { class: `seg ${s.masked ? "masked" : "trained"}`, title: s.masked ? "masked: no loss" : "trained", text: s.text }));
+        box.append(div);
+      });
+    }),
+    "tab-predictions": once(async () => {
+      const p = await api("GET", `${base()}/predictions`);
+      const table = $("#predictions");
+      let rows = p.rows, sortCol = -1, asc = true;
+      const head = el("tr");
+      p.columns.forEach((c, i) => head.append(el("th", { scope: "col", tabindex: 0, "aria-sort": "none", text: c, onclick: () => sortBy(i), onkeydown: ev => { if (ev.key === "Enter") sortBy(i); } })));
+      table.tHead.replaceChildren(head);
+      const body = () => table.tBodies[0].replaceChildren(...rows.map(r => el("tr", {}, ...r.map(v => el("td", { text: v })))));
+      const sortBy = i => {
+        asc = sortCol === i ? !asc : true; sortCol = i;
+        const num = rows.every(r => r[i] === "" || !isNaN(Number(r[i])));
+        rows = [...rows].sort((a, b) => (num ? Number(a[i]) - Number(b[i]) : a[i].localeCompare(b[i])) * (asc ? 1 : -1));
+        $$("th", head).forEach((th, j) => th.setAttribute("aria-sort", j === i ? (asc ? "ascending" : "descending") : "none"));
+        body();
+      };
+      body();
+    }),
+  };
+  // Chat.
+  const history = [];
+  const box = $("#chat-history");
+  const bubble = (role, text) => {
+    const content = el("span", { class: "content", text });
+    const b = el("div", { class: `bubble ${role}` }, el("span", { class: "role", text: role }), content);
+    if (role === "assistant") b.append(el("button", { type: "button", class: "copy", text: "Copy", onclick: () => navigator.clipboard?.writeText(content.textContent).then(() => flash("copied")) }));
+    box.append(b);
+    box.scrollTop = box.scrollHeight;
+    return content;
+  };
+  $("#chat-clear").addEventListener("click", () => { history.length = 0; box.replaceChildren(); $("#chat-note").textContent = ""; });
+  const num = (id, fallback) => { const v = $(id).value.trim(); return v === "" ? fallback : Number(v); };
+  $("#chat-form").addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const input = $("#chat-input");
+    const text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    history.push({ role: "user", content: text });
+    bubble("user", text);
+    const out = bubble("assistant", "");
+    out.parentElement.classList.add("streaming");
+    const send = $("#chat-send");
+    send.disabled = true;
+    const settings = { max_new_tokens: num("#chat-max", 128), temperature: num("#chat-temp", 0), top_k: num("#chat-topk", null),
+      top_p: num("#chat-topp", null), repetition_penalty: num("#chat-rep", 1.0), seed: num("#chat-seed", 0), system: $("#chat-system").value };
+    try {
+      const res = await fetch(`${base()}/chat`, { method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() }, body: JSON.stringify({ messages: history, settings }) });
+      if (!res.ok) { const b = await res.json().catch(() => ({})); throw new Error(b.error || `chat failed (${res.status})`); }
+      await readEvents(res, (name, data) => {
+        const v = JSON.parse(data);
+        if (name === "token") { out.textContent += v; box.scrollTop = box.scrollHeight; }
+        else if (name === "info") $("#chat-note").textContent = `Answering with ${v}.`;
+        else if (name === "done") { out.textContent = v.text; history.push({ role: "assistant", content: v.text }); out.parentElement.dataset.done = "true";
+          $("#chat-note").textContent += ` ${v.tokens} tokens, ${v.tokens_per_second.toFixed(1)} tokens/s (${v.finish_reason}).`; }
+        else if (name === "error") throw new Error(v);
+      });
+    } catch (e) { out.textContent = ""; out.parentElement.classList.add("error"); flash(e.message, true); history.pop(); }
+    finally { send.disabled = false; out.parentElement.classList.remove("streaming"); }
+  });
+};
+
+pages["experiment-new"] = () => {
+  const form = $("#experiment-form");
+  const fields = $$(".field", form);
+  const input = key => $(`[name="${CSS.escape(key)}"]`, form);
+  const valueOf = key => { const i = input(key); return !i ? null : i.type === "checkbox" ? String(i.checked) : i.value; };
+  const dataset = $("#pick-dataset");
+  const datasetKeys = ["dataset.train_dataframe", "dataset.validation_dataframe", "dataset.prompt_column", "dataset.answer_column",
+    "dataset.system_column", "dataset.parent_id_column", "dataset.id_column", "dataset.validation_strategy"];
+  const holds = (cond) => {
+    const v = valueOf(cond.key);
+    if (v === null) return true;
+    const t = cond.test;
+    const eq = lit => typeof lit === "boolean" ? v === String(lit) : typeof lit === "number" ? Number(v) === lit : v === lit;
+    if (t.test === "is") return eq(t.value);
+    if (t.test === "is_not") return !eq(t.value);
+    if (t.test === "not_empty") return v.trim() !== "";
+    return true;
+  };
+  const refresh = () => {
+    for (const f of fields) {
+      const when = JSON.parse(f.dataset.when || "[]");
+      let visible = when.every(holds);
+      if (dataset.value && datasetKeys.includes(f.dataset.key)) visible = false;
+      f.hidden = !visible;
+    }
+  };
+  form.addEventListener("input", refresh);
+  form.addEventListener("change", refresh);
+  dataset.addEventListener("change", refresh);
+  refresh();
+  $("#pick-backbone").addEventListener("change", ev => { if (ev.target.value) { input("llm_backbone").value = ev.target.value; refresh(); } });
+  const fill = values => {
+    for (const [k, v] of Object.entries(values)) {
+      const i = input(k);
+      if (!i) continue;
+      if (i.type === "checkbox") i.checked = v === "true";
+      else if (i.tagName === "SELECT" && ![...i.options].some(o => o.value === v)) i.append(el("option", { text: v }));
+      if (i.type !== "checkbox") i.value = v;
+    }
+    refresh();
+  };
+  $("#import-yaml").addEventListener("change", async ev => {
+    const file = ev.target.files[0];
+    if (!file) return;
+    try { fill(await api("POST", "/api/experiments/form-values", { yaml: await file.text() })); flash(`read ${file.name}`); }
+    catch (e) { flash(e.message, true); }
+  });
+  const collect = (startAnyway) => {
+    const values = {};
+    for (const f of fields) {
+      const key = f.dataset.key;
+      if (dataset.value && datasetKeys.includes(key)) continue;
+      const i = input(key);
+      const v = valueOf(key);
+      if (v !== i.dataset.default) values[key] = v;
+    }
+    return { values, dataset: dataset.value || null, start_anyway: startAnyway };
+  };
+  const verdictBox = $("#verdict");
+  const showVerdict = v => {
+    $$(".field-error", form).forEach(e => { e.textContent = ""; e.parentElement.classList.remove("has-error"); });
+    const general = [];
+    for (const e of v.errors || []) {
+      const slot = e.key && $(`#err-${CSS.escape(e.key)}`);
+      const text = e.message + (e.help ? `\nhelp: ${e.help}` : "");
+      if (slot) { slot.textContent += (slot.textContent ? "\n" : "") + text; slot.parentElement.classList.add("has-error"); slot.parentElement.hidden = false; }
+      else general.push((e.key ? `${e.key}: ` : "") + text);
+    }
+    verdictBox.hidden = false;
+    $("#verdict-errors").textContent = (v.errors || []).length ? `${v.errors.length} problem(s) to fix${general.length ? ":\n" + general.join("\n") : " (shown beside the fields)."}` : "";
+    $("#verdict-warnings").textContent = (v.warnings || []).map(w => `warning: ${w.key ? w.key + " " : ""}${w.message}`).join("\n");
+    const runs = v.runs || [];
+    $("#verdict-runs").textContent = (v.errors || []).length ? "" : `This starts ${runs.length} experiment${runs.length === 1 ? "" : "s"}: ${runs.join(", ")}.`;
+    const confirmBtn = $("#confirm-start");
+    confirmBtn.hidden = (v.errors || []).length > 0;
+    confirmBtn.textContent = (v.warnings || []).length ? "Start anyway" : `Start ${runs.length} experiment${runs.length === 1 ? "" : "s"}`;
+    (general.length || !(v.errors || []).length ? verdictBox : $(".field.has-error", form) || verdictBox).scrollIntoView({ block: "center" });
+  };
+  form.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    try { showVerdict(await api("POST", "/api/experiments/validate", collect(false))); }
+    catch (e) { flash(e.message, true); }
+  });
+  $("#confirm-start").addEventListener("click", async () => {
+    try {
+      const queued = await api("POST", "/api/experiments", collect(true));
+      location.href = queued.length === 1 ? `/experiments/${enc(queued[0].name)}` : "/experiments";
+    } catch (e) {
+      if (e.status === 422) showVerdict({ errors: e.body.errors || [{ key: "", message: e.message }], warnings: e.body.warnings || [] });
+      else flash(e.message, true);
+    }
+  });
+};
+
+pages["dataset-new"] = () => {
+  const source = $("#dataset-source");
+  const mapping = $("#dataset-mapping");
+  let chosen = null;
+  source.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    try {
+      const file = $("#ds-file").files[0];
+      if (file) {
+        const body = new FormData();
+        body.append("file", file);
+        const up = await api("POST", "/api/uploads", body, true);
+        chosen = { upload: up.upload };
+      } else if ($("#ds-path").value.trim()) {
+        chosen = { path: $("#ds-path").value.trim() };
+      } else { flash("choose a file to upload or give a path", true); return; }
+      const p = await api("POST", "/api/datasets/preview", chosen);
+      const table = $("#preview");
+      table.tHead.replaceChildren(el("tr", {}, ...p.columns.map(c => el("th", { scope: "col", text: c }))));
+      table.tBodies[0].replaceChildren(...p.rows.map(r => el("tr", {}, ...r.map(v => el("td", { text: v })))));
+      $("#preview-count").textContent = `${p.file}: ${p.total_rows} rows, the first ${p.rows.length} shown.`;
+      const opts = (sel, guess, empty) => {
+        sel.replaceChildren(...(empty ? [el("option", { value: "", text: "— none / recognise —" })] : []), ...p.columns.map(c => el("option", { value: c, text: c })));
+        for (const o of sel.options) o.selected = Array.isArray(guess) ? guess.includes(o.value) : o.value === (guess || "");
+      };
+      opts($("#map-prompt"), p.guess.prompt, false);
+      opts($("#map-answer"), p.guess.answer, true);
+      opts($("#map-system"), p.guess.system, true);
+      opts($("#map-id"), p.guess.id, true);
+      opts($("#map-parent"), p.guess.parent_id, true);
+      mapping.hidden = false;
+      $("#map-prompt").focus();
+    } catch (e) { flash(e.message, true); }
+  });
+  mapping.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const name = $("#ds-name").value.trim();
+    if (!name) { flash("give the dataset a name", true); $("#ds-name").focus(); return; }
+    const body = { name, ...chosen, mapping: {
+      prompt: [...$("#map-prompt").selectedOptions].map(o => o.value), answer: $("#map-answer").value, system: $("#map-system").value,
+      id: $("#map-id").value, parent_id: $("#map-parent").value, shape: $("#map-shape").value } };
+    try { const info = await api("POST", "/api/datasets", body); location.href = `/datasets/${enc(info.name)}`; }
+    catch (e) { flash(e.message, true); }
+  });
+};
+
+pages.dataset = () => {
+  $("#dataset-delete").addEventListener("click", async ev => {
+    const name = ev.target.dataset.name;
+    if (!confirm(`Delete dataset ${name}?`)) return;
+    try { await api("DELETE", `/api/datasets/${enc(name)}`); location.href = "/datasets"; } catch (e) { flash(e.message, true); }
+  });
+  const form = $("#dataset-remap");
+  form.addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const v = id => $(id).value.trim();
+    const body = { prompt: v("#rm-prompt").split(",").map(s => s.trim()).filter(Boolean), answer: v("#rm-answer"), system: v("#rm-system"),
+      id: v("#rm-id"), parent_id: v("#rm-parent"), shape: v("#rm-shape") };
+    try { await api("PUT", `/api/datasets/${enc(form.dataset.name)}/mapping`, body); location.reload(); } catch (e) { flash(e.message, true); }
+  });
+};
+
+pages.backbones = () => {
+  const submit = (id, url, keys) => $(id).addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const body = Object.fromEntries(keys.map(k => [k, ev.target.elements[k].value.trim()]));
+    try { flash("working…"); await api("POST", url, body); location.reload(); } catch (e) { flash(e.message, true); }
+  });
+  submit("#register-backbone", "/api/backbones", ["name", "path"]);
+  submit("#import-gguf", "/api/backbones/import-gguf", ["name", "file"]);
+  $$("[data-unregister]").forEach(b => b.addEventListener("click", async () => {
+    if (!confirm(`Remove ${b.dataset.unregister} from the list? Its folder stays.`)) return;
+    try { await api("DELETE", `/api/backbones/${enc(b.dataset.unregister)}`); location.reload(); } catch (e) { flash(e.message, true); }
+  }));
+};
+
+pages.compare = () => {
+  const data = JSON.parse($("#compare-series").dataset.series || "{}");
+  const names = $$("#compare-summary tbody a").map(a => a.textContent);
+  for (const [metric, per] of Object.entries(data)) {
+    drawChart($(`#cmp-${metric}`), per.map((points, i) => ({ name: names[i] || `#${i}`, points })));
+  }
+  const toggle = $("#differences-only");
+  const apply = () => $$("#compare-config tr.same").forEach(r => r.classList.toggle("hide", toggle.checked));
+  toggle.addEventListener("change", apply);
+  apply();
+};
+
+pages.settings = () => {
+  $("#settings-form").addEventListener("submit", async ev => {
+    ev.preventDefault();
+    const defaults = {};
+    for (const line of $("#defaults").value.split("\n")) {
+      const at = line.indexOf(":");
+      if (line.trim() && at > 0) defaults[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+    }
+    try {
+      await api("PUT", "/api/settings", { max_upload_mb: Number($("#max-upload").value), max_epochs: Number($("#max-epochs").value), experiment_defaults: defaults });
+      flash("saved");
+    } catch (e) { flash(e.message, true); }
+  });
+};
+
+document.addEventListener("DOMContentLoaded", () => {
+  const page = document.body.dataset.page;
+  pages[page]?.();
+});

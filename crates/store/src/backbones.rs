@@ -1,0 +1,161 @@
+//! The list of registered backbones (`backbones.json` in the home): a name for each Hugging Face folder a user
+//! registered (anywhere on disk) or a GGUF file imported into `backbones/`. The file is the source of truth; the
+//! folders themselves belong to their owners (or to `ferrotune-model` for imported GGUF files).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::now;
+use crate::error::{io, Error, Result};
+use crate::{files, Store};
+
+const BACKBONES_FILE: &str = "backbones.json";
+
+/// One registered backbone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackboneEntry {
+    /// A short name (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// The Hugging Face folder (config.json, *.safetensors, tokenizer.json).
+    pub path: PathBuf,
+    /// The `.gguf` file it was imported from, if any.
+    #[serde(default)]
+    pub gguf: Option<PathBuf>,
+    /// Unix seconds.
+    pub added: u64,
+}
+
+/// Checks that `dir` looks like a Hugging Face model folder.
+pub fn check_backbone_folder(dir: &Path) -> Result<()> {
+    let bad = |reason: &str| Error::NotABackbone {
+        path: dir.to_path_buf(),
+        reason: reason.into(),
+    };
+    if !dir.is_dir() {
+        return Err(bad("no such folder"));
+    }
+    if !dir.join("config.json").is_file() {
+        return Err(bad("`config.json` is missing"));
+    }
+    if !dir.join("tokenizer.json").is_file() {
+        return Err(bad("`tokenizer.json` is missing"));
+    }
+    let has_weights = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .flatten()
+        .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"));
+    if !has_weights {
+        return Err(bad("no `*.safetensors` weights"));
+    }
+    Ok(())
+}
+
+impl Store {
+    fn backbones_file(&self) -> PathBuf {
+        self.home.root().join(BACKBONES_FILE)
+    }
+
+    /// The registered backbones, in the order they were added.
+    pub fn backbones(&self) -> Result<Vec<BackboneEntry>> {
+        let path = self.backbones_file();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| Error::BadMetadata {
+                path,
+                message: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// The backbone named `name`.
+    pub fn backbone(&self, name: &str) -> Result<BackboneEntry> {
+        self.backbones()?
+            .into_iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| Error::BackboneNotFound { name: name.into() })
+    }
+
+    /// Registers the Hugging Face folder `path` (made absolute) as `name`.
+    pub fn register_backbone(
+        &mut self,
+        name: &str,
+        path: &Path,
+        gguf: Option<&Path>,
+    ) -> Result<BackboneEntry> {
+        crate::dataset::check_name(name)?;
+        let path = std::path::absolute(path).map_err(io(path))?;
+        check_backbone_folder(&path)?;
+        let _shared = self.lock_registry(false)?;
+        let mut all = self.backbones()?;
+        if all.iter().any(|b| b.name == name) {
+            return Err(Error::BackboneExists { name: name.into() });
+        }
+        let entry = BackboneEntry {
+            name: name.into(),
+            path,
+            gguf: gguf.map(Path::to_path_buf),
+            added: now(),
+        };
+        all.push(entry.clone());
+        self.save_backbones(&all)?;
+        Ok(entry)
+    }
+
+    /// Forgets the backbone `name` (its folder stays where it is).
+    pub fn unregister_backbone(&mut self, name: &str) -> Result<()> {
+        let _shared = self.lock_registry(false)?;
+        let mut all = self.backbones()?;
+        let before = all.len();
+        all.retain(|b| b.name != name);
+        if all.len() == before {
+            return Err(Error::BackboneNotFound { name: name.into() });
+        }
+        self.save_backbones(&all)
+    }
+
+    fn save_backbones(&self, all: &[BackboneEntry]) -> Result<()> {
+        let text = serde_json::to_string_pretty(all).map_err(|e| Error::BadMetadata {
+            path: self.backbones_file(),
+            message: e.to_string(),
+        })?;
+        files::write_atomically(&self.backbones_file(), text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+            std::fs::write(dir.join(f), "{}").unwrap();
+        }
+    }
+
+    #[test]
+    fn register_list_and_unregister() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = Store::open(crate::Home::new(tmp.path().join("home"))).unwrap();
+        let model = tmp.path().join("model");
+        folder(&model);
+        store.register_backbone("tiny", &model, None).unwrap();
+        assert!(matches!(
+            store.register_backbone("tiny", &model, None),
+            Err(Error::BackboneExists { .. })
+        ));
+        assert!(matches!(
+            store.register_backbone("../x", &model, None),
+            Err(Error::InvalidName { .. })
+        ));
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let err = store.register_backbone("e", &empty, None).unwrap_err();
+        assert!(err.to_string().contains("config.json"), "{err}");
+        assert_eq!(store.backbones().unwrap()[0].path, model);
+        store.unregister_backbone("tiny").unwrap();
+        assert!(store.backbones().unwrap().is_empty());
+    }
+}
