@@ -151,6 +151,14 @@ function duration(e) {
   const s = (e.finished || Math.floor(Date.now() / 1000)) - e.started;
   return s >= 3600 ? `${Math.floor(s / 3600)} h ${Math.floor(s % 3600 / 60)} min` : s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
 }
+// Which actions make sense in which status (the server checks again).
+const ALLOWED = {
+  stop: ["queued", "running"], resume: ["stopped", "failed"], restart: ["finished", "failed", "stopped"],
+  rename: ["queued", "finished", "failed", "stopped"], delete: ["queued", "finished", "failed", "stopped"],
+};
+function enableActions(buttons, status) {
+  for (const b of buttons) if (ALLOWED[b.dataset.action]) b.disabled = !ALLOWED[b.dataset.action].includes(status);
+}
 async function act(name, action) {
   try {
     if (action === "delete") {
@@ -195,7 +203,8 @@ pages.experiments = () => {
           update();
         } }));
       }
-      const backbone = (e.config_backbone || "").split("/").pop();
+      enableActions($$("button", buttons), e.status);
+      const backbone = (e.backbone || "").split("/").filter(Boolean).pop();
       tbody.append(el("tr", { "data-name": e.name, "data-status": e.status },
         el("td", {}, box),
         el("td", {}, el("a", { href: `/experiments/${enc(e.name)}`, text: e.name })),
@@ -261,6 +270,7 @@ pages.experiment = () => {
       $("#exp-step").textContent = `step ${e.step}${e.total_steps ? " / " + e.total_steps : ""}`;
       $("#exp-message").textContent = e.message || "";
       root.dataset.status = e.status;
+      enableActions($$(".actions [data-action]"), e.status);
     });
     source.addEventListener("metric", ev => {
       const m = JSON.parse(ev.data);

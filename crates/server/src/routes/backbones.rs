@@ -100,17 +100,19 @@ fn safetensors_summary(path: &Path) -> Option<(u64, String)> {
     let header: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&header).ok()?;
     let mut n = 0u64;
-    let mut dtype = None;
+    // The dtype holding the most parameters (buffers such as position ids may have another).
+    let mut by_dtype: std::collections::BTreeMap<String, u64> = Default::default();
     for (name, t) in &header {
         if name == "__metadata__" {
             continue;
         }
         let shape = t.get("shape")?.as_array()?;
-        n += shape.iter().filter_map(|d| d.as_u64()).product::<u64>();
-        if dtype.is_none() {
-            dtype = t.get("dtype")?.as_str().map(|d| d.to_lowercase());
-        }
+        let count = shape.iter().filter_map(|d| d.as_u64()).product::<u64>();
+        n += count;
+        let dtype = t.get("dtype")?.as_str()?.to_lowercase();
+        *by_dtype.entry(dtype).or_default() += count;
     }
+    let dtype = by_dtype.into_iter().max_by_key(|(_, c)| *c).map(|(d, _)| d);
     Some((n, dtype.unwrap_or_default()))
 }
 

@@ -236,10 +236,31 @@ async fn form_values_from_yaml(
     Ok(Json(form_values(&cfg)))
 }
 
+/// One row of the experiments table: the registry's row and the backbone it trains.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentRow {
+    #[serde(flatten)]
+    pub info: ExperimentInfo,
+    /// `llm_backbone` of its config.
+    pub backbone: String,
+}
+
+/// The table rows of `list`.
+pub fn rows(list: Vec<ExperimentInfo>) -> Vec<ExperimentRow> {
+    list.into_iter()
+        .map(|info| {
+            let backbone = Experiment::from_yaml_str(&info.config, &info.name)
+                .map(|c| c.llm_backbone)
+                .unwrap_or_default();
+            ExperimentRow { info, backbone }
+        })
+        .collect()
+}
+
 async fn experiments_index(
     State(state): State<AppState>,
-) -> Result<Json<Vec<ExperimentInfo>>, ApiError> {
-    Ok(Json(state.with_store(|s| Ok(s.experiments()?)).await?))
+) -> Result<Json<Vec<ExperimentRow>>, ApiError> {
+    Ok(Json(rows(state.with_store(|s| Ok(s.experiments()?)).await?)))
 }
 
 /// One row of the form: a setting with its current text.

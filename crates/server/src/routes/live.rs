@@ -47,7 +47,7 @@ async fn events_all(
         let mut last = String::new();
         loop {
             if let Ok(list) = state.with_store(|s| Ok(s.experiments()?)).await {
-                let text = serde_json::to_string(&list).unwrap_or_default();
+                let text = serde_json::to_string(&super::experiments::rows(list)).unwrap_or_default();
                 if text != last {
                     if tx.send(Event::default().event("experiments").data(text.clone())).await.is_err() {
                         return;
