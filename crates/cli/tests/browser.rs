@@ -167,15 +167,25 @@ async fn start_from_form(c: &Client, name: &str, lr: &str) {
     set_field(c, "prediction.max_length_inference", "4").await;
     css(c, "#check-start").await.click().await.unwrap();
     let runs = wait_js(c, "the run count", "document.querySelector('#verdict-runs').textContent || document.querySelector('#verdict-errors').textContent").await;
-    assert_eq!(runs, json!(format!("This starts 1 experiment: {name}.")), "the form's verdict");
+    assert_eq!(
+        runs,
+        json!(format!("This starts 1 experiment: {name}.")),
+        "the form's verdict"
+    );
     css(c, "#confirm-start").await.click().await.unwrap();
-    wait_js(c, "the experiment page", &format!("document.querySelector('#exp-name')?.textContent === '{name}'")).await;
+    wait_js(
+        c,
+        "the experiment page",
+        &format!("document.querySelector('#exp-name')?.textContent === '{name}'"),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn the_studio_in_a_real_browser() {
     let Some(driver) = chromedriver() else {
-        let msg = "chromedriver not found: install Debian's chromium and chromium-driver (.ci/run does)";
+        let msg =
+            "chromedriver not found: install Debian's chromium and chromium-driver (.ci/run does)";
         assert!(std::env::var_os("CI").is_none(), "{msg}");
         eprintln!("SKIPPED the_studio_in_a_real_browser: {msg}");
         return;
@@ -188,18 +198,43 @@ async fn the_studio_in_a_real_browser() {
 
     // The backbone is registered through the API (a script on loopback needs no token).
     let status = Command::new("curl")
-        .args(["-sf", "-X", "POST", &format!("{url}/api/backbones"), "-H", "content-type: application/json", "-d"])
+        .args([
+            "-sf",
+            "-X",
+            "POST",
+            &format!("{url}/api/backbones"),
+            "-H",
+            "content-type: application/json",
+            "-d",
+        ])
         .arg(json!({"name": "tiny-llama", "path": fixture()}).to_string())
         .status();
     if !status.is_ok_and(|s| s.success()) {
         // Without curl, register through the page's own form.
         c.goto(&format!("{url}/backbones")).await.unwrap();
-        css(&c, "#bb-name").await.send_keys("tiny-llama").await.unwrap();
-        css(&c, "#bb-path").await.send_keys(fixture().to_str().unwrap()).await.unwrap();
-        css(&c, "#register-backbone button").await.click().await.unwrap();
+        css(&c, "#bb-name")
+            .await
+            .send_keys("tiny-llama")
+            .await
+            .unwrap();
+        css(&c, "#bb-path")
+            .await
+            .send_keys(fixture().to_str().unwrap())
+            .await
+            .unwrap();
+        css(&c, "#register-backbone button")
+            .await
+            .click()
+            .await
+            .unwrap();
     }
     c.goto(&format!("{url}/backbones")).await.unwrap();
-    wait_js(&c, "the backbone row", "document.querySelector('#backbones').innerText.includes('LlamaForCausalLM')").await;
+    wait_js(
+        &c,
+        "the backbone row",
+        "document.querySelector('#backbones').innerText.includes('LlamaForCausalLM')",
+    )
+    .await;
 
     // 1. Upload a dataset and map its columns.
     let data = tmp.path().join("arith.csv");
@@ -209,89 +244,241 @@ async fn the_studio_in_a_real_browser() {
     }
     std::fs::write(&data, csv).unwrap();
     c.goto(&format!("{url}/datasets/new")).await.unwrap();
-    css(&c, "#ds-file").await.send_keys(data.to_str().unwrap()).await.unwrap();
+    css(&c, "#ds-file")
+        .await
+        .send_keys(data.to_str().unwrap())
+        .await
+        .unwrap();
     css(&c, "#ds-name").await.send_keys("arith").await.unwrap();
     css(&c, "#ds-preview").await.click().await.unwrap();
     wait_js(&c, "the preview", "!document.querySelector('#dataset-mapping').hidden && document.querySelectorAll('#preview tbody tr').length === 5").await;
-    let columns = wait_js(&c, "columns", "[...document.querySelectorAll('#preview thead th')].map(t => t.textContent).join(',')").await;
+    let columns = wait_js(
+        &c,
+        "columns",
+        "[...document.querySelectorAll('#preview thead th')].map(t => t.textContent).join(',')",
+    )
+    .await;
     assert_eq!(columns, json!("question,reply,note"));
-    css(&c, "#map-prompt").await.select_by_value("question").await.unwrap();
-    css(&c, "#map-answer").await.select_by_value("reply").await.unwrap();
+    css(&c, "#map-prompt")
+        .await
+        .select_by_value("question")
+        .await
+        .unwrap();
+    css(&c, "#map-answer")
+        .await
+        .select_by_value("reply")
+        .await
+        .unwrap();
     css(&c, "#ds-import").await.click().await.unwrap();
-    wait_js(&c, "the dataset page", "document.querySelector('#dataset-name')?.textContent === 'arith'").await;
-    let bubbles = wait_js(&c, "chat bubbles", "document.querySelectorAll('#conversations .bubble.user').length").await;
+    wait_js(
+        &c,
+        "the dataset page",
+        "document.querySelector('#dataset-name')?.textContent === 'arith'",
+    )
+    .await;
+    let bubbles = wait_js(
+        &c,
+        "chat bubbles",
+        "document.querySelectorAll('#conversations .bubble.user').length",
+    )
+    .await;
     assert_eq!(bubbles, json!(30), "the sample shows 30 turns");
-    let first = wait_js(&c, "a user bubble", "document.querySelector('#conversations .bubble.user').textContent").await;
+    let first = wait_js(
+        &c,
+        "a user bubble",
+        "document.querySelector('#conversations .bubble.user').textContent",
+    )
+    .await;
     assert!(first.as_str().unwrap().contains("Add 0 and 0."), "{first}");
 
     // 2. Create an experiment from the form, on the tiny backbone, from the dataset's page.
-    css(&c, "#dataset-new-experiment").await.click().await.unwrap();
-    wait_js(&c, "the form", "document.querySelector('#pick-dataset')?.value === 'arith'").await;
-    let hidden = wait_js(&c, "dataset fields hidden", "document.querySelector('[data-key=\"dataset.train_dataframe\"]').hidden").await;
+    css(&c, "#dataset-new-experiment")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "the form",
+        "document.querySelector('#pick-dataset')?.value === 'arith'",
+    )
+    .await;
+    let hidden = wait_js(
+        &c,
+        "dataset fields hidden",
+        "document.querySelector('[data-key=\"dataset.train_dataframe\"]').hidden",
+    )
+    .await;
     assert_eq!(hidden, json!(true));
     let backbone = fixture().display().to_string();
-    css(&c, "#pick-backbone").await.select_by_value(&backbone).await.unwrap();
+    css(&c, "#pick-backbone")
+        .await
+        .select_by_value(&backbone)
+        .await
+        .unwrap();
     // A bad value is reported beside its field.
     set_field(&c, "training.learning_rate", "fast").await;
     css(&c, "#check-start").await.click().await.unwrap();
-    let err = wait_js(&c, "a field error", "document.querySelector('[id=\"err-training.learning_rate\"]').textContent").await;
+    let err = wait_js(
+        &c,
+        "a field error",
+        "document.querySelector('[id=\"err-training.learning_rate\"]').textContent",
+    )
+    .await;
     assert!(err.as_str().unwrap().contains("number"), "{err}");
     start_from_form(&c, "first", "0.01").await;
 
     // 3. Watch it reach finished with points on the loss chart (live, over SSE).
-    wait_js(&c, "finished", "document.querySelector('#exp-status').textContent === 'finished'").await;
+    wait_js(
+        &c,
+        "finished",
+        "document.querySelector('#exp-status').textContent === 'finished'",
+    )
+    .await;
     // One point per optimizer step (36 training rows in batches of 4).
-    wait_js(&c, "9 loss points", "Number(document.querySelector('#chart-train_loss').dataset.points || 0) === 9").await;
-    wait_js(&c, "validation points", "Number(document.querySelector('#chart-validation_loss').dataset.points || 0)").await;
+    wait_js(
+        &c,
+        "9 loss points",
+        "Number(document.querySelector('#chart-train_loss').dataset.points || 0) === 9",
+    )
+    .await;
+    wait_js(
+        &c,
+        "validation points",
+        "Number(document.querySelector('#chart-validation_loss').dataset.points || 0)",
+    )
+    .await;
     screenshot(&c, "experiment.png").await;
 
     // 4. Chat and receive a streamed answer.
     css(&c, "#tab-chat").await.click().await.unwrap();
     css(&c, "#chat-max").await.clear().await.unwrap();
     css(&c, "#chat-max").await.send_keys("12").await.unwrap();
-    css(&c, "#chat-input").await.send_keys("Add 2 and 4.").await.unwrap();
+    css(&c, "#chat-input")
+        .await
+        .send_keys("Add 2 and 4.")
+        .await
+        .unwrap();
     css(&c, "#chat-send").await.click().await.unwrap();
-    wait_js(&c, "the answer", "document.querySelector('#chat-history .bubble.assistant')?.dataset.done === 'true'").await;
-    let note = wait_js(&c, "the answer's note", "document.querySelector('#chat-note').textContent").await;
+    wait_js(
+        &c,
+        "the answer",
+        "document.querySelector('#chat-history .bubble.assistant')?.dataset.done === 'true'",
+    )
+    .await;
+    let note = wait_js(
+        &c,
+        "the answer's note",
+        "document.querySelector('#chat-note').textContent",
+    )
+    .await;
     assert!(note.as_str().unwrap().contains("trained adapter"), "{note}");
-    assert!(note.as_str().unwrap().contains("12 tokens") || note.as_str().unwrap().contains("tokens/s"), "{note}");
-    c.execute("document.querySelector('#experiment h1').scrollIntoView()", vec![]).await.unwrap();
+    assert!(
+        note.as_str().unwrap().contains("12 tokens") || note.as_str().unwrap().contains("tokens/s"),
+        "{note}"
+    );
+    c.execute(
+        "document.querySelector('#experiment h1').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
     screenshot(&c, "chat.png").await;
 
     // 5. A second experiment from the first one's config, with another learning rate.
-    c.goto(&format!("{url}/experiments/new?from=first")).await.unwrap();
-    let lr = wait_js(&c, "the copied config", "document.querySelector('[id=\"f-training.learning_rate\"]').value").await;
+    c.goto(&format!("{url}/experiments/new?from=first"))
+        .await
+        .unwrap();
+    let lr = wait_js(
+        &c,
+        "the copied config",
+        "document.querySelector('[id=\"f-training.learning_rate\"]').value",
+    )
+    .await;
     assert_eq!(lr, json!("0.01"));
     start_from_form(&c, "second", "0.02").await;
-    wait_js(&c, "second finished", "document.querySelector('#exp-status').textContent === 'finished'").await;
+    wait_js(
+        &c,
+        "second finished",
+        "document.querySelector('#exp-status').textContent === 'finished'",
+    )
+    .await;
 
     // 6. Compare the two: overlaid charts, config differences only.
     c.goto(&format!("{url}/experiments")).await.unwrap();
-    wait_js(&c, "two rows", "document.querySelectorAll('#experiments tbody tr[data-name]').length === 2").await;
-    css(&c, "tr[data-name=\"first\"] input[type=checkbox]").await.click().await.unwrap();
-    css(&c, "tr[data-name=\"second\"] input[type=checkbox]").await.click().await.unwrap();
+    wait_js(
+        &c,
+        "two rows",
+        "document.querySelectorAll('#experiments tbody tr[data-name]').length === 2",
+    )
+    .await;
+    css(&c, "tr[data-name=\"first\"] input[type=checkbox]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    css(&c, "tr[data-name=\"second\"] input[type=checkbox]")
+        .await
+        .click()
+        .await
+        .unwrap();
     css(&c, "#compare-selected").await.click().await.unwrap();
     wait_js(&c, "the compare page", "location.pathname === '/compare'").await;
     let visible = wait_js(&c, "visible config rows", "[...document.querySelectorAll('#compare-config tbody tr')].filter(r => r.offsetParent !== null).map(r => r.querySelector('th').textContent)").await;
-    let visible: Vec<&str> = visible.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let visible: Vec<&str> = visible
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert!(visible.contains(&"training.learning_rate"), "{visible:?}");
     assert!(visible.contains(&"experiment_name"), "{visible:?}");
-    assert!(!visible.contains(&"training.batch_size"), "equal settings are hidden: {visible:?}");
-    let lines = wait_js(&c, "two loss lines", "document.querySelectorAll('#cmp-train_loss path.series').length").await;
+    assert!(
+        !visible.contains(&"training.batch_size"),
+        "equal settings are hidden: {visible:?}"
+    );
+    let lines = wait_js(
+        &c,
+        "two loss lines",
+        "document.querySelectorAll('#cmp-train_loss path.series').length",
+    )
+    .await;
     assert_eq!(lines, json!(2));
 
     // 7. Delete an experiment (the table updates itself).
     c.goto(&format!("{url}/experiments")).await.unwrap();
-    css(&c, "tr[data-name=\"second\"] button[data-action=\"delete\"]").await.click().await.unwrap();
+    css(
+        &c,
+        "tr[data-name=\"second\"] button[data-action=\"delete\"]",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
     c.accept_alert().await.unwrap();
-    wait_js(&c, "one row", "document.querySelectorAll('#experiments tbody tr[data-name]').length === 1").await;
-    assert!(!home.join("experiments/second").exists(), "its folder is gone");
-    assert!(home.join("experiments/first/adapter/adapter_config.json").is_file());
+    wait_js(
+        &c,
+        "one row",
+        "document.querySelectorAll('#experiments tbody tr[data-name]').length === 1",
+    )
+    .await;
+    assert!(
+        !home.join("experiments/second").exists(),
+        "its folder is gone"
+    );
+    assert!(home
+        .join("experiments/first/adapter/adapter_config.json")
+        .is_file());
 
     // The pages also work in a narrow window.
     c.set_window_size(420, 800).await.unwrap();
     c.goto(&format!("{url}/experiments/first")).await.unwrap();
-    let overflow = wait_js(&c, "the layout", "String(document.documentElement.scrollWidth <= window.innerWidth + 1)").await;
+    let overflow = wait_js(
+        &c,
+        "the layout",
+        "String(document.documentElement.scrollWidth <= window.innerWidth + 1)",
+    )
+    .await;
     assert_eq!(overflow, json!("true"), "no horizontal scrolling at 420 px");
     c.close().await.unwrap();
 }

@@ -114,6 +114,9 @@ mod tests {
         assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
         assert!(svg.contains("t&amp;t"));
         // The larger bar fills the plot height (136 px), the smaller one half of it.
-        assert!(svg.contains(r#"height="136.0""#) && svg.contains(r#"height="68.0""#), "{svg}");
+        assert!(
+            svg.contains(r#"height="136.0""#) && svg.contains(r#"height="68.0""#),
+            "{svg}"
+        );
     }
 }

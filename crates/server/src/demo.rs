@@ -40,7 +40,8 @@ pub fn register_in_background(state: AppState) {
 fn register(state: &AppState, store: &mut Store) -> Result<(), String> {
     let home = store.home().clone();
     let mut progress = |m: &str| state.set_notice(Some(format!("Demo assets: {m}")));
-    let gguf = ferrotune_assets::ensure_demo_backbone(&home, &mut progress).map_err(|e| e.to_string())?;
+    let gguf =
+        ferrotune_assets::ensure_demo_backbone(&home, &mut progress).map_err(|e| e.to_string())?;
     let out = home.backbones().join("SmolLM2-135M-Instruct");
     if !out.join("config.json").is_file() {
         state.set_notice(Some("Demo assets: converting the GGUF backbone…".into()));
@@ -49,7 +50,8 @@ fn register(state: &AppState, store: &mut Store) -> Result<(), String> {
     store
         .register_backbone(DEMO_BACKBONE, &out, Some(&gguf))
         .map_err(|e| e.to_string())?;
-    let data = ferrotune_assets::ensure_demo_datasets(&home, &mut progress).map_err(|e| e.to_string())?;
+    let data =
+        ferrotune_assets::ensure_demo_datasets(&home, &mut progress).map_err(|e| e.to_string())?;
     for name in ["alpaca_en_demo", "identity"] {
         state.set_notice(Some(format!("Demo assets: importing {name}…")));
         store

@@ -114,7 +114,9 @@ impl From<ferrotune_store::Error> for ApiError {
 impl From<ferrotune_config::Error> for ApiError {
     fn from(e: ferrotune_config::Error) -> Self {
         match e {
-            ferrotune_config::Error::Settings { issues, .. } => ApiError::invalid(issues, Vec::new()),
+            ferrotune_config::Error::Settings { issues, .. } => {
+                ApiError::invalid(issues, Vec::new())
+            }
             other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
         }
     }

@@ -98,10 +98,7 @@ impl AppState {
 
     /// The current studio settings.
     pub fn settings(&self) -> StudioSettings {
-        self.settings
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_default()
+        self.settings.read().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// Saves new studio settings.

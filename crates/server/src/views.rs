@@ -14,13 +14,28 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("error.html", include_str!("../templates/error.html")),
     ("login.html", include_str!("../templates/login.html")),
     ("home.html", include_str!("../templates/home.html")),
-    ("backbones.html", include_str!("../templates/backbones.html")),
+    (
+        "backbones.html",
+        include_str!("../templates/backbones.html"),
+    ),
     ("datasets.html", include_str!("../templates/datasets.html")),
     ("dataset.html", include_str!("../templates/dataset.html")),
-    ("dataset_new.html", include_str!("../templates/dataset_new.html")),
-    ("experiments.html", include_str!("../templates/experiments.html")),
-    ("experiment.html", include_str!("../templates/experiment.html")),
-    ("experiment_new.html", include_str!("../templates/experiment_new.html")),
+    (
+        "dataset_new.html",
+        include_str!("../templates/dataset_new.html"),
+    ),
+    (
+        "experiments.html",
+        include_str!("../templates/experiments.html"),
+    ),
+    (
+        "experiment.html",
+        include_str!("../templates/experiment.html"),
+    ),
+    (
+        "experiment_new.html",
+        include_str!("../templates/experiment_new.html"),
+    ),
     ("compare.html", include_str!("../templates/compare.html")),
     ("settings.html", include_str!("../templates/settings.html")),
 ];
@@ -38,7 +53,9 @@ fn environment() -> &'static Environment<'static> {
         env.add_filter("utc", |secs: Option<u64>| {
             secs.map(ferrotune_store::format_utc).unwrap_or_default()
         });
-        env.add_filter("urlencode", |s: String| crate::security::urlencode(&s).replace('/', "%2F"));
+        env.add_filter("urlencode", |s: String| {
+            crate::security::urlencode(&s).replace('/', "%2F")
+        });
         env.add_filter("bytes", |n: u64| human_bytes(n));
         env.add_filter("count", |n: u64| match n {
             n if n >= 1_000_000_000 => format!("{:.2} B", n as f64 / 1e9),

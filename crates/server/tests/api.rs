@@ -15,7 +15,11 @@ struct Studio {
 impl Studio {
     fn new(token: Option<&str>) -> Studio {
         let dir = tempfile::tempdir().unwrap();
-        let state = AppState::new(Home::new(dir.path().join("home")), None, token.map(String::from));
+        let state = AppState::new(
+            Home::new(dir.path().join("home")),
+            None,
+            token.map(String::from),
+        );
         Studio { dir, state }
     }
 
@@ -48,7 +52,11 @@ impl Studio {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+        (
+            status,
+            headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, String) {
@@ -59,7 +67,12 @@ impl Studio {
     }
 
     /// A script's request: JSON, no cookie, no Origin (what a loopback server without a token lets through).
-    async fn json(&self, method: &str, uri: &str, body: serde_json::Value) -> (StatusCode, serde_json::Value) {
+    async fn json(
+        &self,
+        method: &str,
+        uri: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
         let (s, _, b) = self
             .send(
                 Request::builder()
@@ -70,7 +83,10 @@ impl Studio {
                     .unwrap(),
             )
             .await;
-        (s, serde_json::from_str(&b).unwrap_or(serde_json::Value::String(b)))
+        (
+            s,
+            serde_json::from_str(&b).unwrap_or(serde_json::Value::String(b)),
+        )
     }
 
     /// A page visit: the session cookie and the page's forgery-protection token.
@@ -95,7 +111,15 @@ impl Studio {
 #[tokio::test]
 async fn every_page_renders_on_an_empty_home() {
     let s = Studio::new(None);
-    for page in ["/", "/backbones", "/datasets", "/datasets/new", "/experiments", "/experiments/new", "/settings"] {
+    for page in [
+        "/",
+        "/backbones",
+        "/datasets",
+        "/datasets/new",
+        "/experiments",
+        "/experiments/new",
+        "/settings",
+    ] {
         let (status, body) = s.get(page).await;
         assert_eq!(status, StatusCode::OK, "{page}: {body}");
         assert!(body.contains("<main id=\"main\">"), "{page}");
@@ -113,7 +137,10 @@ async fn user_text_is_escaped_in_pages() {
     let (status, body) = s.get("/datasets/marked").await;
     assert_eq!(status, StatusCode::OK, "{body} {}", s.log());
     assert!(!body.contains("<script>alert"), "raw markup in the page");
-    assert!(body.contains("&lt;script&gt;alert("), "the row is shown as text");
+    assert!(
+        body.contains("&lt;script&gt;alert("),
+        "the row is shown as text"
+    );
     // A path that holds markup comes back in the 404 page as text.
     let (status, body) = s.get("/no/%3Cscript%3Ealert(1)%3C/script%3E").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -130,20 +157,33 @@ async fn names_and_uploads_cannot_reach_outside_the_home() {
     std::fs::write(&outside, "[]").unwrap();
     // A dataset name with a path in it is refused before anything touches the disk.
     let (status, body) = s
-        .json("POST", "/api/datasets", serde_json::json!({"name": "../escape", "path": outside}))
+        .json(
+            "POST",
+            "/api/datasets",
+            serde_json::json!({"name": "../escape", "path": outside}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("invalid dataset name"));
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("invalid dataset name"));
     assert!(!s.dir.path().join("escape").exists());
     // An upload id is a hex token, never a path.
     let (status, body) = s
-        .json("POST", "/api/datasets/preview", serde_json::json!({"upload": "../../secret.json"}))
+        .json(
+            "POST",
+            "/api/datasets/preview",
+            serde_json::json!({"upload": "../../secret.json"}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     // Encoded traversal in a URL segment names no dataset.
     let (status, _) = s.get("/api/datasets/..%2F..%2Fsecret").await;
     assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND);
-    let (status, _) = s.json("DELETE", "/api/experiments/..%2Fx", serde_json::json!({})).await;
+    let (status, _) = s
+        .json("DELETE", "/api/experiments/..%2Fx", serde_json::json!({}))
+        .await;
     assert!(status.is_client_error());
     // An uploaded file keeps only its last name component, inside uploads/<id>/.
     let boundary = "XBOUNDARY";
@@ -153,7 +193,10 @@ async fn names_and_uploads_cannot_reach_outside_the_home() {
     let (status, _, text) = s
         .send(
             Request::post("/api/uploads")
-                .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
+                .header(
+                    header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
                 .body(Body::from(body))
                 .unwrap(),
         )
@@ -161,7 +204,12 @@ async fn names_and_uploads_cannot_reach_outside_the_home() {
     assert_eq!(status, StatusCode::CREATED, "{text}");
     let up: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(up["file"], "evil.json");
-    let placed = s.dir.path().join("home/uploads").join(up["upload"].as_str().unwrap()).join("evil.json");
+    let placed = s
+        .dir
+        .path()
+        .join("home/uploads")
+        .join(up["upload"].as_str().unwrap())
+        .join("evil.json");
     assert!(placed.is_file());
     assert!(!s.dir.path().join("evil.json").exists());
 }
@@ -178,14 +226,19 @@ async fn an_upload_over_the_limit_is_refused_and_removed() {
     let (status, _, text) = s
         .send(
             Request::post("/api/uploads")
-                .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
+                .header(
+                    header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
                 .body(Body::from(body))
                 .unwrap(),
         )
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
     assert!(text.contains("upload limit of 1 MiB"));
-    let left = std::fs::read_dir(s.dir.path().join("home/uploads")).map(|d| d.count()).unwrap_or(0);
+    let left = std::fs::read_dir(s.dir.path().join("home/uploads"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(left, 0, "the partial upload is removed");
 }
 
@@ -193,10 +246,23 @@ async fn an_upload_over_the_limit_is_refused_and_removed() {
 async fn upload_preview_import_remap_and_delete() {
     let s = Studio::new(None);
     let file = s.dir.path().join("qa.csv");
-    std::fs::write(&file, "question,reply,sys\nWhat is 2+2?,4,Be brief.\nCapital of France?,Paris,Be brief.\n").unwrap();
-    let (status, preview) = s.json("POST", "/api/datasets/preview", serde_json::json!({"path": file})).await;
+    std::fs::write(
+        &file,
+        "question,reply,sys\nWhat is 2+2?,4,Be brief.\nCapital of France?,Paris,Be brief.\n",
+    )
+    .unwrap();
+    let (status, preview) = s
+        .json(
+            "POST",
+            "/api/datasets/preview",
+            serde_json::json!({"path": file}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{preview}");
-    assert_eq!(preview["columns"], serde_json::json!(["question", "reply", "sys"]));
+    assert_eq!(
+        preview["columns"],
+        serde_json::json!(["question", "reply", "sys"])
+    );
     assert_eq!(preview["total_rows"], 2);
     assert_eq!(preview["guess"]["prompt"], serde_json::json!(["question"]));
     let (status, info) = s
@@ -212,7 +278,11 @@ async fn upload_preview_import_remap_and_delete() {
     let rows: serde_json::Value = serde_json::from_str(&rows).unwrap();
     assert_eq!(rows[0]["system"], "");
     let (status, info) = s
-        .json("PUT", "/api/datasets/qa/mapping", serde_json::json!({"prompt": ["question"], "answer": "reply", "system": "sys"}))
+        .json(
+            "PUT",
+            "/api/datasets/qa/mapping",
+            serde_json::json!({"prompt": ["question"], "answer": "reply", "system": "sys"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{info}");
     let (_, rows) = s.get("/api/datasets/qa/rows").await;
@@ -220,16 +290,26 @@ async fn upload_preview_import_remap_and_delete() {
     assert_eq!(rows[0]["system"], "Be brief.");
     // A mapping that does not fit leaves the dataset as it was.
     let (status, err) = s
-        .json("PUT", "/api/datasets/qa/mapping", serde_json::json!({"prompt": ["nope"], "answer": "reply"}))
+        .json(
+            "PUT",
+            "/api/datasets/qa/mapping",
+            serde_json::json!({"prompt": ["nope"], "answer": "reply"}),
+        )
         .await;
     assert!(status.is_client_error(), "{err}");
     assert!(err["error"].as_str().unwrap().contains("nope"), "{err}");
     let (_, list) = s.get("/api/datasets").await;
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 1, "no trial dataset left: {list}");
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "no trial dataset left: {list}"
+    );
     let (_, rows) = s.get("/api/datasets/qa/rows").await;
     assert!(rows.contains("Be brief."));
-    let (status, _) = s.json("DELETE", "/api/datasets/qa", serde_json::json!({})).await;
+    let (status, _) = s
+        .json("DELETE", "/api/datasets/qa", serde_json::json!({}))
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, err) = s.get("/api/datasets/qa").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -242,7 +322,11 @@ async fn form_validation_reports_problems_per_setting() {
     let (status, schema) = s.get("/api/schema").await;
     assert_eq!(status, StatusCode::OK);
     let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
-    assert!(schema["settings"].as_array().unwrap().iter().any(|x| x["key"] == "training.learning_rate"));
+    assert!(schema["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["key"] == "training.learning_rate"));
     let (status, v) = s
         .json(
             "POST",
@@ -251,13 +335,25 @@ async fn form_validation_reports_problems_per_setting() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
-    let keys: Vec<&str> = v["errors"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
     assert!(keys.contains(&"training.learning_rate"), "{v}");
-    assert!(keys.contains(&"training.epochs"), "the studio's epoch limit: {v}");
+    assert!(
+        keys.contains(&"training.epochs"),
+        "the studio's epoch limit: {v}"
+    );
     assert!(keys.contains(&"llm_backbone"), "{v}");
     // Queueing the same form is refused with the same problems (422), nothing registered.
     let (status, e) = s
-        .json("POST", "/api/experiments", serde_json::json!({"values": {"training.learning_rate": "fast"}}))
+        .json(
+            "POST",
+            "/api/experiments",
+            serde_json::json!({"values": {"training.learning_rate": "fast"}}),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     assert_eq!(e["errors"][0]["key"], "training.learning_rate");
@@ -270,7 +366,8 @@ async fn forgery_protection_and_access_token() {
     // A page's session without its token cannot change anything; with it, it can.
     let s = Studio::new(None);
     let (cookie, token) = s.session().await;
-    let body = serde_json::json!({"max_upload_mb": 5, "max_epochs": 3, "experiment_defaults": {}}).to_string();
+    let body = serde_json::json!({"max_upload_mb": 5, "max_epochs": 3, "experiment_defaults": {}})
+        .to_string();
     let put = |csrf: Option<&str>| {
         let mut r = Request::put("/api/settings")
             .header(header::CONTENT_TYPE, "application/json")
@@ -295,11 +392,18 @@ async fn forgery_protection_and_access_token() {
     let s = Studio::new(Some("sesame"));
     let (status, body) = s.get("/api/experiments").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    let (status, headers, _) = s.send(Request::get("/experiments").body(Body::empty()).unwrap()).await;
+    let (status, headers, _) = s
+        .send(Request::get("/experiments").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[header::LOCATION], "/login?next=/experiments");
     let (status, _, _) = s
-        .send(Request::get("/api/experiments").header(header::AUTHORIZATION, "Bearer sesame").body(Body::empty()).unwrap())
+        .send(
+            Request::get("/api/experiments")
+                .header(header::AUTHORIZATION, "Bearer sesame")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let login = |token: &str| {
@@ -321,7 +425,12 @@ async fn forgery_protection_and_access_token() {
         .unwrap();
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
     let (status, _, _) = s
-        .send(Request::get("/experiments").header(header::COOKIE, set.split(';').next().unwrap()).body(Body::empty()).unwrap())
+        .send(
+            Request::get("/experiments")
+                .header(header::COOKIE, set.split(';').next().unwrap())
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     // Without a token, a bearer-less script request from a browser origin is refused.
@@ -336,13 +445,19 @@ async fn library_errors_are_readable_json_and_unknown_routes_say_so() {
     let (status, body) = s.get("/api/experiments/nothing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(v["error"].as_str().unwrap().contains("no experiment named `nothing`"));
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .contains("no experiment named `nothing`"));
     let (status, body) = s.get("/api/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body.contains("docs/api.md"));
     let (status, body) = s.get("/experiments/nothing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body.contains("no experiment named"), "a page, not a stack trace: {body}");
+    assert!(
+        body.contains("no experiment named"),
+        "a page, not a stack trace: {body}"
+    );
     let (status, body) = s.get("/compare?names=a").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("at least two experiments"));
@@ -351,17 +466,32 @@ async fn library_errors_are_readable_json_and_unknown_routes_say_so() {
 #[tokio::test]
 async fn backbones_register_describe_and_unregister() {
     let s = Studio::new(None);
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/llama3_rope");
-    let (status, b) = s.json("POST", "/api/backbones", serde_json::json!({"name": "tiny", "path": fixture})).await;
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/llama3_rope");
+    let (status, b) = s
+        .json(
+            "POST",
+            "/api/backbones",
+            serde_json::json!({"name": "tiny", "path": fixture}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{b}");
     assert_eq!(b["architecture"], "LlamaForCausalLM");
     assert!(b["parameters"].as_u64().unwrap() > 1000);
     assert!(b["size_bytes"].as_u64().unwrap() > 100_000);
-    let (status, e) = s.json("POST", "/api/backbones", serde_json::json!({"name": "bad", "path": s.dir.path()})).await;
+    let (status, e) = s
+        .json(
+            "POST",
+            "/api/backbones",
+            serde_json::json!({"name": "bad", "path": s.dir.path()}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(e["error"].as_str().unwrap().contains("config.json"), "{e}");
     let (_, page) = s.get("/backbones").await;
     assert!(page.contains("LlamaForCausalLM"));
-    let (status, _) = s.json("DELETE", "/api/backbones/tiny", serde_json::json!({})).await;
+    let (status, _) = s
+        .json("DELETE", "/api/backbones/tiny", serde_json::json!({}))
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }

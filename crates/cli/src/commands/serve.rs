@@ -27,7 +27,8 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("cannot find the ferrotune binary to run experiments")?;
+    let exe =
+        std::env::current_exe().context("cannot find the ferrotune binary to run experiments")?;
     let token = args.token.filter(|t| !t.trim().is_empty());
     let state = AppState::new(Home::from_env(), Some(exe), token.clone());
     let options = ServeOptions {

@@ -69,12 +69,9 @@ pub fn describe(entry: BackboneEntry) -> BackboneView {
         }
     }
     BackboneView {
-        architecture: config.as_ref().and_then(|c| {
-            c.get("architectures")?
-                .get(0)?
-                .as_str()
-                .map(String::from)
-        }),
+        architecture: config
+            .as_ref()
+            .and_then(|c| c.get("architectures")?.get(0)?.as_str().map(String::from)),
         hidden_size: get_u64("hidden_size"),
         layers: get_u64("num_hidden_layers"),
         parameters: (parameters > 0).then_some(parameters),
@@ -121,7 +118,9 @@ async fn list(state: &AppState) -> Result<Vec<BackboneView>, ApiError> {
     Ok(entries.into_iter().map(describe).collect())
 }
 
-async fn backbones_index(State(state): State<AppState>) -> Result<Json<Vec<BackboneView>>, ApiError> {
+async fn backbones_index(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<BackboneView>>, ApiError> {
     Ok(Json(list(&state).await?))
 }
 
@@ -136,7 +135,7 @@ async fn backbones_create(
     State(state): State<AppState>,
     Json(req): Json<RegisterBackbone>,
 ) -> Result<(StatusCode, Json<BackboneView>), ApiError> {
-    let path = PathBuf::from(ferrotune_config::expand_path(&req.path.display().to_string()));
+    let path = ferrotune_config::expand_path(&req.path.display().to_string());
     let entry = state
         .with_store(move |s| Ok(s.register_backbone(req.name.trim(), &path, None)?))
         .await?;
@@ -157,7 +156,7 @@ async fn backbones_import_gguf(
 ) -> Result<(StatusCode, Json<BackboneView>), ApiError> {
     let name = req.name.trim().to_string();
     ferrotune_store::dataset::check_name(&name)?;
-    let file = PathBuf::from(ferrotune_config::expand_path(&req.file.display().to_string()));
+    let file = ferrotune_config::expand_path(&req.file.display().to_string());
     if !file.is_file() {
         return Err(ApiError::not_found(format!(
             "cannot find `{}`\nhelp: give the full path of a .gguf file on the server's machine",

@@ -95,11 +95,22 @@ fn load(state: &AppState, cfg: &Experiment, adapter: Option<PathBuf>) -> Result<
     }
     *slot = None;
     let format = ferrotune_model::parse_weight_format(weight_format(cfg))?;
-    let mut backbone = Backbone::load(&backbone_path, format, &Device::Cpu, &state.home.backbones())
-        .map_err(|e| ApiError::bad_request(format!("cannot load backbone `{}`: {e}", backbone_path.display())))?;
+    let mut backbone = Backbone::load(
+        &backbone_path,
+        format,
+        &Device::Cpu,
+        &state.home.backbones(),
+    )
+    .map_err(|e| {
+        ApiError::bad_request(format!(
+            "cannot load backbone `{}`: {e}",
+            backbone_path.display()
+        ))
+    })?;
     if let Some(dir) = &adapter {
-        ferrotune_model::adapter::load_peft(&mut backbone.model, dir)
-            .map_err(|e| ApiError::bad_request(format!("cannot load adapter `{}`: {e}", dir.display())))?;
+        ferrotune_model::adapter::load_peft(&mut backbone.model, dir).map_err(|e| {
+            ApiError::bad_request(format!("cannot load adapter `{}`: {e}", dir.display()))
+        })?;
     }
     *slot = Some(LoadedModel { key, backbone });
     Ok(())
@@ -113,7 +124,9 @@ fn answer(
     tx: &mpsc::Sender<Event>,
 ) -> Result<(), ApiError> {
     if req.messages.is_empty() || req.messages.last().is_some_and(|m| m.role != "user") {
-        return Err(ApiError::bad_request("the conversation must end with a user message"));
+        return Err(ApiError::bad_request(
+            "the conversation must end with a user message",
+        ));
     }
     if req.settings.max_new_tokens == 0 || req.settings.max_new_tokens > MAX_NEW_TOKENS {
         return Err(ApiError::bad_request(format!(
@@ -129,15 +142,18 @@ fn answer(
         return Err(ApiError::internal("the chat model did not stay loaded"));
     };
     let backbone = &loaded.backbone;
-    let template = backbone
-        .tokenizer
-        .chat_template()
-        .ok_or_else(|| ApiError::bad_request(ferrotune_model::chat_template_missing().to_string()))?;
+    let template = backbone.tokenizer.chat_template().ok_or_else(|| {
+        ApiError::bad_request(ferrotune_model::chat_template_missing().to_string())
+    })?;
     let mut history: Vec<Message> = Vec::new();
     if !req.settings.system.trim().is_empty() {
         history.push(Message::new("system", req.settings.system.clone()));
     }
-    history.extend(req.messages.iter().map(|m| Message::new(&m.role, m.content.clone())));
+    history.extend(
+        req.messages
+            .iter()
+            .map(|m| Message::new(&m.role, m.content.clone())),
+    );
     let rendered = template
         .render(&history, true)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -153,11 +169,19 @@ fn answer(
         ..backbone.generation_config()
     };
     let out = ferrotune_model::threads::install(|| {
-        generate(&backbone.model, &backbone.tokenizer, &ids, &gen_cfg, &mut |piece| {
-            let _ = tx.blocking_send(Event::default().event("token").data(
-                serde_json::to_string(piece).unwrap_or_default(),
-            ));
-        })
+        generate(
+            &backbone.model,
+            &backbone.tokenizer,
+            &ids,
+            &gen_cfg,
+            &mut |piece| {
+                let _ = tx.blocking_send(
+                    Event::default()
+                        .event("token")
+                        .data(serde_json::to_string(piece).unwrap_or_default()),
+                );
+            },
+        )
     })?;
     let done = serde_json::json!({
         "text": out.text,
@@ -177,13 +201,20 @@ async fn chat_create(
     let n = name.clone();
     let info = state.with_store(move |s| Ok(s.experiment(&n)?)).await?;
     let cfg = Experiment::from_yaml_str(&info.config, &name)?;
-    let adapter = Some(info.output_dir.join("adapter")).filter(|a| a.join("adapter_config.json").is_file());
+    let adapter =
+        Some(info.output_dir.join("adapter")).filter(|a| a.join("adapter_config.json").is_file());
     let (tx, rx) = mpsc::channel(1024);
     let note = match &adapter {
         Some(a) => format!("the backbone with the trained adapter `{}`", a.display()),
         None => "the backbone alone: this experiment has saved no adapter yet".to_string(),
     };
-    let _ = tx.send(Event::default().event("info").data(serde_json::to_string(&note).unwrap_or_default())).await;
+    let _ = tx
+        .send(
+            Event::default()
+                .event("info")
+                .data(serde_json::to_string(&note).unwrap_or_default()),
+        )
+        .await;
     tokio::task::spawn_blocking(move || {
         if let Err(e) = answer(&state, &cfg, adapter, &req, &tx) {
             let _ = tx.blocking_send(

@@ -25,7 +25,10 @@ pub fn api() -> Router<AppState> {
         .route("/uploads", post(uploads_create))
         .route("/datasets", get(datasets_index).post(datasets_create))
         .route("/datasets/preview", post(datasets_preview))
-        .route("/datasets/{name}", get(datasets_show).delete(datasets_delete))
+        .route(
+            "/datasets/{name}",
+            get(datasets_show).delete(datasets_delete),
+        )
         .route("/datasets/{name}/rows", get(datasets_rows))
         .route("/datasets/{name}/mapping", put(datasets_remap))
 }
@@ -242,7 +245,8 @@ async fn datasets_preview(
     let path = source.resolve(&state)?;
     let preview = tokio::task::spawn_blocking(move || -> Result<Preview, ApiError> {
         let file = first_data_file(&path)?;
-        let table = ferrotune_data::read_table(&file).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let table =
+            ferrotune_data::read_table(&file).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let n = table.len().min(5);
         let rows = (0..n)
             .map(|r| {
@@ -336,7 +340,9 @@ async fn datasets_create(
 ) -> Result<(StatusCode, Json<DatasetInfo>), ApiError> {
     let train = req.source.resolve(&state)?;
     let validation = match &req.validation {
-        Some(v) if v.upload.is_some() || v.path.as_deref().is_some_and(|p| !p.trim().is_empty()) => {
+        Some(v)
+            if v.upload.is_some() || v.path.as_deref().is_some_and(|p| !p.trim().is_empty()) =>
+        {
             Some(v.resolve(&state)?)
         }
         _ => None,
@@ -372,7 +378,9 @@ async fn datasets_show(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<DatasetInfo>, ApiError> {
-    Ok(Json(state.with_store(move |s| Ok(s.dataset(&name)?)).await?))
+    Ok(Json(
+        state.with_store(move |s| Ok(s.dataset(&name)?)).await?,
+    ))
 }
 
 fn split_of(q: &HashMap<String, String>) -> Result<Split, ApiError> {
@@ -391,7 +399,11 @@ async fn datasets_rows(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<CanonicalRow>>, ApiError> {
     let split = split_of(&q)?;
-    let n = q.get("n").and_then(|n| n.parse().ok()).unwrap_or(20usize).min(1000);
+    let n = q
+        .get("n")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20usize)
+        .min(1000);
     Ok(Json(
         state
             .with_store(move |s| Ok(s.sample(&name, split, n)?))
@@ -498,8 +510,16 @@ async fn dataset_page(
         })
         .collect();
     let charts = vec![
-        bar_chart("Words per prompt", "words", &histogram_bars(&stats.prompt_words)),
-        bar_chart("Words per answer", "words", &histogram_bars(&stats.answer_words)),
+        bar_chart(
+            "Words per prompt",
+            "words",
+            &histogram_bars(&stats.prompt_words),
+        ),
+        bar_chart(
+            "Words per answer",
+            "words",
+            &histogram_bars(&stats.answer_words),
+        ),
         bar_chart(
             "Words per conversation",
             "words",
@@ -558,7 +578,12 @@ mod tests {
             answer: format!("a{id}"),
             ..Default::default()
         };
-        let c = conversations(vec![row("1", None), row("3", Some("2")), row("2", Some("1")), row("9", Some("x"))]);
+        let c = conversations(vec![
+            row("1", None),
+            row("3", Some("2")),
+            row("2", Some("1")),
+            row("9", Some("x")),
+        ]);
         assert_eq!(c.len(), 2);
         let ids: Vec<&str> = c[0].turns.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["1", "2", "3"]);

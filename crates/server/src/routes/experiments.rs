@@ -217,7 +217,9 @@ async fn experiments_create(
 /// Starts the runner if none runs (the same one `experiment start` starts).
 pub fn start_runner(state: &AppState) -> Result<(), ApiError> {
     let exe = state.exe.as_ref().ok_or_else(|| {
-        ApiError::internal("this server was started without the ferrotune binary, so it cannot run experiments")
+        ApiError::internal(
+            "this server was started without the ferrotune binary, so it cannot run experiments",
+        )
     })?;
     ferrotune_store::ensure_runner(&state.home, exe)?;
     Ok(())
@@ -260,7 +262,9 @@ pub fn rows(list: Vec<ExperimentInfo>) -> Vec<ExperimentRow> {
 async fn experiments_index(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<ExperimentRow>>, ApiError> {
-    Ok(Json(rows(state.with_store(|s| Ok(s.experiments()?)).await?)))
+    Ok(Json(rows(
+        state.with_store(|s| Ok(s.experiments()?)).await?,
+    )))
 }
 
 /// One row of the form: a setting with its current text.

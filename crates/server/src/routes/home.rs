@@ -70,4 +70,3 @@ async fn home_page(
         },
     )?)
 }
-

@@ -47,9 +47,14 @@ async fn events_all(
         let mut last = String::new();
         loop {
             if let Ok(list) = state.with_store(|s| Ok(s.experiments()?)).await {
-                let text = serde_json::to_string(&super::experiments::rows(list)).unwrap_or_default();
+                let text =
+                    serde_json::to_string(&super::experiments::rows(list)).unwrap_or_default();
                 if text != last {
-                    if tx.send(Event::default().event("experiments").data(text.clone())).await.is_err() {
+                    if tx
+                        .send(Event::default().event("experiments").data(text.clone()))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     last = text;
@@ -131,7 +136,10 @@ async fn follow(state: AppState, name: String, dir: PathBuf, tx: mpsc::Sender<Ev
         }
         for line in read_in_background(&mut metrics).await {
             if serde_json::from_str::<serde_json::Value>(&line).is_ok()
-                && tx.send(Event::default().event("metric").data(line)).await.is_err()
+                && tx
+                    .send(Event::default().event("metric").data(line))
+                    .await
+                    .is_err()
             {
                 return;
             }
@@ -160,7 +168,6 @@ async fn read_in_background(f: &mut Follower) -> Vec<String> {
     *f = back;
     lines
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -33,8 +33,14 @@ pub fn api() -> Router<AppState> {
         .route("/experiments/{name}/metrics", get(experiment_metrics))
         .route("/experiments/{name}/logs", get(experiment_logs))
         .route("/experiments/{name}/config", get(experiment_config))
-        .route("/experiments/{name}/first-batch", get(experiment_first_batch))
-        .route("/experiments/{name}/predictions", get(experiment_predictions))
+        .route(
+            "/experiments/{name}/first-batch",
+            get(experiment_first_batch),
+        )
+        .route(
+            "/experiments/{name}/predictions",
+            get(experiment_predictions),
+        )
         .route(
             "/experiments/{name}/download/{what}",
             get(experiment_download),
@@ -99,12 +105,7 @@ pub fn summary(info: &ExperimentInfo) -> Summary {
         .map(|cfg| {
             SUMMARY_KEYS
                 .iter()
-                .filter_map(|k| {
-                    Some((
-                        k.to_string(),
-                        super::experiments::form_text(&cfg.get(k)?),
-                    ))
-                })
+                .filter_map(|k| Some((k.to_string(), super::experiments::form_text(&cfg.get(k)?))))
                 .collect()
         })
         .unwrap_or_default();
@@ -113,7 +114,10 @@ pub fn summary(info: &ExperimentInfo) -> Summary {
         .rev()
         .filter(|e| e["event"] == "log")
         .filter_map(|e| e["message"].as_str())
-        .find_map(|m| m.strip_prefix("peak resident memory of the run: ").map(String::from));
+        .find_map(|m| {
+            m.strip_prefix("peak resident memory of the run: ")
+                .map(String::from)
+        });
     let end = info.finished.unwrap_or_else(crate::state::now);
     Summary {
         settings,
@@ -253,7 +257,10 @@ async fn experiment_logs(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<String>>, ApiError> {
     let info = find(&state, name).await?;
-    let n = q.get("tail").and_then(|n| n.parse().ok()).unwrap_or(500usize);
+    let n = q
+        .get("tail")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(500usize);
     Ok(Json(ferrotune_store::tracking::last_lines(
         &info.output_dir.join("logs.log"),
         n,
@@ -279,7 +286,11 @@ async fn experiment_config(
     UrlPath(name): UrlPath<String>,
 ) -> Result<Response, ApiError> {
     let info = find(&state, name).await?;
-    Ok(([(header::CONTENT_TYPE, "text/yaml; charset=utf-8")], info.config).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "text/yaml; charset=utf-8")],
+        info.config,
+    )
+        .into_response())
 }
 
 async fn experiment_first_batch(
@@ -363,9 +374,8 @@ async fn experiment_download(
 ) -> Result<Response, ApiError> {
     let info = find(&state, name.clone()).await?;
     let dir = info.output_dir.clone();
-    let missing = |what: &str| {
-        ApiError::not_found(format!("experiment `{name}` has no {what} yet"))
-    };
+    let missing =
+        |what: &str| ApiError::not_found(format!("experiment `{name}` has no {what} yet"));
     let read = |file: &str| std::fs::read(dir.join(file));
     match what.as_str() {
         "config" => Ok(attachment(
@@ -391,7 +401,11 @@ async fn experiment_download(
             let bytes = tokio::task::spawn_blocking(move || zip_folder(&adapter))
                 .await
                 .map_err(|e| ApiError::internal(e.to_string()))??;
-            Ok(attachment(bytes, "application/zip", &format!("{name}-adapter.zip")))
+            Ok(attachment(
+                bytes,
+                "application/zip",
+                &format!("{name}-adapter.zip"),
+            ))
         }
         other => Err(ApiError::not_found(format!(
             "no download `{other}`; there are config, logs, predictions and adapter"
@@ -406,7 +420,10 @@ async fn experiment_page(
 ) -> Result<Html<String>, PageError> {
     let info = find(&state, name).await?;
     let summary = summary(&info);
-    let has_adapter = info.output_dir.join("adapter/adapter_config.json").is_file();
+    let has_adapter = info
+        .output_dir
+        .join("adapter/adapter_config.json")
+        .is_file();
     Ok(views::page(
         &csrf,
         "experiment.html",
