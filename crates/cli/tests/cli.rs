@@ -304,3 +304,24 @@ mod bad_input {
         assert_clean_failure(&o, "install Python 3 with pip");
     }
 }
+
+#[test]
+fn serve_off_loopback_needs_a_token_and_a_taken_port_is_named() {
+    let home = tempfile::tempdir().unwrap();
+    let o = ferrotune()
+        .args(["serve", "--host", "0.0.0.0", "--port", "0", "--no-demo"])
+        .env("FERROTUNE_HOME", home.path())
+        .env_remove("FERROTUNE_TOKEN")
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, "needs an access token");
+    assert!(stderr(&o).contains("--token"), "{}", stderr(&o));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let o = ferrotune()
+        .args(["serve", "--port", &port, "--no-demo"])
+        .env("FERROTUNE_HOME", home.path())
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, &format!("cannot listen on `127.0.0.1:{port}`"));
+}

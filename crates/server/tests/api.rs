@@ -495,3 +495,66 @@ async fn backbones_register_describe_and_unregister() {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn grids_show_their_runs_and_warnings_need_start_anyway() {
+    let s = Studio::new(None);
+    s.dataset("arith");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/llama3_rope");
+    let base = |extra: serde_json::Value| {
+        let mut values = serde_json::json!({"llm_backbone": fixture, "experiment_name": "g", "grid_search": "true"});
+        for (k, v) in extra.as_object().unwrap() {
+            values[k] = v.clone();
+        }
+        serde_json::json!({"values": values, "dataset": "arith"})
+    };
+    let (status, v) = s
+        .json("POST", "/api/experiments/validate", base(serde_json::json!({"training.learning_rate": "[0.01, 0.02]", "training.lora_r": "[2, 4]"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["errors"].as_array().unwrap().is_empty(), "{v}");
+    assert_eq!(v["runs"].as_array().unwrap().len(), 4, "{v}");
+    // A grid with nothing to vary warns; queueing it needs start_anyway (and this server cannot run it).
+    let (_, v) = s
+        .json(
+            "POST",
+            "/api/experiments/validate",
+            base(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(v["warnings"][0]["key"], "grid_search", "{v}");
+    let (status, e) = s
+        .json("POST", "/api/experiments", base(serde_json::json!({})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{e}");
+    assert_eq!(e["warnings"][0]["key"], "grid_search");
+    let mut anyway = base(serde_json::json!({}));
+    anyway["start_anyway"] = serde_json::json!(true);
+    let (status, e) = s.json("POST", "/api/experiments", anyway).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+    let (_, list) = s.get("/api/experiments").await;
+    assert_eq!(list, "[]", "nothing is queued that cannot run");
+    // A YAML file becomes form values.
+    let (status, values) = s
+        .json(
+            "POST",
+            "/api/experiments/form-values",
+            serde_json::json!({"yaml": "training:\n  learning_rate: 0.003\n"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(values["training.learning_rate"], "0.003");
+    let (status, e) = s
+        .json(
+            "POST",
+            "/api/experiments/form-values",
+            serde_json::json!({"yaml": "training:\n  learnin_rate: 1\n"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        e.to_string().contains("learning_rate"),
+        "the closest key is suggested: {e}"
+    );
+}

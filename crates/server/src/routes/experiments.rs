@@ -206,6 +206,9 @@ async fn experiments_create(
                 e.message = "there are warnings; send `start_anyway: true` to queue anyway".into();
                 return Err(e);
             }
+            if st.exe.is_none() {
+                return Err(no_runner());
+            }
             let queued = s.queue_experiments(&review.plan)?;
             start_runner(&st)?;
             Ok(queued)
@@ -223,6 +226,13 @@ pub fn start_runner(state: &AppState) -> Result<(), ApiError> {
     })?;
     ferrotune_store::ensure_runner(&state.home, exe)?;
     Ok(())
+}
+
+fn no_runner() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this server was started without the ferrotune binary, so it cannot run experiments; start it with `ferrotune serve`",
+    )
 }
 
 /// `POST /api/experiments/form-values`: an experiment file read into form values.
