@@ -472,15 +472,17 @@ pages["dataset-new"] = () => {
   const source = $("#dataset-source");
   const mapping = $("#dataset-mapping");
   let chosen = null;
+  const uploadFile = async file => {
+    const body = new FormData();
+    body.append("file", file);
+    return (await api("POST", "/api/uploads", body, true)).upload;
+  };
   source.addEventListener("submit", async ev => {
     ev.preventDefault();
     try {
       const file = $("#ds-file").files[0];
       if (file) {
-        const body = new FormData();
-        body.append("file", file);
-        const up = await api("POST", "/api/uploads", body, true);
-        chosen = { upload: up.upload };
+        chosen = { upload: await uploadFile(file) };
       } else if ($("#ds-path").value.trim()) {
         chosen = { path: $("#ds-path").value.trim() };
       } else { flash("choose a file to upload or give a path", true); return; }
@@ -506,7 +508,13 @@ pages["dataset-new"] = () => {
     ev.preventDefault();
     const name = $("#ds-name").value.trim();
     if (!name) { flash("give the dataset a name", true); $("#ds-name").focus(); return; }
-    const body = { name, ...chosen, mapping: {
+    let validation = null;
+    try {
+      const vfile = $("#ds-val-file").files[0];
+      if (vfile) validation = { upload: await uploadFile(vfile) };
+      else if ($("#ds-val-path").value.trim()) validation = { path: $("#ds-val-path").value.trim() };
+    } catch (e) { flash(e.message, true); return; }
+    const body = { name, ...chosen, validation, mapping: {
       prompt: [...$("#map-prompt").selectedOptions].map(o => o.value), answer: $("#map-answer").value, system: $("#map-system").value,
       id: $("#map-id").value, parent_id: $("#map-parent").value, shape: $("#map-shape").value } };
     try { const info = await api("POST", "/api/datasets", body); location.href = `/datasets/${enc(info.name)}`; }
