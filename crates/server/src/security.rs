@@ -234,3 +234,20 @@ pub async fn login_page(
         Err(e) => e.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_tokens_and_url_escapes() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "a=1; ft_session=abc; b=2".parse().unwrap());
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "missing"), None);
+        assert!(same("secret", "secret") && !same("secret", "secreT") && !same("s", "secret"));
+        assert_eq!(urlencode("/a b&c"), "/a%20b%26c");
+        assert_eq!(urldecode("/x%3Cy%3E%zz"), "/x<y>%zz");
+        assert_eq!(random_hex(8).len(), 16);
+    }
+}

@@ -89,6 +89,26 @@ impl Studio {
         )
     }
 
+    /// Uploads `content` as multipart field `file` named `file_name`.
+    async fn upload(&self, file_name: &str, content: &str) -> (StatusCode, String) {
+        let boundary = "XBOUNDARY";
+        let body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\r\n{content}\r\n--{boundary}--\r\n"
+        );
+        let (status, _, text) = self
+            .send(
+                Request::post("/api/uploads")
+                    .header(
+                        header::CONTENT_TYPE,
+                        format!("multipart/form-data; boundary={boundary}"),
+                    )
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+        (status, text)
+    }
+
     /// A page visit: the session cookie and the page's forgery-protection token.
     async fn session(&self) -> (String, String) {
         let (_, headers, body) = self
@@ -186,20 +206,8 @@ async fn names_and_uploads_cannot_reach_outside_the_home() {
         .await;
     assert!(status.is_client_error());
     // An uploaded file keeps only its last name component, inside uploads/<id>/.
-    let boundary = "XBOUNDARY";
-    let body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../../evil.json\"\r\nContent-Type: application/json\r\n\r\n[{{\"prompt\": \"p\", \"answer\": \"a\"}}]\r\n--{boundary}--\r\n"
-    );
-    let (status, _, text) = s
-        .send(
-            Request::post("/api/uploads")
-                .header(
-                    header::CONTENT_TYPE,
-                    format!("multipart/form-data; boundary={boundary}"),
-                )
-                .body(Body::from(body))
-                .unwrap(),
-        )
+    let (status, text) = s
+        .upload("../../evil.json", r#"[{"prompt": "p", "answer": "a"}]"#)
         .await;
     assert_eq!(status, StatusCode::CREATED, "{text}");
     let up: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -220,20 +228,7 @@ async fn an_upload_over_the_limit_is_refused_and_removed() {
     let mut settings = s.state.settings();
     settings.max_upload_mb = 1;
     s.state.save_settings(settings).unwrap();
-    let boundary = "B";
-    let big = "x".repeat(1_200_000);
-    let body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.csv\"\r\n\r\n{big}\r\n--{boundary}--\r\n");
-    let (status, _, text) = s
-        .send(
-            Request::post("/api/uploads")
-                .header(
-                    header::CONTENT_TYPE,
-                    format!("multipart/form-data; boundary={boundary}"),
-                )
-                .body(Body::from(body))
-                .unwrap(),
-        )
-        .await;
+    let (status, text) = s.upload("big.csv", &"x".repeat(1_200_000)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
     assert!(text.contains("upload limit of 1 MiB"));
     let left = std::fs::read_dir(s.dir.path().join("home/uploads"))

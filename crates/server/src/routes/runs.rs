@@ -185,14 +185,20 @@ async fn experiment_stop(
     Ok(Json(view))
 }
 
-async fn experiment_resume(
-    State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+/// Queues `name` again (from its checkpoint, or afresh) and makes sure the runner runs.
+async fn requeue(
+    state: AppState,
+    name: String,
+    afresh: bool,
 ) -> Result<Json<ExperimentInfo>, ApiError> {
     let st = state.clone();
     let info = state
         .with_store(move |s| {
-            let info = s.resume_experiment(&name)?;
+            let info = if afresh {
+                s.restart_experiment(&name)?
+            } else {
+                s.resume_experiment(&name)?
+            };
             super::experiments::start_runner(&st)?;
             Ok(info)
         })
@@ -200,19 +206,18 @@ async fn experiment_resume(
     Ok(Json(info))
 }
 
+async fn experiment_resume(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<ExperimentInfo>, ApiError> {
+    requeue(state, name, false).await
+}
+
 async fn experiment_restart(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<ExperimentInfo>, ApiError> {
-    let st = state.clone();
-    let info = state
-        .with_store(move |s| {
-            let info = s.restart_experiment(&name)?;
-            super::experiments::start_runner(&st)?;
-            Ok(info)
-        })
-        .await?;
-    Ok(Json(info))
+    requeue(state, name, true).await
 }
 
 /// `POST /api/experiments/{name}/rename`.
