@@ -325,3 +325,52 @@ fn serve_off_loopback_needs_a_token_and_a_taken_port_is_named() {
         .unwrap();
     assert_clean_failure(&o, &format!("cannot listen on `127.0.0.1:{port}`"));
 }
+
+#[test]
+fn backbones_register_list_and_remove() {
+    let home = tempfile::tempdir().unwrap();
+    let run_in = |args: &[&str]| {
+        ferrotune()
+            .args(args)
+            .env("FERROTUNE_HOME", home.path())
+            .output()
+            .unwrap()
+    };
+    let dir = fixture("llama3_rope");
+    let o = run_in(&[
+        "backbone",
+        "register",
+        dir.to_str().unwrap(),
+        "--name",
+        "tiny",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_in(&["backbone", "list", "--json"]);
+    let list: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(list[0]["name"], "tiny");
+    assert_clean_failure(
+        &run_in(&[
+            "backbone",
+            "register",
+            dir.to_str().unwrap(),
+            "--name",
+            "tiny",
+        ]),
+        "already registered",
+    );
+    assert_clean_failure(
+        &run_in(&[
+            "backbone",
+            "register",
+            home.path().to_str().unwrap(),
+            "--name",
+            "x",
+        ]),
+        "config.json",
+    );
+    assert!(run_in(&["backbone", "remove", "tiny"]).status.success());
+    assert_clean_failure(
+        &run_in(&["backbone", "remove", "tiny"]),
+        "no backbone named `tiny`",
+    );
+}

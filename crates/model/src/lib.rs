@@ -35,7 +35,7 @@ pub use candle_core::{DType, Device};
 pub use config::ModelConfig;
 pub use error::{Error, Result};
 pub use ferrotune_data::{chat_template, tokenizer, ChatTemplate, Message, TextTokenizer};
-pub use generation::{generate, FinishReason, Generation, GenerationConfig};
+pub use generation::{generate, generate_until, FinishReason, Generation, GenerationConfig};
 pub use models::{CheckpointGrads, ForwardOptions, Llama, Packing};
 pub use quant::Quantization;
 

@@ -434,3 +434,34 @@ mod bad_input {
         assert!(msg.contains("model.layers.2."), "{msg}");
     }
 }
+
+#[test]
+fn a_cancelled_generation_ends_at_the_next_token_with_what_it_has() {
+    let backbone = load("llama3_rope");
+    let exp = expected_text("llama3_rope");
+    let prompt = ids_of(&exp["generation"]["prompt_ids"]);
+    let greedy = ids_of(&exp["generation"]["greedy_ids"]);
+    let cfg = GenerationConfig {
+        max_new_tokens: 12,
+        ..GenerationConfig::default()
+    };
+    let asked = std::cell::Cell::new(0);
+    let out = ferrotune_model::generate_until(
+        &backbone.model,
+        &backbone.tokenizer,
+        &prompt,
+        &cfg,
+        &mut |_| {},
+        &|| {
+            asked.set(asked.get() + 1);
+            asked.get() > 3
+        },
+    )
+    .unwrap();
+    assert_eq!(out.finish_reason, ferrotune_model::FinishReason::Cancelled);
+    assert_eq!(
+        out.token_ids,
+        greedy[..3],
+        "the greedy tokens before the cancel"
+    );
+}

@@ -341,7 +341,11 @@ pages.experiment = () => {
     box.scrollTop = box.scrollHeight;
     return content;
   };
-  $("#chat-clear").addEventListener("click", () => { history.length = 0; box.replaceChildren(); $("#chat-note").textContent = ""; });
+  let inFlight = null;
+  $("#chat-clear").addEventListener("click", () => {
+    inFlight?.abort(); // the server stops generating when the stream closes
+    history.length = 0; box.replaceChildren(); $("#chat-note").textContent = "";
+  });
   const num = (id, fallback) => { const v = $(id).value.trim(); return v === "" ? fallback : Number(v); };
   $("#chat-form").addEventListener("submit", async ev => {
     ev.preventDefault();
@@ -357,8 +361,9 @@ pages.experiment = () => {
     send.disabled = true;
     const settings = { max_new_tokens: num("#chat-max", 128), temperature: num("#chat-temp", 0), top_k: num("#chat-topk", null),
       top_p: num("#chat-topp", null), repetition_penalty: num("#chat-rep", 1.0), seed: num("#chat-seed", 0), system: $("#chat-system").value };
+    inFlight = new AbortController();
     try {
-      const res = await fetch(`${base()}/chat`, { method: "POST", credentials: "same-origin",
+      const res = await fetch(`${base()}/chat`, { method: "POST", credentials: "same-origin", signal: inFlight.signal,
         headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() }, body: JSON.stringify({ messages: history, settings }) });
       if (!res.ok) { const b = await res.json().catch(() => ({})); throw new Error(b.error || `chat failed (${res.status})`); }
       await readEvents(res, (name, data) => {
@@ -369,8 +374,9 @@ pages.experiment = () => {
           $("#chat-note").textContent += ` ${v.tokens} tokens, ${v.tokens_per_second.toFixed(1)} tokens/s (${v.finish_reason}).`; }
         else if (name === "error") throw new Error(v);
       });
-    } catch (e) { out.textContent = ""; out.parentElement.classList.add("error"); flash(e.message, true); history.pop(); }
-    finally { send.disabled = false; out.parentElement.classList.remove("streaming"); }
+    } catch (e) {
+      if (e.name !== "AbortError") { out.textContent = ""; out.parentElement.classList.add("error"); flash(e.message, true); history.pop(); }
+    } finally { inFlight = null; send.disabled = false; out.parentElement.classList.remove("streaming"); }
   });
 };
 

@@ -553,3 +553,77 @@ async fn grids_show_their_runs_and_warnings_need_start_anyway() {
         "the closest key is suggested: {e}"
     );
 }
+
+#[tokio::test]
+async fn chat_streams_tokens_then_done_from_the_backbone_while_no_adapter_exists() {
+    let s = Studio::new(None);
+    s.dataset("arith");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/llama3_rope");
+    let cfg = s.dir.path().join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "llm_backbone: {}\nexperiment_name: talk\n",
+            fixture.display()
+        ),
+    )
+    .unwrap();
+    let mut store = s.store();
+    let plan = store
+        .plan_experiments(
+            &ferrotune_store::StartOptions {
+                config: cfg,
+                dataset: Some("arith".into()),
+                ..Default::default()
+            },
+            &|_| Vec::new(),
+        )
+        .unwrap();
+    store.queue_experiments(&plan).unwrap();
+    let (status, _, body) = s
+        .send(
+            Request::post("/api/experiments/talk/chat")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(
+                    serde_json::json!({"messages": [{"role": "user", "content": "Hi <b>"}], "settings": {"max_new_tokens": 6}})
+                        .to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let events: Vec<(&str, &str)> = body
+        .split("\n\n")
+        .filter_map(|block| {
+            let event = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((event, data))
+        })
+        .collect();
+    assert_eq!(events[0].0, "info");
+    assert!(events[0].1.contains("no adapter yet"), "{events:?}");
+    let tokens: String = events
+        .iter()
+        .filter(|(e, _)| *e == "token")
+        .map(|(_, d)| serde_json::from_str::<String>(d).unwrap())
+        .collect();
+    let (last, done) = events.last().unwrap();
+    assert_eq!(*last, "done", "{events:?}");
+    let done: serde_json::Value = serde_json::from_str(done).unwrap();
+    assert_eq!(done["text"], tokens, "the streamed pieces make the answer");
+    assert!(done["tokens"].as_u64().unwrap() >= 1);
+    // A conversation that does not end with the user is refused in the stream, readably.
+    let (_, _, body) = s
+        .send(
+            Request::post("/api/experiments/talk/chat")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(serde_json::json!({"messages": []}).to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert!(
+        body.contains("event: error") && body.contains("must end with a user message"),
+        "{body}"
+    );
+}

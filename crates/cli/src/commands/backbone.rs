@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
+use ferrotune_store::Store;
 
 use crate::printer::Printer;
 
@@ -17,12 +18,33 @@ pub enum BackboneCommand {
         /// Output folder (must not exist or be empty).
         #[arg(long)]
         out: PathBuf,
+        /// Also register the result under this name (the studio's Backbones page lists it).
+        #[arg(long)]
+        register: Option<String>,
     },
+    /// Register a Hugging Face folder under a name (the studio's backbone picker offers it).
+    Register {
+        /// The folder (config.json, *.safetensors, tokenizer.json).
+        path: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+    /// The registered backbones (name and folder; `--json` for scripts).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a registered backbone (its folder stays).
+    Remove { name: String },
 }
 
 pub fn run(cmd: BackboneCommand, printer: &Printer) -> anyhow::Result<()> {
     match cmd {
-        BackboneCommand::ImportGguf { file, out } => {
+        BackboneCommand::ImportGguf {
+            file,
+            out,
+            register,
+        } => {
             printer.status(&format!(
                 "importing {} into {}",
                 file.display(),
@@ -38,6 +60,41 @@ pub fn run(cmd: BackboneCommand, printer: &Printer) -> anyhow::Result<()> {
                 summary.vocab_size,
                 summary.out_dir.display()
             ))?;
+            if let Some(name) = register {
+                Store::from_env()?.register_backbone(&name, &out, Some(&file))?;
+                printer.status(&format!("registered as `{name}`"));
+            }
+            Ok(())
+        }
+        BackboneCommand::Register { path, name } => {
+            let entry = Store::from_env()?.register_backbone(&name, &path, None)?;
+            printer.line(&format!(
+                "registered `{}`: {}",
+                entry.name,
+                entry.path.display()
+            ))?;
+            Ok(())
+        }
+        BackboneCommand::List { json } => {
+            let all = Store::from_env()?.backbones()?;
+            if json {
+                printer.line(&serde_json::to_string_pretty(&all)?)?;
+            } else if all.is_empty() {
+                printer.status(
+                    "no backbones registered; `ferrotune backbone register DIR --name NAME`",
+                );
+            } else {
+                for b in all {
+                    printer.line(&format!("{}\t{}", b.name, b.path.display()))?;
+                }
+            }
+            Ok(())
+        }
+        BackboneCommand::Remove { name } => {
+            Store::from_env()?.unregister_backbone(&name)?;
+            printer.status(&format!(
+                "removed `{name}` from the list (its folder stays)"
+            ));
             Ok(())
         }
     }

@@ -51,7 +51,7 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Chat interactively with a backbone (streaming; /reset, /exit).
     Chat(chat::ChatArgs),
-    /// Manage backbones (import a GGUF file as a Hugging Face folder).
+    /// Manage backbones: import a GGUF file as a Hugging Face folder; register, list and remove named backbones.
     #[command(subcommand)]
     Backbone(backbone::BackboneCommand),
     /// Fetch the demo assets (backbone and datasets) into $FERROTUNE_HOME/assets.

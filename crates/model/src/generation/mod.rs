@@ -102,6 +102,8 @@ pub enum FinishReason {
     StopString,
     /// `max_new_tokens` reached.
     Length,
+    /// The caller asked to stop (e.g. a chat client went away).
+    Cancelled,
 }
 
 /// The result of [`generate`].
@@ -139,13 +141,26 @@ pub fn generate(
     cfg: &GenerationConfig,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generation> {
+    generate_until(model, tokenizer, prompt_ids, cfg, on_text, &|| false)
+}
+
+/// [`generate`] that also ends (with [`FinishReason::Cancelled`]) as soon as `cancelled` says so; it is asked
+/// before each new token (beam search asks once, before it starts).
+pub fn generate_until(
+    model: &Llama,
+    tokenizer: &TextTokenizer,
+    prompt_ids: &[u32],
+    cfg: &GenerationConfig,
+    on_text: &mut dyn FnMut(&str),
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Generation> {
     cfg.validate()?;
     if prompt_ids.is_empty() {
         return Err(Error::InvalidGeneration("the prompt is empty".into()));
     }
     // No autograd graph while generating (the KV cache would otherwise keep every step's).
     let model = &model.for_inference();
-    if cfg.num_beams > 1 {
+    if cfg.num_beams > 1 && !cancelled() {
         let generation = beam::beam_search(model, tokenizer, prompt_ids, cfg)?;
         on_text(&generation.text);
         return Ok(generation);
@@ -161,6 +176,10 @@ pub fn generate(
     let mut prefill_time = None;
     let mut finish = FinishReason::Length;
     while generated.len() < cfg.max_new_tokens {
+        if cancelled() {
+            finish = FinishReason::Cancelled;
+            break;
+        }
         let mut logits = model
             .forward_last(&input, Some(&mut cache))?
             .squeeze(0)?

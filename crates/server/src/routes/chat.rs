@@ -10,7 +10,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::post;
 use axum::{Json, Router};
 use ferrotune_config::{BackboneDtype, Experiment};
-use ferrotune_model::{generate, Backbone, Device, Message};
+use ferrotune_model::{generate_until, Backbone, Device, Message};
 use futures_util::Stream;
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -168,8 +168,9 @@ fn answer(
         seed: s.seed,
         ..backbone.generation_config()
     };
+    // A client that went away (closed tab, "clear history" mid-answer) ends the generation at the next token.
     let out = ferrotune_model::threads::install(|| {
-        generate(
+        generate_until(
             &backbone.model,
             &backbone.tokenizer,
             &ids,
@@ -181,6 +182,7 @@ fn answer(
                         .data(serde_json::to_string(piece).unwrap_or_default()),
                 );
             },
+            &|| tx.is_closed(),
         )
     })?;
     let done = serde_json::json!({
