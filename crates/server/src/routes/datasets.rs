@@ -1,24 +1,21 @@
-//! `/datasets…` and `/api/datasets…`, `/api/uploads`: upload (streamed to `uploads/<id>/`, size-limited) or a
-//! local path, a preview with a guessed mapping, import, list, view (sample rows as conversations, statistics
-//! as charts), edit the mapping, delete.
+//! `/api/datasets…` and `/api/uploads`: upload (streamed to `uploads/<id>/`, size-limited) or a local path, a
+//! preview with a guessed mapping, import, list, rows, edit the mapping, delete. The pages are in
+//! [`super::dataset_pages`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use axum::extract::{Multipart, Path as UrlPath, Query, State};
 use axum::http::StatusCode;
-use axum::response::Html;
 use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use ferrotune_store::{CanonicalRow, DatasetInfo, Mapping, Shape, Split};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::charts::{bar_chart, histogram_bars, Bar};
-use crate::error::{ApiError, PageError};
-use crate::security::{random_hex, Csrf};
+use crate::error::ApiError;
+use crate::security::random_hex;
 use crate::state::AppState;
-use crate::views;
 
 pub fn api() -> Router<AppState> {
     Router::new()
@@ -31,13 +28,6 @@ pub fn api() -> Router<AppState> {
         )
         .route("/datasets/{name}/rows", get(datasets_rows))
         .route("/datasets/{name}/mapping", put(datasets_remap))
-}
-
-pub fn pages() -> Router<AppState> {
-    Router::new()
-        .route("/datasets", get(datasets_page))
-        .route("/datasets/new", get(dataset_new_page))
-        .route("/datasets/{name}", get(dataset_page))
 }
 
 /// A staged upload.
@@ -434,128 +424,6 @@ async fn datasets_delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn datasets_page(
-    State(state): State<AppState>,
-    Extension(csrf): Extension<Csrf>,
-) -> Result<Html<String>, PageError> {
-    let datasets = state.with_store(|s| Ok(s.datasets()?)).await?;
-    Ok(views::page(
-        &csrf,
-        "datasets.html",
-        minijinja::context! { title => "Datasets", nav => "datasets", datasets => minijinja::value::Serde(&datasets) },
-    )?)
-}
-
-async fn dataset_new_page(Extension(csrf): Extension<Csrf>) -> Result<Html<String>, PageError> {
-    Ok(views::page(
-        &csrf,
-        "dataset_new.html",
-        minijinja::context! { title => "Import a dataset", nav => "datasets" },
-    )?)
-}
-
-/// One conversation of sample rows, root first.
-#[derive(Debug, Serialize)]
-pub struct Conversation {
-    pub system: String,
-    pub turns: Vec<CanonicalRow>,
-}
-
-/// Chains sample rows into conversations by their parent ids (a row whose parent is not among them starts one).
-pub fn conversations(rows: Vec<CanonicalRow>) -> Vec<Conversation> {
-    let ids: std::collections::HashSet<String> = rows.iter().map(|r| r.id.clone()).collect();
-    let mut children: HashMap<String, Vec<usize>> = HashMap::new();
-    let mut roots = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
-        match &r.parent_id {
-            Some(p) if ids.contains(p) => children.entry(p.clone()).or_default().push(i),
-            _ => roots.push(i),
-        }
-    }
-    let mut out = Vec::new();
-    for root in roots {
-        let mut turns = vec![rows[root].clone()];
-        let mut at = root;
-        while let Some(next) = children.get(&rows[at].id).and_then(|c| c.first()).copied() {
-            turns.push(rows[next].clone());
-            at = next;
-            if turns.len() > rows.len() {
-                break;
-            }
-        }
-        out.push(Conversation {
-            system: rows[root].system.clone(),
-            turns,
-        });
-    }
-    out
-}
-
-async fn dataset_page(
-    State(state): State<AppState>,
-    Extension(csrf): Extension<Csrf>,
-    UrlPath(name): UrlPath<String>,
-) -> Result<Html<String>, PageError> {
-    let n = name.clone();
-    let (info, rows) = state
-        .with_store(move |s| Ok((s.dataset(&n)?, s.sample(&n, Split::Train, 30)?)))
-        .await?;
-    let stats = &info.train.statistics;
-    let turns: Vec<Bar> = stats
-        .turns_per_conversation
-        .iter()
-        .map(|(t, c)| Bar {
-            label: t.to_string(),
-            value: *c,
-        })
-        .collect();
-    let charts = vec![
-        bar_chart(
-            "Words per prompt",
-            "words",
-            &histogram_bars(&stats.prompt_words),
-        ),
-        bar_chart(
-            "Words per answer",
-            "words",
-            &histogram_bars(&stats.answer_words),
-        ),
-        bar_chart(
-            "Words per conversation",
-            "words",
-            &histogram_bars(&stats.conversation_words),
-        ),
-        bar_chart("Turns per conversation", "turns", &turns),
-    ];
-    let titles = [
-        "Words per prompt",
-        "Words per answer",
-        "Words per conversation",
-        "Turns per conversation",
-    ];
-    let charts: Vec<minijinja::Value> = charts
-        .into_iter()
-        .zip(titles)
-        .map(|(svg, title)| {
-            minijinja::context! { title => title, svg => minijinja::Value::from_safe_string(svg) }
-        })
-        .collect();
-    let mapping = &info.mapping;
-    Ok(views::page(
-        &csrf,
-        "dataset.html",
-        minijinja::context! {
-            title => format!("Dataset {}", info.name),
-            nav => "datasets",
-            dataset => minijinja::value::Serde(&info),
-            mapping_prompt => mapping.prompt.join(", "),
-            mapping_shape => mapping.shape.map(|s| s.name()).unwrap_or(""),
-            conversations => minijinja::value::Serde(conversations(rows)),
-            charts => charts,
-        },
-    )?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,27 +435,6 @@ mod tests {
         assert_eq!(safe_file_name(".."), "upload");
         assert_eq!(safe_file_name(".bashrc"), "bashrc");
         assert_eq!(safe_file_name("my data (1).csv"), "my_data__1_.csv");
-    }
-
-    #[test]
-    fn conversations_follow_parent_ids() {
-        let row = |id: &str, parent: Option<&str>| CanonicalRow {
-            id: id.into(),
-            parent_id: parent.map(Into::into),
-            prompt: format!("p{id}"),
-            answer: format!("a{id}"),
-            ..Default::default()
-        };
-        let c = conversations(vec![
-            row("1", None),
-            row("3", Some("2")),
-            row("2", Some("1")),
-            row("9", Some("x")),
-        ]);
-        assert_eq!(c.len(), 2);
-        let ids: Vec<&str> = c[0].turns.iter().map(|t| t.id.as_str()).collect();
-        assert_eq!(ids, ["1", "2", "3"]);
-        assert_eq!(c[1].turns[0].id, "9");
     }
 
     #[test]

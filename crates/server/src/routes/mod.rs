@@ -2,6 +2,7 @@
 
 pub mod backbones;
 pub mod chat;
+pub mod dataset_pages;
 pub mod datasets;
 pub mod experiments;
 pub mod home;
@@ -37,7 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(home::pages())
         .merge(settings::pages())
         .merge(backbones::pages())
-        .merge(datasets::pages())
+        .merge(dataset_pages::pages())
         .merge(experiments::pages())
         .route(
             "/login",

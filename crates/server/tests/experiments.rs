@@ -1,0 +1,188 @@
+//! The experiment form's validation, grids and warnings, and chat over SSE.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+
+use crate::common::Studio;
+
+#[tokio::test]
+async fn form_validation_reports_problems_per_setting() {
+    let s = Studio::new(None);
+    let (status, schema) = s.get("/api/schema").await;
+    assert_eq!(status, StatusCode::OK);
+    let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    assert!(schema["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["key"] == "training.learning_rate"));
+    let (status, v) = s
+        .json(
+            "POST",
+            "/api/experiments/validate",
+            serde_json::json!({"values": {"training.learning_rate": "fast", "training.epochs": "1000", "llm_backbone": "/no/such/model"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let keys: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&"training.learning_rate"), "{v}");
+    assert!(
+        keys.contains(&"training.epochs"),
+        "the studio's epoch limit: {v}"
+    );
+    assert!(keys.contains(&"llm_backbone"), "{v}");
+    // Queueing the same form is refused with the same problems (422), nothing registered.
+    let (status, e) = s
+        .json(
+            "POST",
+            "/api/experiments",
+            serde_json::json!({"values": {"training.learning_rate": "fast"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["errors"][0]["key"], "training.learning_rate");
+    let (_, list) = s.get("/api/experiments").await;
+    assert_eq!(list, "[]");
+}
+
+#[tokio::test]
+async fn grids_show_their_runs_and_warnings_need_start_anyway() {
+    let s = Studio::new(None);
+    s.dataset("arith");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/llama3_rope");
+    let base = |extra: serde_json::Value| {
+        let mut values = serde_json::json!({"llm_backbone": fixture, "experiment_name": "g", "grid_search": "true"});
+        for (k, v) in extra.as_object().unwrap() {
+            values[k] = v.clone();
+        }
+        serde_json::json!({"values": values, "dataset": "arith"})
+    };
+    let (status, v) = s
+        .json("POST", "/api/experiments/validate", base(serde_json::json!({"training.learning_rate": "[0.01, 0.02]", "training.lora_r": "[2, 4]"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["errors"].as_array().unwrap().is_empty(), "{v}");
+    assert_eq!(v["runs"].as_array().unwrap().len(), 4, "{v}");
+    // A grid with nothing to vary warns; queueing it needs start_anyway (and this server cannot run it).
+    let (_, v) = s
+        .json(
+            "POST",
+            "/api/experiments/validate",
+            base(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(v["warnings"][0]["key"], "grid_search", "{v}");
+    let (status, e) = s
+        .json("POST", "/api/experiments", base(serde_json::json!({})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{e}");
+    assert_eq!(e["warnings"][0]["key"], "grid_search");
+    let mut anyway = base(serde_json::json!({}));
+    anyway["start_anyway"] = serde_json::json!(true);
+    let (status, e) = s.json("POST", "/api/experiments", anyway).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+    let (_, list) = s.get("/api/experiments").await;
+    assert_eq!(list, "[]", "nothing is queued that cannot run");
+    // A YAML file becomes form values.
+    let (status, values) = s
+        .json(
+            "POST",
+            "/api/experiments/form-values",
+            serde_json::json!({"yaml": "training:\n  learning_rate: 0.003\n"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(values["training.learning_rate"], "0.003");
+    let (status, e) = s
+        .json(
+            "POST",
+            "/api/experiments/form-values",
+            serde_json::json!({"yaml": "training:\n  learnin_rate: 1\n"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        e.to_string().contains("learning_rate"),
+        "the closest key is suggested: {e}"
+    );
+}
+
+#[tokio::test]
+async fn chat_streams_tokens_then_done_from_the_backbone_while_no_adapter_exists() {
+    let s = Studio::new(None);
+    s.dataset("arith");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/llama3_rope");
+    let cfg = s.dir.path().join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "llm_backbone: {}\nexperiment_name: talk\n",
+            fixture.display()
+        ),
+    )
+    .unwrap();
+    let mut store = s.store();
+    let plan = store
+        .plan_experiments(
+            &ferrotune_store::StartOptions {
+                config: cfg,
+                dataset: Some("arith".into()),
+                ..Default::default()
+            },
+            &|_| Vec::new(),
+        )
+        .unwrap();
+    store.queue_experiments(&plan).unwrap();
+    let (status, _, body) = s
+        .send(
+            Request::post("/api/experiments/talk/chat")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(
+                    serde_json::json!({"messages": [{"role": "user", "content": "Hi <b>"}], "settings": {"max_new_tokens": 6}})
+                        .to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let events: Vec<(&str, &str)> = body
+        .split("\n\n")
+        .filter_map(|block| {
+            let event = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((event, data))
+        })
+        .collect();
+    assert_eq!(events[0].0, "info");
+    assert!(events[0].1.contains("no adapter yet"), "{events:?}");
+    let tokens: String = events
+        .iter()
+        .filter(|(e, _)| *e == "token")
+        .map(|(_, d)| serde_json::from_str::<String>(d).unwrap())
+        .collect();
+    let (last, done) = events.last().unwrap();
+    assert_eq!(*last, "done", "{events:?}");
+    let done: serde_json::Value = serde_json::from_str(done).unwrap();
+    assert_eq!(done["text"], tokens, "the streamed pieces make the answer");
+    assert!(done["tokens"].as_u64().unwrap() >= 1);
+    // A conversation that does not end with the user is refused in the stream, readably.
+    let (_, _, body) = s
+        .send(
+            Request::post("/api/experiments/talk/chat")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(serde_json::json!({"messages": []}).to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert!(
+        body.contains("event: error") && body.contains("must end with a user message"),
+        "{body}"
+    );
+}

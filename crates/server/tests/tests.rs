@@ -1,0 +1,8 @@
+//! Handler tests without a socket: `app(state).oneshot(request)` against a temporary home (one binary).
+
+mod backbones;
+mod common;
+mod datasets;
+mod experiments;
+mod pages;
+mod security;
