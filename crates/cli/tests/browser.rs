@@ -165,6 +165,13 @@ async fn start_from_form(c: &Client, name: &str, lr: &str) {
     set_field(c, "training.lora_r", "2").await;
     set_field(c, "dataset.validation_size", "0.1").await;
     set_field(c, "prediction.max_length_inference", "4").await;
+    // The previous verdict goes first, so the one read below is this submission's.
+    c.execute(
+        "document.querySelector('#verdict-runs').textContent = ''; document.querySelector('#verdict-errors').textContent = ''",
+        vec![],
+    )
+    .await
+    .unwrap();
     css(c, "#check-start").await.click().await.unwrap();
     let runs = wait_js(c, "the run count", "document.querySelector('#verdict-runs').textContent || document.querySelector('#verdict-errors').textContent").await;
     assert_eq!(
@@ -196,38 +203,20 @@ async fn the_studio_in_a_real_browser() {
     let (_driver, driver_url) = start_driver(&driver);
     let c = browser(&driver_url).await;
 
-    // The backbone is registered through the API (a script on loopback needs no token).
-    let status = Command::new("curl")
-        .args([
-            "-sf",
-            "-X",
-            "POST",
-            &format!("{url}/api/backbones"),
-            "-H",
-            "content-type: application/json",
-            "-d",
-        ])
-        .arg(json!({"name": "tiny-llama", "path": fixture()}).to_string())
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        // Without curl, register through the page's own form.
-        c.goto(&format!("{url}/backbones")).await.unwrap();
-        css(&c, "#bb-name")
-            .await
-            .send_keys("tiny-llama")
-            .await
-            .unwrap();
-        css(&c, "#bb-path")
-            .await
-            .send_keys(fixture().to_str().unwrap())
-            .await
-            .unwrap();
-        css(&c, "#register-backbone button")
-            .await
-            .click()
-            .await
-            .unwrap();
-    }
+    // 0. Register the backbone on the Backbones page.
+    c.goto(&format!("{url}/backbones")).await.unwrap();
+    css(&c, "#bb-name")
+        .await
+        .send_keys("tiny-llama")
+        .await
+        .unwrap();
+    let path = fixture().display().to_string();
+    css(&c, "#bb-path").await.send_keys(&path).await.unwrap();
+    css(&c, "#register-backbone button")
+        .await
+        .click()
+        .await
+        .unwrap();
     c.goto(&format!("{url}/backbones")).await.unwrap();
     wait_js(
         &c,
@@ -310,6 +299,20 @@ async fn the_studio_in_a_real_browser() {
     )
     .await;
     assert_eq!(hidden, json!(true));
+    // An experiment file fills the form (every field: so before picking the backbone).
+    let yaml = tmp.path().join("imported.yaml");
+    std::fs::write(&yaml, "training:\n  lora_alpha: 7\n").unwrap();
+    css(&c, "#import-yaml")
+        .await
+        .send_keys(yaml.to_str().unwrap())
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "the imported value",
+        "document.querySelector('[id=\"f-training.lora_alpha\"]').value === '7'",
+    )
+    .await;
     let backbone = fixture().display().to_string();
     css(&c, "#pick-backbone")
         .await

@@ -80,7 +80,16 @@ fn weight_format(cfg: &Experiment) -> &'static str {
 }
 
 fn load(state: &AppState, cfg: &Experiment, adapter: Option<PathBuf>) -> Result<(), ApiError> {
-    let backbone_path = ferrotune_config::expand_path(cfg.llm_backbone.trim());
+    // An empty `llm_backbone` trains the demo backbone; chat loads the same one.
+    let backbone_path = if cfg.llm_backbone.trim().is_empty() {
+        ferrotune_assets::ensure_demo_backbone(&state.home, &mut |_| {}).map_err(|e| {
+            ApiError::bad_request(format!(
+                "cannot fetch the demo backbone this experiment trained: {e}"
+            ))
+        })?
+    } else {
+        ferrotune_config::expand_path(cfg.llm_backbone.trim())
+    };
     let stamp = adapter
         .as_ref()
         .and_then(|a| std::fs::metadata(a.join("adapter_model.safetensors")).ok())
