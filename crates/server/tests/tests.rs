@@ -3,6 +3,7 @@
 mod backbones;
 mod common;
 mod datasets;
+mod demo;
 mod experiments;
 mod pages;
 mod security;
