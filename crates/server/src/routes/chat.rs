@@ -79,7 +79,13 @@ fn weight_format(cfg: &Experiment) -> &'static str {
     }
 }
 
-fn load(state: &AppState, cfg: &Experiment, adapter: Option<PathBuf>) -> Result<(), ApiError> {
+/// Makes `slot` hold the experiment's model (kept when it already does).
+fn load(
+    state: &AppState,
+    slot: &mut Option<LoadedModel>,
+    cfg: &Experiment,
+    adapter: Option<PathBuf>,
+) -> Result<(), ApiError> {
     // An empty `llm_backbone` trains the demo backbone; chat loads the same one.
     let backbone_path = if cfg.llm_backbone.trim().is_empty() {
         ferrotune_assets::ensure_demo_backbone(&state.home, &mut |_| {}).map_err(|e| {
@@ -95,10 +101,6 @@ fn load(state: &AppState, cfg: &Experiment, adapter: Option<PathBuf>) -> Result<
         .and_then(|a| std::fs::metadata(a.join("adapter_model.safetensors")).ok())
         .and_then(|m| m.modified().ok());
     let key = (backbone_path.clone(), adapter.clone(), stamp);
-    let mut slot = state
-        .chat
-        .lock()
-        .map_err(|_| ApiError::internal("the chat model lock is poisoned"))?;
     if slot.as_ref().is_some_and(|m| m.key == key) {
         return Ok(());
     }
@@ -142,11 +144,13 @@ fn answer(
             "`max_new_tokens` must be between 1 and {MAX_NEW_TOKENS}"
         )));
     }
-    load(state, cfg, adapter)?;
-    let slot = state
+    // One lock for loading and answering: a chat with another experiment waits instead of swapping the model
+    // under this one.
+    let mut slot = state
         .chat
         .lock()
         .map_err(|_| ApiError::internal("the chat model lock is poisoned"))?;
+    load(state, &mut slot, cfg, adapter)?;
     let Some(loaded) = slot.as_ref() else {
         return Err(ApiError::internal("the chat model did not stay loaded"));
     };
