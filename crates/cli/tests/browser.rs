@@ -473,6 +473,10 @@ async fn the_studio_in_a_real_browser() {
         .join("experiments/first/adapter/adapter_config.json")
         .is_file());
 
+    // The home page counts what is left, from the live list.
+    c.goto(&url).await.unwrap();
+    wait_js(&c, "one finished on the home page", "document.querySelector('#statuses li[data-status=\"finished\"] .count').textContent === '1'").await;
+
     // The pages also work in a narrow window.
     c.set_window_size(420, 800).await.unwrap();
     c.goto(&format!("{url}/experiments/first")).await.unwrap();

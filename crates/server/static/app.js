@@ -182,6 +182,20 @@ async function act(name, action) {
 // ---- pages ----------------------------------------------------------------------------------------------------
 const pages = {};
 
+// Home: the status counts and the recent experiments follow the list stream.
+pages.home = () => {
+  const source = new EventSource("/api/events");
+  source.addEventListener("experiments", ev => {
+    const list = JSON.parse(ev.data);
+    for (const li of $$("#statuses li")) $(".count", li).textContent = list.filter(e => e.status === li.dataset.status).length;
+    const recent = $("#recent-experiments");
+    if (!recent) return;
+    const top = [...list].sort((a, b) => b.created - a.created).slice(0, 5);
+    recent.replaceChildren(...top.map(e => el("li", {}, el("a", { href: `/experiments/${enc(e.name)}`, text: e.name }), " ",
+      statusBadge(e.status), ` ${Math.round(e.progress * 100)} %`)));
+  });
+};
+
 pages.experiments = () => {
   const tbody = $("#experiments tbody");
   const selected = new Set();
