@@ -134,7 +134,17 @@ async fn follow(state: AppState, name: String, dir: PathBuf, tx: mpsc::Sender<Ev
                 last_status = text;
             }
         }
-        for line in read_in_background(&mut metrics).await {
+        // Both files are read on a blocking thread; the followers travel there and back.
+        let Ok((m, l, metric_lines, log_lines)) = tokio::task::spawn_blocking(move || {
+            let (a, b) = (metrics.read_lines(), logs.read_lines());
+            (metrics, logs, a, b)
+        })
+        .await
+        else {
+            return;
+        };
+        (metrics, logs) = (m, l);
+        for line in metric_lines {
             if serde_json::from_str::<serde_json::Value>(&line).is_ok()
                 && tx
                     .send(Event::default().event("metric").data(line))
@@ -144,7 +154,7 @@ async fn follow(state: AppState, name: String, dir: PathBuf, tx: mpsc::Sender<Ev
                 return;
             }
         }
-        for line in read_in_background(&mut logs).await {
+        for line in log_lines {
             if tx.send(json_event("log", &line)).await.is_err() {
                 return;
             }
@@ -154,19 +164,6 @@ async fn follow(state: AppState, name: String, dir: PathBuf, tx: mpsc::Sender<Ev
             _ = tx.closed() => return,
         }
     }
-}
-
-async fn read_in_background(f: &mut Follower) -> Vec<String> {
-    let mut moved = Follower::new(PathBuf::new());
-    std::mem::swap(&mut moved, f);
-    let (lines, back) = tokio::task::spawn_blocking(move || {
-        let lines = moved.read_lines();
-        (lines, moved)
-    })
-    .await
-    .unwrap_or_else(|_| (Vec::new(), Follower::new(PathBuf::new())));
-    *f = back;
-    lines
 }
 
 #[cfg(test)]
