@@ -46,10 +46,10 @@ pub use meta::{
 pub use names::{fresh_entropy, generate_name};
 pub use overrides::{apply_overrides, load_with_overrides, split_override_args};
 pub use schema::{
-    expand_path, Architecture, Augmentation, BackboneDtype, DataSampleChoice, Dataset, Environment,
+    column_name, expand_path, Architecture, Augmentation, BackboneDtype, DataSampleChoice, Dataset, Environment,
     Experiment, GridValues, LogStepSize, Logging, LoraModule, LossFunction, Metric,
     MixedPrecisionDtype, Optimizer, Prediction, ProblemType, SaveCheckpoint, Schedule, Tokenizer,
-    Training, ValidationStrategy,
+    Training, ValidationStrategy, NO_COLUMN,
 };
 /// The YAML value type used for defaults, `get` and `set`.
 pub use serde_yaml_ng::Value;

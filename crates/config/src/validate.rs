@@ -156,7 +156,7 @@ fn data(cfg: &Experiment, report: &mut Report) {
                 .with_help("e.g. `[instruction, input]`"),
         );
     }
-    if d.answer_column.trim().is_empty() || d.answer_column == "None" {
+    if d.answer_column_name().is_none() {
         report.error(
             Issue::new("dataset.answer_column", "names no column").with_help("e.g. `output`"),
         );
@@ -284,7 +284,7 @@ pub fn min_max_length(cfg: &Experiment) -> u32 {
     let markers = if d.use_chat_template {
         CHAT_TEMPLATE_TOKENS as usize
     } else {
-        let system = d.system_column != "None";
+        let system = d.system_column_name().is_some();
         let texts = [
             (system, &d.text_system_start),
             (true, &d.text_prompt_start),

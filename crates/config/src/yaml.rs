@@ -142,9 +142,9 @@ impl Experiment {
         self.render(false)
     }
 
-    /// Writes [`Experiment::to_yaml`] to `path`.
+    /// Writes [`Experiment::to_yaml`] to `path` (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_yaml()).map_err(|source| Error::Write {
+        ferrotune_home::atomic::write(path, self.to_yaml().as_bytes()).map_err(|source| Error::Write {
             path: path.to_path_buf(),
             source,
         })

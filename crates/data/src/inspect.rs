@@ -97,5 +97,5 @@ pub fn save_first_batch(batch: &Batch, tokenizer: &TextTokenizer, path: &Path) -
         source,
     };
     let json = serde_json::to_vec_pretty(&dump).map_err(|e| io(std::io::Error::other(e)))?;
-    std::fs::write(path, json).map_err(io)
+    ferrotune_home::atomic::write(path, &json).map_err(io)
 }

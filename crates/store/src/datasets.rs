@@ -443,7 +443,7 @@ fn publish(
 }
 
 /// The lock file of dataset `name`: `datasets/.locks/<name>.lock` (kept, so every process locks the same file).
-fn dataset_lock(home: &ferrotune_assets::Home, name: &str) -> PathBuf {
+fn dataset_lock(home: &ferrotune_home::Home, name: &str) -> PathBuf {
     home.datasets().join(".locks").join(format!("{name}.lock"))
 }
 

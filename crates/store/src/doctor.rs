@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ferrotune_assets::Home;
+use ferrotune_home::Home;
 
 use crate::dataset::{DatasetInfo, METADATA_FILE};
 use crate::error::{io, Result};

@@ -94,6 +94,19 @@ pub enum Error {
     #[error("experiment `{name}` has no checkpoint to resume from in `{}`\nhelp: a run writes its first checkpoint at its first evaluation; start it again with `ferrotune experiment restart {name}`", dir.display())]
     NoCheckpoint { name: String, dir: PathBuf },
 
+    #[error("experiment `{name}` has no {what} yet (it is written {when})")]
+    RunFileMissing {
+        name: String,
+        what: &'static str,
+        when: &'static str,
+    },
+
+    #[error("no download `{name}`\nhelp: the downloads are {known}")]
+    UnknownArtifact { name: String, known: String },
+
+    #[error("`{}` cannot be read: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+
     #[error("the grid gives two experiments the same name `{name}`\nhelp: pass a different --name base, or list distinct values")]
     GridNameClash { name: String },
 

@@ -10,47 +10,8 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::registry::{sql, Registry};
 
-/// Where an experiment is in its life: queued → running → finished | failed | stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Queued,
-    Running,
-    Finished,
-    Failed,
-    Stopped,
-}
-
-impl Status {
-    /// The name stored in the registry and in `status.json`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::Running => "running",
-            Status::Finished => "finished",
-            Status::Failed => "failed",
-            Status::Stopped => "stopped",
-        }
-    }
-
-    /// The status named `name`.
-    pub fn parse(name: &str) -> Option<Status> {
-        [
-            Status::Queued,
-            Status::Running,
-            Status::Finished,
-            Status::Failed,
-            Status::Stopped,
-        ]
-        .into_iter()
-        .find(|s| s.name() == name)
-    }
-
-    /// Finished, failed or stopped: no process works on it and none will unless asked.
-    pub fn is_done(self) -> bool {
-        matches!(self, Status::Finished | Status::Failed | Status::Stopped)
-    }
-}
+/// Where an experiment is in its life (declared with the run folder's formats in `ferrotune-home`).
+pub use ferrotune_home::RunStatus as Status;
 
 /// One experiment as the registry lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

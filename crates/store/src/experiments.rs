@@ -8,6 +8,7 @@ use ferrotune_config::{
     check_environment, load_with_overrides, settings, validate, Experiment, Issue, Kind, Report,
     ValidationStrategy, Value,
 };
+use ferrotune_home::RunDir;
 use rusqlite::params;
 
 use crate::dataset::{now, Split};
@@ -222,7 +223,7 @@ impl Store {
                 std::fs::create_dir(&dir).map_err(io(&dir))?;
                 created.push(dir.clone());
                 let yaml = p.config.to_yaml();
-                files::write_atomically(&dir.join("cfg.yaml"), yaml.as_bytes())?;
+                files::write_atomically(&RunDir::new(&dir).config(), yaml.as_bytes())?;
                 let t = now();
                 let info = ExperimentInfo {
                     dataset: plan.dataset.clone(),
@@ -345,10 +346,7 @@ impl Store {
             }
         }
         let dir = &info.output_dir;
-        let has_checkpoint = ["checkpoint", "checkpoint.old"]
-            .iter()
-            .any(|c| dir.join(c).join("state.json").is_file());
-        if !has_checkpoint {
+        if !RunDir::new(dir).has_checkpoint() {
             return Err(Error::NoCheckpoint {
                 name: name.into(),
                 dir: dir.clone(),
@@ -471,7 +469,7 @@ impl Store {
             } else {
                 std::fs::create_dir_all(&new_dir).map_err(io(&new_dir))?;
             }
-            let written = files::write_atomically(&new_dir.join("cfg.yaml"), yaml.as_bytes())
+            let written = files::write_atomically(&RunDir::new(&new_dir).config(), yaml.as_bytes())
                 .and_then(|()| {
                     tx.execute(
                         "UPDATE experiments SET name = ?2, output_dir = ?3, config = ?4, updated = ?5 WHERE id = ?1",
@@ -527,10 +525,7 @@ impl Store {
 
     /// The log file of experiment `name` (`logs.log` in its folder).
     pub fn experiment_log(&mut self, name: &str) -> Result<PathBuf> {
-        Ok(self
-            .experiment(name)?
-            .output_dir
-            .join(crate::tracking::LOG_FILE))
+        Ok(RunDir::new(self.experiment(name)?.output_dir).log())
     }
 }
 
@@ -566,7 +561,7 @@ fn clear_outputs(dir: &Path) -> Result<()> {
     };
     for entry in entries {
         let entry = entry.map_err(io(dir))?;
-        if entry.file_name() == "cfg.yaml" {
+        if !RunDir::is_output(&entry.file_name()) {
             continue;
         }
         let path = entry.path();

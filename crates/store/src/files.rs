@@ -2,50 +2,16 @@
 //! folder of files, or a `.zip` archive of them).
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{io, Error, Result};
 
-/// Writes `target` through a temporary sibling renamed into place, so no half-written file is ever visible.
+/// Writes `target` atomically (see [`ferrotune_home::atomic`]).
 pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_sibling(target);
-    let result = File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, target));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(target)(e));
-    }
-    Ok(())
+    ferrotune_home::atomic::write(target, bytes).map_err(io(target))
 }
 
-/// A hidden sibling of `target` unique to this process and moment.
-pub(crate) fn temp_sibling(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    target.with_file_name(format!(".{name}.{}", unique()))
-}
-
-/// `<pid>-<nanoseconds>`: unique among processes and calls.
-pub(crate) fn unique() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}-{nanos}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
+pub(crate) use ferrotune_home::atomic::{temp_sibling, unique};
 
 /// A folder removed (with everything in it) when dropped, unless [`TempDir::keep`] was called.
 pub(crate) struct TempDir {

@@ -10,7 +10,7 @@
 //! there), the experiment lifecycle (queued → running → finished | failed | stopped), the runner process and its
 //! `runner.lock`, and crash detection (a pid plus its start time). *Must not touch*: tensors, models, training
 //! internals (a run is a child `ferrotune train` process; only its files are read), anything network; `assets/`
-//! and `backbones/` belong to `ferrotune-assets` and `ferrotune-model`. It never prints.
+//! and `backbones/` belong to `ferrotune-home` and `ferrotune-model`. It never prints.
 //!
 //! Layout of the home:
 //! ```text
@@ -53,6 +53,7 @@ pub mod process;
 mod rebuild;
 pub mod registry;
 pub mod runner;
+mod runs;
 pub mod tracking;
 
 use std::fs::File;
@@ -64,12 +65,13 @@ pub use doctor::{rebuild_index, RebuildReport};
 pub use error::{Error, Result};
 pub use experiment::{ExperimentInfo, Status};
 pub use experiments::{device_of, Comparison, Plan, Planned, Review, StartOptions, Stopped};
-pub use ferrotune_assets::Home;
+pub use ferrotune_home::Home;
 pub use ferrotune_data::import::{
     CanonicalRow, ColumnCounts, Histogram, Mapping, Shape, Statistics,
 };
 pub use process::ensure_runner;
 pub use registry::Registry;
+pub use runs::{Artifact, ArtifactFile, Predictions, RunFollower};
 
 /// The home and its open registry.
 pub struct Store {

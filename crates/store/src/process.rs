@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use ferrotune_assets::Home;
+use ferrotune_home::Home;
 
 use crate::error::{io, Error, Result};
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use ferrotune_assets::Home;
+use ferrotune_home::Home;
 use ferrotune_config::Experiment;
 use rusqlite::Transaction;
 
@@ -15,7 +15,7 @@ use crate::experiment::blank;
 use crate::experiment::{self, check_name, ExperimentInfo, Status};
 use crate::experiments::device_of;
 use crate::process::ProcessId;
-use crate::tracking::{self, read_status_file, Progress, Tracker, STATUS_FILE};
+use crate::tracking::{self, read_status_file, Progress, Tracker};
 
 /// Every experiment folder of `home` as a row with its progress; removes `experiments/.trash-*` leftovers and
 /// notes unusable folders in `report`.
@@ -63,7 +63,7 @@ fn from_folder(
     home: &Home,
     dir: &Path,
 ) -> std::result::Result<Option<(ExperimentInfo, Progress)>, String> {
-    let cfg_path = dir.join("cfg.yaml");
+    let cfg_path = ferrotune_home::RunDir::new(dir).config();
     if !cfg_path.is_file() {
         return Ok(None);
     }
@@ -105,7 +105,7 @@ fn from_folder(
         Some((status, message)) if status.is_done() => {
             info.status = status;
             info.message = (!message.is_empty()).then_some(message);
-            info.finished = modified(&dir.join(STATUS_FILE));
+            info.finished = modified(&ferrotune_home::RunDir::new(dir).status());
         }
         Some(_) => match live_process(dir) {
             Some(process) => {
@@ -130,7 +130,7 @@ fn from_folder(
 
 /// The training process of the run in `dir`, if the pid in its `status.json` still runs `train` on that folder.
 fn live_process(dir: &Path) -> Option<ProcessId> {
-    let text = std::fs::read_to_string(dir.join(STATUS_FILE)).ok()?;
+    let text = std::fs::read_to_string(ferrotune_home::RunDir::new(dir).status()).ok()?;
     let value: serde_json::Value = serde_json::from_str(&text).ok()?;
     let pid = u32::try_from(value.get("pid")?.as_u64()?).ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -170,7 +170,7 @@ impl crate::Store {
         let mut names: Vec<String> = std::fs::read_dir(&root)
             .map_err(io(&root))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| !is_hidden(p) && p.join("cfg.yaml").is_file() && !known.contains(p))
+            .filter(|p| !is_hidden(p) && ferrotune_home::RunDir::new(p).config().is_file() && !known.contains(p))
             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .collect();
         names.sort();

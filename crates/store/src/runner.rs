@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
 use std::time::Duration;
 
-use ferrotune_assets::Home;
+use ferrotune_home::Home;
 
 use crate::error::{Error, Result};
 use crate::experiment::{self, ExperimentInfo, Status};
 use crate::process::{self, ProcessId, RunnerLock};
 use crate::registry::Registry;
-use crate::tracking::{self, is_alive, Tracker, STATUS_FILE, STDERR_FILE};
+use crate::tracking::{self, is_alive, Tracker};
 
 /// How the runner runs.
 #[derive(Debug, Clone)]
@@ -237,7 +237,7 @@ fn launch(
         }
         let dir = &current.output_dir;
         // A stale outcome must not be mistaken for this run's.
-        let _ = std::fs::remove_file(dir.join(STATUS_FILE));
+        let _ = std::fs::remove_file(ferrotune_home::RunDir::new(&dir).status());
         match start_training(&options.exe, home, &current) {
             Ok(child) => {
                 let id = ProcessId::of(child.id());
@@ -267,7 +267,7 @@ fn launch(
 /// `ferrotune --quiet train --config DIR/cfg.yaml`, or `--resume DIR`, with stderr appended to `DIR/stderr.log`.
 fn start_training(exe: &Path, home: &Home, info: &ExperimentInfo) -> Result<Child> {
     let dir = &info.output_dir;
-    let cfg = dir.join("cfg.yaml");
+    let cfg = ferrotune_home::RunDir::new(&dir).config();
     let (flag, target): (&str, &Path) = if info.resume {
         ("--resume", dir)
     } else {
@@ -279,5 +279,5 @@ fn start_training(exe: &Path, home: &Home, info: &ExperimentInfo) -> Result<Chil
         flag.as_ref(),
         target.as_os_str(),
     ];
-    process::spawn(exe, &args, home, &dir.join(STDERR_FILE), false)
+    process::spawn(exe, &args, home, &ferrotune_home::RunDir::new(&dir).stderr(), false)
 }

@@ -7,27 +7,20 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Transaction};
-use serde_json::Value;
+use ferrotune_home::{Event, RunDir};
 
 use crate::error::{io, Result};
 use crate::experiment::{self, ExperimentInfo, Status};
 use crate::process::ProcessId;
 use crate::registry::{sql, Registry};
 
-/// The metrics file of a run.
-pub const METRICS_FILE: &str = "metrics.jsonl";
-/// The outcome file of a run.
-pub const STATUS_FILE: &str = "status.json";
-/// The human-readable log of a run.
-pub const LOG_FILE: &str = "logs.log";
-/// What the training process printed on stderr (errors before its log opens).
-pub const STDERR_FILE: &str = "stderr.log";
 /// How many log lines a crash message carries.
 pub const CRASH_LOG_LINES: usize = 5;
 
-/// Whether a larger value of the metric `name` is better (BLEU) or a smaller one (losses, perplexity).
+/// Whether a larger value of the metric `name` is better (the config's [`ferrotune_config::Metric`]; an unknown
+/// name is a loss-like value, where smaller is better).
 pub fn higher_is_better(name: &str) -> bool {
-    name.eq_ignore_ascii_case("bleu")
+    ferrotune_config::Metric::from_name(name).is_some_and(|m| m.higher_is_better())
 }
 
 /// One point of a metric series.
@@ -53,13 +46,11 @@ pub struct Progress {
 impl Progress {
     /// Takes one `metrics.jsonl` line into account (lines that are not step or evaluation events are skipped).
     pub fn read_line(&mut self, line: &str) {
-        let Ok(event) = serde_json::from_str::<Value>(line) else {
+        let Some(event) = Event::from_line(line) else {
             return;
         };
-        let num = |k: &str| event.get(k).and_then(Value::as_f64);
-        let step = event.get("step").and_then(Value::as_u64).unwrap_or(0);
-        let mut point = |name: &str, value: Option<f64>| {
-            if let Some(value) = value.filter(|v| v.is_finite()) {
+        let mut point = |step: u64, name: &str, value: f64| {
+            if value.is_finite() {
                 self.pending.push(Point {
                     step,
                     name: name.to_string(),
@@ -67,44 +58,53 @@ impl Progress {
                 });
             }
         };
-        match event.get("event").and_then(Value::as_str) {
-            Some("step") => {
-                point("train_loss", num("loss"));
-                point("lr", num("lr"));
-                point("grad_norm", num("grad_norm"));
+        match event {
+            Event::Step {
+                step,
+                total_steps,
+                loss,
+                lr,
+                grad_norm,
+                ..
+            } => {
+                point(step, "train_loss", loss);
+                point(step, "lr", lr);
+                point(step, "grad_norm", grad_norm);
                 self.step = step;
-                self.total_steps = event.get("total_steps").and_then(Value::as_u64);
+                self.total_steps = Some(total_steps);
             }
-            Some("evaluation") => {
-                let name = event
-                    .get("metric_name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("metric")
-                    .to_string();
-                point("validation_loss", num("validation_loss"));
-                if !name.eq_ignore_ascii_case("perplexity") {
-                    point("perplexity", num("perplexity"));
+            Event::Evaluation {
+                step,
+                validation_loss,
+                perplexity,
+                metric_name,
+                metric,
+                ..
+            } => {
+                point(step, "validation_loss", validation_loss);
+                if !metric_name.eq_ignore_ascii_case("perplexity") {
+                    point(step, "perplexity", perplexity);
                 }
-                point(&name, num("metric"));
-                if let Some(value) = num("metric").filter(|v| v.is_finite()) {
-                    self.last_metric = Some(value);
+                point(step, &metric_name, metric);
+                if metric.is_finite() {
+                    self.last_metric = Some(metric);
                     // The evaluation before the first step is a baseline, not a result (as in training).
                     if step > 0 {
                         let better = |best: f64| {
-                            if higher_is_better(&name) {
-                                value > best
+                            if higher_is_better(&metric_name) {
+                                metric > best
                             } else {
-                                value < best
+                                metric < best
                             }
                         };
                         if self.best_metric.is_none_or(better) {
-                            self.best_metric = Some(value);
+                            self.best_metric = Some(metric);
                         }
                     }
                 }
-                self.metric_name = Some(name);
+                self.metric_name = Some(metric_name);
             }
-            _ => {}
+            Event::Checkpoint { .. } | Event::PeakMemory { .. } | Event::Log { .. } => {}
         }
     }
 
@@ -145,7 +145,7 @@ impl Tracker {
 
     /// Reads the complete lines added since the last call; whether there were any.
     pub fn read_new(&mut self) -> Result<bool> {
-        let path = self.dir.join(METRICS_FILE);
+        let path = RunDir::new(&self.dir).metrics();
         let mut file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -223,15 +223,9 @@ pub(crate) fn write_progress(
 
 /// `status.json` of a run: its status and message, when the file is readable.
 pub fn read_status_file(dir: &Path) -> Option<(Status, String)> {
-    let text = std::fs::read_to_string(dir.join(STATUS_FILE)).ok()?;
-    let value: Value = serde_json::from_str(&text).ok()?;
-    let status = Status::parse(value.get("status")?.as_str()?)?;
-    let message = value
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    Some((status, message))
+    RunDir::new(dir)
+        .read_status()
+        .map(|file| (file.status, file.message))
 }
 
 /// The last `n` non-empty lines of `path` (nothing when it cannot be read).
@@ -266,8 +260,9 @@ pub fn outcome(info: &ExperimentInfo, how: Option<&str>) -> (Status, String) {
     if let Some(how) = how {
         message.push_str(&format!(" ({how})"));
     }
-    let mut lines = last_lines(&dir.join(LOG_FILE), CRASH_LOG_LINES);
-    lines.extend(last_lines(&dir.join(STDERR_FILE), CRASH_LOG_LINES));
+    let run = RunDir::new(dir);
+    let mut lines = last_lines(&run.log(), CRASH_LOG_LINES);
+    lines.extend(last_lines(&run.stderr(), CRASH_LOG_LINES));
     if !lines.is_empty() {
         message.push_str("; last log lines:\n");
         message.push_str(&lines.join("\n"));
@@ -385,7 +380,7 @@ mod tests {
     #[test]
     fn the_tracker_reads_whole_lines_only() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join(METRICS_FILE);
+        let file = RunDir::new(dir.path()).metrics();
         let step = |s: u64| {
             format!(
                 r#"{{"event":"step","step":{s},"total_steps":4,"loss":1.0,"lr":0.1,"grad_norm":1.0}}"#
@@ -413,9 +408,9 @@ mod tests {
             ..crate::experiment::blank("x")
         };
         let log: String = (1..=8).map(|i| format!("line {i}\n")).collect();
-        std::fs::write(dir.path().join(LOG_FILE), log).unwrap();
+        std::fs::write(RunDir::new(dir.path()).log(), log).unwrap();
         std::fs::write(
-            dir.path().join(STATUS_FILE),
+            RunDir::new(dir.path()).status(),
             r#"{"status":"running","message":""}"#,
         )
         .unwrap();
@@ -428,7 +423,7 @@ mod tests {
                 && !message.contains("line 3\n")
         );
         std::fs::write(
-            dir.path().join(STATUS_FILE),
+            RunDir::new(dir.path()).status(),
             r#"{"status":"finished","message":""}"#,
         )
         .unwrap();

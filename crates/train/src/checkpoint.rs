@@ -1,11 +1,13 @@
 //! Resumable checkpoints: `checkpoint/` in the run's output directory holds the adapter (PEFT format), the
-//! optimizer state and the loop position. It is written to a temporary folder and swapped in by renames, so a
-//! crash or a full disk while writing leaves the previous checkpoint intact.
+//! optimizer state and the loop position. It is written to a temporary folder and swapped in by renames
+//! ([`ferrotune_home::atomic::replace_dir`]), so a crash or a full disk while writing leaves the previous
+//! checkpoint intact.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use ferrotune_home::{atomic, RunDir};
 use ferrotune_model::lora::LoraSpec;
 use ferrotune_model::Llama;
 use serde::{Deserialize, Serialize};
@@ -25,11 +27,6 @@ pub struct CheckpointState {
     pub best_metric: Option<(f64, u64)>,
 }
 
-/// The checkpoint folder of an output directory.
-pub fn checkpoint_dir(output_dir: &Path) -> PathBuf {
-    output_dir.join("checkpoint")
-}
-
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_path_buf(),
@@ -37,19 +34,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Writes a checkpoint of `model`'s adapters, the optimizer and `state` into `output_dir/checkpoint`.
+/// Writes a checkpoint of `model`'s adapters, the optimizer and `state` into the run's `checkpoint/`: staged in
+/// a temporary sibling and swapped in whole (see [`ferrotune_home::atomic::replace_dir`]).
 pub fn save(
-    output_dir: &Path,
+    run: &RunDir,
     model: &Llama,
     spec: &LoraSpec,
     base_model: &str,
     optimizer: &Optimizer,
     state: &CheckpointState,
 ) -> Result<PathBuf> {
-    let final_dir = checkpoint_dir(output_dir);
-    let tmp = output_dir.join(format!("checkpoint.tmp-{}", std::process::id()));
-    let old = output_dir.join("checkpoint.old");
-    let _ = std::fs::remove_dir_all(&tmp);
+    let final_dir = run.checkpoint();
+    let tmp = atomic::temp_sibling(&final_dir);
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     let write = || -> Result<()> {
         ferrotune_model::adapter::save_peft(model, spec, base_model, &tmp.join("adapter"))?;
@@ -66,18 +62,12 @@ pub fn save(
         })?;
         let path = tmp.join("state.json");
         std::fs::write(&path, json).map_err(io(&path))?;
-        Ok(())
+        atomic::replace_dir(&tmp, &final_dir).map_err(io(&final_dir))
     };
     if let Err(e) = write() {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    let _ = std::fs::remove_dir_all(&old);
-    if final_dir.exists() {
-        std::fs::rename(&final_dir, &old).map_err(io(&final_dir))?;
-    }
-    std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
-    let _ = std::fs::remove_dir_all(&old);
     Ok(final_dir)
 }
 
@@ -89,10 +79,10 @@ pub struct Loaded {
 }
 
 /// Finds and reads the checkpoint of `output_dir` (falling back to the previous one if a swap was cut short).
-pub fn load(output_dir: &Path, device: &Device) -> Result<Loaded> {
-    let mut dir = checkpoint_dir(output_dir);
+pub fn load(run: &RunDir, device: &Device) -> Result<Loaded> {
+    let mut dir = run.checkpoint();
     if !dir.join("state.json").is_file() {
-        let old = output_dir.join("checkpoint.old");
+        let old = run.checkpoint_backup();
         if old.join("state.json").is_file() {
             dir = old;
         } else {

@@ -28,6 +28,9 @@ pub enum Error {
     #[error(transparent)]
     Data(Box<ferrotune_data::Error>),
 
+    #[error("cannot fetch the demo backbone: {0}")]
+    DemoBackbone(#[source] ferrotune_home::AssetError),
+
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -22,19 +22,32 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Perplexity => "Perplexity",
-            Metric::Bleu => "BLEU",
+    /// The evaluation that computes the config's metric; `None` for one this release cannot compute (the GPT
+    /// judge, refused before a run by [`crate::run::unsupported`]).
+    pub fn from_config(metric: ferrotune_config::Metric) -> Option<Metric> {
+        use ferrotune_config::Metric as M;
+        match metric {
+            M::Perplexity => Some(Metric::Perplexity),
+            M::Bleu => Some(Metric::Bleu),
+            M::Gpt => None,
         }
     }
 
-    /// Whether `a` is better than `b`.
-    pub fn better(self, a: f64, b: f64) -> bool {
+    /// The config's name of the metric.
+    pub fn config(self) -> ferrotune_config::Metric {
         match self {
-            Metric::Perplexity => a < b,
-            Metric::Bleu => a > b,
+            Metric::Perplexity => ferrotune_config::Metric::Perplexity,
+            Metric::Bleu => ferrotune_config::Metric::Bleu,
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.config().as_str()
+    }
+
+    /// Whether `a` is better than `b` (see [`ferrotune_config::Metric::higher_is_better`]).
+    pub fn better(self, a: f64, b: f64) -> bool {
+        self.config().better(a, b)
     }
 }
 
@@ -152,12 +165,7 @@ pub fn write_predictions(path: &Path, metric: Metric, predictions: &[Prediction]
             p.metric
         ));
     }
-    let tmp = path.with_extension("csv.tmp");
-    std::fs::write(&tmp, out).map_err(|source| Error::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
+    ferrotune_home::atomic::write(path, out.as_bytes()).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })

@@ -19,15 +19,12 @@ pub enum LossKind {
     SampleAveraged,
 }
 
-impl LossKind {
-    /// Parses `TokenAveragedCrossEntropy` / `SampleAveragedCrossEntropy`.
-    pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "TokenAveragedCrossEntropy" => Ok(Self::TokenAveraged),
-            "SampleAveragedCrossEntropy" => Ok(Self::SampleAveraged),
-            other => Err(Error::Setting(format!(
-                "unknown loss `{other}`; use TokenAveragedCrossEntropy or SampleAveragedCrossEntropy"
-            ))),
+impl From<ferrotune_config::LossFunction> for LossKind {
+    fn from(l: ferrotune_config::LossFunction) -> Self {
+        use ferrotune_config::LossFunction as L;
+        match l {
+            L::TokenAveragedCrossEntropy => Self::TokenAveraged,
+            L::SampleAveragedCrossEntropy => Self::SampleAveraged,
         }
     }
 }

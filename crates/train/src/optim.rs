@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use candle_core::{Tensor, Var};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Which update rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,21 +18,17 @@ pub enum OptimizerKind {
     Adadelta,
 }
 
-impl OptimizerKind {
-    /// Parses H2O LLM Studio's names (`AdamW`, `Adam`, `SGD`, `RMSprop`, `Adadelta`).
-    pub fn parse(name: &str) -> Result<Self> {
-        Ok(match name {
-            "AdamW" => Self::AdamW,
-            "Adam" => Self::Adam,
-            "SGD" => Self::Sgd,
-            "RMSprop" => Self::RmsProp,
-            "Adadelta" => Self::Adadelta,
-            other => {
-                return Err(Error::Setting(format!(
-                    "unknown optimizer `{other}`; use AdamW, Adam, SGD, RMSprop or Adadelta"
-                )))
-            }
-        })
+impl From<ferrotune_config::Optimizer> for OptimizerKind {
+    /// H2O LLM Studio's optimizer names, as the config declares them.
+    fn from(o: ferrotune_config::Optimizer) -> Self {
+        use ferrotune_config::Optimizer as O;
+        match o {
+            O::AdamW => Self::AdamW,
+            O::Adam => Self::Adam,
+            O::Sgd => Self::Sgd,
+            O::RmsProp => Self::RmsProp,
+            O::Adadelta => Self::Adadelta,
+        }
     }
 }
 

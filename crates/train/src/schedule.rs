@@ -1,7 +1,6 @@
 //! Learning-rate schedules as transformers' `get_*_schedule_with_warmup` compute them, with H2O LLM Studio's
 //! minimum learning-rate ratio: linear warmup from 0, then Cosine (half cycle), Linear, or Constant.
 
-use crate::error::{Error, Result};
 
 /// The decay after warmup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,19 +10,14 @@ pub enum ScheduleKind {
     Constant,
 }
 
-impl ScheduleKind {
-    /// Parses `Cosine`, `Linear`, `Constant`.
-    pub fn parse(name: &str) -> Result<Self> {
-        Ok(match name {
-            "Cosine" => Self::Cosine,
-            "Linear" => Self::Linear,
-            "Constant" => Self::Constant,
-            other => {
-                return Err(Error::Setting(format!(
-                    "unknown schedule `{other}`; use Cosine, Linear or Constant"
-                )))
-            }
-        })
+impl From<ferrotune_config::Schedule> for ScheduleKind {
+    fn from(s: ferrotune_config::Schedule) -> Self {
+        use ferrotune_config::Schedule as S;
+        match s {
+            S::Cosine => Self::Cosine,
+            S::Linear => Self::Linear,
+            S::Constant => Self::Constant,
+        }
     }
 }
 

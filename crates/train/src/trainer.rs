@@ -10,21 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::Tensor;
-use ferrotune_model::{CheckpointGrads, ForwardOptions, Llama, Packing};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use ferrotune_model::{CheckpointGrads, Llama};
 
 use crate::error::{Error, Result};
 use crate::events::Event;
-use ferrotune_data::batch::{
-    collate, collate_packed, pack, BatchSampler, PadOptions, Position as DataPosition,
-};
-use ferrotune_data::{PreparedData, Sample};
+use ferrotune_data::batch::{pack, BatchSampler, PadOptions, Position as DataPosition};
+use ferrotune_data::Sample;
 
-use crate::loss::{batch_loss_normalized, concatenate, unpadded_rows, LossKind, Normalization};
-
-/// One forward/backward pass of a micro-step: dropout seed, rows, labels, packing.
-type Piece = (u64, Vec<Vec<u32>>, Vec<Vec<i64>>, Option<Packing>);
+use crate::loss::LossKind;
+use crate::objective::{MicroBatch, Objective};
 use crate::optim::{clip_grad_norm, Optimizer, OptimizerConfig, Param};
 use crate::schedule::{Schedule, ScheduleKind};
 
@@ -167,26 +161,24 @@ pub trait Hooks {
     fn event(&mut self, event: &Event);
 }
 
-/// Trains `model`'s adapters on `data.train` (or, with parent augmentation, each epoch's variants) from `start`
-/// to the end (or until `stop`).
+/// Trains `model`'s adapters with `objective` (which owns the data, the collation and the loss) from `start` to
+/// the end (or until `stop`).
 pub fn train(
     model: &Llama,
-    data: &PreparedData,
+    objective: &dyn Objective,
     settings: &LoopSettings,
     optimizer: &mut Optimizer,
     start: Position,
     stop: &AtomicBool,
     hooks: &mut dyn Hooks,
 ) -> Result<(Outcome, Position)> {
-    let samples = data.train.as_slice();
-    if samples.is_empty() {
+    let units = objective.units();
+    if units == 0 {
         return Err(Error::Setting("the training set is empty".into()));
     }
     let checkpoint_grads = settings
         .gradient_checkpointing
         .then(CheckpointGrads::default);
-    let rows = packed_rows(samples, settings);
-    let units = rows.as_ref().map_or(samples.len(), Vec::len);
     let plan = settings.plan(units);
     let sampler = settings.sampler(units);
     let schedule = Schedule {
@@ -216,88 +208,29 @@ pub fn train(
             step: (pos.micro_step % plan.micro_steps_per_epoch) as usize,
         };
         let indices = sampler.batch(data_pos).unwrap_or_default();
-        let batch = match &rows {
-            Some(rows) => collate_packed(samples, rows, &indices, &settings.padding),
-            None => collate(
-                data.train_for_epoch(data_pos.epoch),
-                &indices,
-                &settings.padding,
-            ),
-        };
-        let (mut ids, labels) = (batch.input_ids, batch.labels);
-        let step_seed = mix(settings.seed, 0x57E9, pos.micro_step);
-        if settings.token_mask_probability > 0.0 {
-            mask_tokens(
-                &mut ids,
-                &batch.attention_mask,
-                settings.token_mask_probability,
-                settings.padding.pad_id,
-                step_seed,
-            );
-        }
-        let packing = rows.is_some().then(|| Packing {
-            position_ids: batch.position_ids.clone(),
-            sequence_ids: batch.sequence_ids.clone(),
-        });
-        let options = |seed: u64, packing: Option<Packing>| ForwardOptions {
-            dropout_seed: Some(seed),
-            intermediate_dropout: settings.intermediate_dropout as f32,
-            checkpointing: checkpoint_grads.clone(),
-            neftune: (settings.neftune_noise_alpha > 0.0)
-                .then_some((settings.neftune_noise_alpha, step_seed ^ 0x4E)),
-            packing,
-        };
-        // Padding-free: the rows without their padding, joined into one row of separate samples (token-averaged
-        // loss) or one at a time (sample-averaged: its weights are per row). Packed rows, and NEFTune, whose
-        // noise scale depends on the padded length, keep the batch as collated.
-        let pieces: Vec<Piece> = if packing.is_none() && settings.neftune_noise_alpha <= 0.0 {
-            let rows = unpadded_rows(&ids, &labels, &batch.attention_mask);
-            if settings.loss == LossKind::TokenAveraged {
-                let (ids, labels, packing) = concatenate(&rows);
-                vec![(step_seed, vec![ids], vec![labels], Some(packing))]
-            } else {
-                rows.into_iter()
-                    .map(|(row, ids, labels)| {
-                        (
-                            mix(step_seed, 0xD0, row as u64),
-                            vec![ids],
-                            vec![labels],
-                            None,
-                        )
-                    })
-                    .collect()
-            }
-        } else {
-            vec![(step_seed, ids.clone(), labels.clone(), packing)]
-        };
-        let norm = Normalization::of(&labels, settings.loss)?;
-        let mut loss_value = 0.0;
-        for (seed, piece_ids, piece_labels, piece_packing) in pieces {
-            let out = batch_loss_normalized(
-                model,
-                &piece_ids,
-                &piece_labels,
-                &norm,
-                &options(seed, piece_packing),
-            )?;
-            let piece_loss = out.loss.to_scalar::<f32>()? as f64;
-            if !piece_loss.is_finite() {
-                return Err(Error::NonFiniteLoss {
-                    step: pos.optimizer_step + 1,
-                    value: piece_loss,
-                });
-            }
-            loss_value += piece_loss;
-            let grad_store = (out.loss / accum as f64)?.backward()?;
-            accumulate(
-                &mut grads,
-                &grad_store,
-                optimizer,
-                checkpoint_grads.as_ref(),
-            )?;
-        }
+        let micro = objective.micro_step(
+            model,
+            MicroBatch {
+                epoch: data_pos.epoch,
+                indices: &indices,
+                seed: mix(settings.seed, 0x57E9, pos.micro_step),
+                scale: 1.0 / accum as f64,
+                step: pos.optimizer_step + 1,
+                checkpointing: checkpoint_grads.as_ref(),
+            },
+            settings,
+            &mut |grad_store| {
+                accumulate(
+                    &mut grads,
+                    grad_store,
+                    optimizer,
+                    checkpoint_grads.as_ref(),
+                )
+            },
+        )?;
+        let (loss_value, tokens) = (micro.loss, micro.tokens);
         window_loss += loss_value;
-        window_tokens += ids.iter().map(Vec::len).sum::<usize>();
+        window_tokens += tokens;
         pos.micro_step += 1;
         let boundary =
             pos.micro_step.is_multiple_of(accum) || pos.micro_step == plan.total_micro_steps;
@@ -349,7 +282,7 @@ pub fn train(
 
 /// Adds the gradients of one backward pass (and of the layers it recomputed) to the running sums of the
 /// optimizer's parameters.
-fn accumulate(
+pub(crate) fn accumulate(
     grads: &mut HashMap<String, Tensor>,
     grad_store: &candle_core::backprop::GradStore,
     optimizer: &Optimizer,
@@ -373,15 +306,3 @@ fn accumulate(
     Ok(())
 }
 
-/// Token masking augmentation: input tokens (not labels) replaced by the pad token with probability `p`.
-fn mask_tokens(ids: &mut [Vec<u32>], attention: &[Vec<u32>], p: f64, pad: u32, seed: u64) {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x7A5C);
-    for (row, mask) in ids.iter_mut().zip(attention) {
-        for (i, id) in row.iter_mut().enumerate() {
-            // Padding positions stay as they are; the first token is never masked.
-            if i > 0 && mask.get(i) == Some(&1) && rng.random::<f64>() < p {
-                *id = pad;
-            }
-        }
-    }
-}

@@ -1,7 +1,7 @@
 //! `ferrotune assets …`: the demo assets.
 
 use clap::Subcommand;
-use ferrotune_assets::Home;
+use ferrotune_home::Home;
 
 use crate::printer::Printer;
 
@@ -16,9 +16,9 @@ pub fn run(cmd: AssetsCommand, printer: &Printer) -> anyhow::Result<()> {
         AssetsCommand::Fetch => {
             let home = Home::from_env();
             let backbone =
-                ferrotune_assets::ensure_demo_backbone(&home, &mut |m| printer.status(m))?;
+                ferrotune_home::ensure_demo_backbone(&home, &mut |m| printer.status(m))?;
             let datasets =
-                ferrotune_assets::ensure_demo_datasets(&home, &mut |m| printer.status(m))?;
+                ferrotune_home::ensure_demo_datasets(&home, &mut |m| printer.status(m))?;
             printer.line(&format!("backbone: {}", backbone.display()))?;
             printer.line(&format!("datasets: {}", datasets.display()))?;
             Ok(())

@@ -22,10 +22,9 @@ pub struct ChatArgs {
 
 pub fn run(args: ChatArgs, printer: &Printer) -> anyhow::Result<()> {
     let backbone = args.model.load(printer)?;
-    let template = backbone
-        .tokenizer
-        .chat_template()
-        .ok_or(ferrotune_model::chat_template_missing())?;
+    if backbone.tokenizer.chat_template().is_none() {
+        return Err(ferrotune_model::chat_template_missing().into());
+    }
     let cfg = args.generation.config(&backbone);
     let fresh = || -> Vec<Message> {
         args.system
@@ -53,15 +52,14 @@ pub fn run(args: ChatArgs, printer: &Printer) -> anyhow::Result<()> {
             _ => {}
         }
         history.push(Message::new("user", input));
-        let rendered = match template.render(&history, true) {
-            Ok(r) => r,
+        let ids = match backbone.tokenizer.encode_chat(&history) {
+            Ok(ids) => ids,
             Err(e) => {
                 history.pop();
                 printer.error(&e.to_string());
                 continue;
             }
         };
-        let ids = backbone.tokenizer.encode(&rendered, false)?;
         let out = generate(
             &backbone.model,
             &backbone.tokenizer,

@@ -3,10 +3,10 @@
 
 use anyhow::Context;
 use clap::Args;
-use ferrotune_config::{apply_overrides, split_override_args, BackboneDtype, Experiment};
+use ferrotune_config::{apply_overrides, split_override_args, Experiment};
 use ferrotune_model::{generate, Message};
 
-use super::{GenerationArgs, ModelArgs};
+use super::GenerationArgs;
 use crate::printer::Printer;
 
 /// The demo experiment (`demo.yaml` beside this file, built into the binary).
@@ -31,37 +31,21 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs, printer: &Printer) -> anyhow::Result<()> {
     let mut cfg = Experiment::from_yaml_str(DEMO_CONFIG, "the built-in demo experiment")?;
     apply_overrides(&mut cfg, &split_override_args(&args.overrides)?)?;
-    // The chat afterwards loads the backbone the run trained on, in the same storage.
-    let backbone_path = Some(cfg.llm_backbone.trim())
-        .filter(|b| !b.is_empty())
-        .map(ferrotune_config::expand_path);
-    let dtype = match cfg.architecture.backbone_dtype {
-        BackboneDtype::Float32 => "f32",
-        BackboneDtype::Bfloat16 => "bf16",
-        BackboneDtype::Float16 => "f16",
-        BackboneDtype::Int8 => "int8",
-        BackboneDtype::Int4 if cfg.architecture.double_quantization => "int4-dq",
-        BackboneDtype::Int4 => "int4",
-    };
     let summary = super::train::train(cfg, false, printer)?;
     printer.line(&serde_json::to_string(&summary)?)?;
     let adapter = summary
         .adapter_dir
+        .clone()
         .context("the demo run saved no adapter")?;
-    let model = ModelArgs {
-        model: backbone_path,
-        adapter: Some(adapter.clone()),
-        dtype: dtype.into(),
-    };
-    let backbone = model.load(printer)?;
-    let template = backbone
+    // The chat afterwards loads what the run trained, as every trained model is loaded.
+    let home = ferrotune_home::Home::from_env();
+    let device = super::device()?;
+    let run = ferrotune_home::RunDir::new(&summary.output_dir);
+    let backbone = ferrotune_train::load::TrainedModel::of_run(&run, &home, &device)?
+        .load(&home, &device)?;
+    let ids = backbone
         .tokenizer
-        .chat_template()
-        .ok_or_else(ferrotune_model::chat_template_missing)?;
-    let ids = backbone.tokenizer.encode(
-        &template.render(&[Message::new("user", args.prompt.clone())], true)?,
-        false,
-    )?;
+        .encode_chat(&[Message::new("user", args.prompt.clone())])?;
     let gen = GenerationArgs {
         max_new_tokens: 128,
         min_new_tokens: 0,

@@ -213,7 +213,7 @@ fn start(store: &mut Store, args: StartArgs, printer: &Printer) -> anyhow::Resul
         dataset: args.dataset,
         name: args.name,
     };
-    let plan = store.plan_experiments(&options, &ferrotune_train::run::unsupported)?;
+    let plan = store.plan_experiments(&options, &ferrotune_train::settings::unsupported)?;
     for w in &plan.warnings {
         printer.status(&format!("warning: {w}"));
     }

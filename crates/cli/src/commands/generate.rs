@@ -31,17 +31,12 @@ pub struct GenerateArgs {
 pub fn run(args: GenerateArgs, printer: &Printer) -> anyhow::Result<()> {
     let backbone = args.model.load(printer)?;
     let prompt_ids = if args.chat {
-        let template = backbone
-            .tokenizer
-            .chat_template()
-            .ok_or(ferrotune_model::chat_template_missing())?;
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
             messages.push(Message::new("system", system.clone()));
         }
         messages.push(Message::new("user", args.prompt.clone()));
-        let rendered = template.render(&messages, true)?;
-        backbone.tokenizer.encode(&rendered, false)?
+        backbone.tokenizer.encode_chat(&messages)?
     } else {
         backbone.tokenizer.encode(&args.prompt, true)?
     };

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use ferrotune_assets::Home;
+use ferrotune_home::Home;
 use ferrotune_model::{Backbone, Device, GenerationConfig};
 
 use crate::printer::Printer;
@@ -114,7 +114,7 @@ impl ModelArgs {
         let home = Home::from_env();
         let path = match &self.model {
             Some(p) => p.clone(),
-            None => ferrotune_assets::ensure_demo_backbone(&home, &mut |m| printer.status(m))
+            None => ferrotune_home::ensure_demo_backbone(&home, &mut |m| printer.status(m))
                 .context("cannot fetch the demo backbone")?,
         };
         let dtype = ferrotune_model::parse_weight_format(&self.dtype)?;

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use anyhow::Context;
 use clap::Args;
-use ferrotune_assets::Home;
+use ferrotune_home::Home;
 use ferrotune_server::{AppState, ServeOptions};
 
 use crate::printer::Printer;

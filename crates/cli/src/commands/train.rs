@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use ferrotune_assets::Home;
+use ferrotune_home::Home;
 use ferrotune_config::{load_with_overrides, split_override_args, Experiment};
 use ferrotune_train::events::Event;
 use ferrotune_train::run::{run, RunRequest, RunSummary};
@@ -56,7 +56,7 @@ pub fn run_cmd(args: TrainArgs, printer: &Printer) -> anyhow::Result<()> {
     let overrides = split_override_args(&args.overrides)?;
     let (cfg, resume) = match (&args.config, &args.resume) {
         (_, Some(dir)) => {
-            let path = dir.join("cfg.yaml");
+            let path = ferrotune_home::RunDir::new(dir).config();
             if !path.is_file() {
                 bail!("`{}` has no `cfg.yaml`\nhelp: --resume takes the output directory of an earlier run", dir.display());
             }
@@ -70,7 +70,7 @@ pub fn run_cmd(args: TrainArgs, printer: &Printer) -> anyhow::Result<()> {
     };
     let summary = train(cfg, resume, printer)?;
     printer.line(&serde_json::to_string(&summary)?)?;
-    if summary.status == "stopped" {
+    if summary.status == ferrotune_home::RunStatus::Stopped {
         printer.status(&format!(
             "stopped; continue with: ferrotune train --resume {}",
             summary.output_dir.display()
@@ -85,23 +85,11 @@ pub fn train(mut cfg: Experiment, resume: bool, printer: &Printer) -> anyhow::Re
     if !resume {
         cfg.fill_generated(ferrotune_config::fresh_entropy());
     }
-    let backbone = if cfg.llm_backbone.trim().is_empty() {
-        ferrotune_assets::ensure_demo_backbone(&home, &mut |m| printer.status(m))
-            .context("cannot fetch the demo backbone")?
-    } else {
-        ferrotune_config::expand_path(&cfg.llm_backbone)
-    };
-    if cfg.llm_backbone.trim().is_empty() {
-        cfg.llm_backbone = backbone.display().to_string();
-    }
-    if cfg.dataset.train_dataframe.trim().is_empty() {
-        let dir = ferrotune_assets::ensure_demo_datasets(&home, &mut |m| printer.status(m))
-            .context("cannot fetch the demo datasets")?;
-        cfg.dataset.train_dataframe = dir.join("alpaca_en_demo.json").display().to_string();
-        printer.status(&format!(
-            "dataset.train_dataframe is empty: using the demo data {}",
-            cfg.dataset.train_dataframe
-        ));
+    let notes = ferrotune_train::run::fill_demo_defaults(&mut cfg, &home, &mut |m| {
+        printer.status(m)
+    })?;
+    for note in notes {
+        printer.status(&note);
     }
     printer.status(&format!(
         "experiment `{}` → {}",
@@ -146,12 +134,22 @@ pub fn train(mut cfg: Experiment, resume: bool, printer: &Printer) -> anyhow::Re
             ));
         }
         Event::Checkpoint { .. } => {}
+        Event::PeakMemory {
+            bytes, end_of_run, ..
+        } => bar.println(format!(
+            "peak resident memory {}: {}",
+            if *end_of_run {
+                "of the run"
+            } else {
+                "before this evaluation"
+            },
+            ferrotune_train::memory::gib(*bytes)
+        )),
         Event::Log { message } => bar.println(message),
     };
     let request = RunRequest {
         config: &cfg,
-        backbone,
-        gguf_cache: home.backbones(),
+        home: &home,
         resume,
         stop: &STOP,
     };
@@ -161,7 +159,7 @@ pub fn train(mut cfg: Experiment, resume: bool, printer: &Printer) -> anyhow::Re
         format!(
             "experiment `{}` failed (see {})",
             cfg.experiment_name,
-            cfg.output_dir().join("logs.log").display()
+            ferrotune_home::RunDir::new(cfg.output_dir()).log().display()
         )
     })
 }

@@ -71,3 +71,34 @@ settings_struct! {
         only_last_answer: bool = false => meta().unless("dataset.parent_id_column", "None");
     }
 }
+
+/// H2O LLM Studio's placeholder for "no column" in the optional column settings.
+pub const NO_COLUMN: &str = "None";
+
+/// The column an optional column setting names: `None` for an empty value or H2O's `"None"` placeholder.
+pub fn column_name(value: &str) -> Option<&str> {
+    let value = value.trim();
+    (!value.is_empty() && value != NO_COLUMN).then_some(value)
+}
+
+impl Dataset {
+    /// The system column, if one is set.
+    pub fn system_column_name(&self) -> Option<&str> {
+        column_name(&self.system_column)
+    }
+
+    /// The answer column, if one is set (validation requires it).
+    pub fn answer_column_name(&self) -> Option<&str> {
+        column_name(&self.answer_column)
+    }
+
+    /// The parent-id column, if conversations are chained.
+    pub fn parent_id_column_name(&self) -> Option<&str> {
+        column_name(&self.parent_id_column)
+    }
+
+    /// The id column, if one is set.
+    pub fn id_column_name(&self) -> Option<&str> {
+        column_name(&self.id_column)
+    }
+}

@@ -18,7 +18,7 @@ use serde_yaml_ng::Value;
 
 pub use architecture::{Architecture, BackboneDtype};
 pub use augmentation::Augmentation;
-pub use dataset::{DataSampleChoice, Dataset, ValidationStrategy};
+pub use dataset::{column_name, DataSampleChoice, Dataset, ValidationStrategy, NO_COLUMN};
 pub use environment::{Environment, MixedPrecisionDtype};
 pub use logging::{LogStepSize, Logging};
 pub use prediction::{Metric, Prediction};

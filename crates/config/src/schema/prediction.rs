@@ -43,3 +43,23 @@ settings_struct! {
         top_p: f64 = 1.0 => meta().above(0.0).max(1.0).when("prediction.do_sample", true);
     }
 }
+
+impl Metric {
+    /// Whether a larger value is better (BLEU, the judge's score) rather than a smaller one (perplexity).
+    pub fn higher_is_better(self) -> bool {
+        match self {
+            Metric::Perplexity => false,
+            Metric::Bleu | Metric::Gpt => true,
+        }
+    }
+
+    /// Whether value `a` is better than `b`; NaN is worse than anything.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        match (a.is_nan(), b.is_nan()) {
+            (true, _) => false,
+            (false, true) => true,
+            _ if self.higher_is_better() => a > b,
+            _ => a < b,
+        }
+    }
+}

@@ -3,14 +3,15 @@
 //! adapter (the backbone alone while no adapter is saved). The loaded model is kept for the next message.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
 
 use axum::extract::{Path as UrlPath, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::post;
 use axum::{Json, Router};
-use ferrotune_config::{BackboneDtype, Experiment};
-use ferrotune_model::{generate_until, Backbone, Device, Message};
+use ferrotune_config::Experiment;
+use ferrotune_home::RunDir;
+use ferrotune_model::{generate_until, Device, Message};
+use ferrotune_train::load::TrainedModel;
 use futures_util::Stream;
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -69,68 +70,30 @@ pub struct ChatRequest {
     pub settings: ChatSettings,
 }
 
-fn weight_format(cfg: &Experiment) -> &'static str {
-    match cfg.architecture.backbone_dtype {
-        BackboneDtype::Int8 => "int8",
-        BackboneDtype::Int4 if cfg.architecture.double_quantization => "int4-dq",
-        BackboneDtype::Int4 => "int4",
-        // Chat runs on the CPU, where f32 is the fast path.
-        _ => "f32",
-    }
-}
-
-/// Makes `slot` hold the experiment's model (kept when it already does).
+/// Makes `slot` hold the run's trained model (kept when it already does).
 fn load(
     state: &AppState,
     slot: &mut Option<LoadedModel>,
-    cfg: &Experiment,
-    adapter: Option<PathBuf>,
+    model: &TrainedModel,
 ) -> Result<(), ApiError> {
-    // An empty `llm_backbone` trains the demo backbone; chat loads the same one.
-    let backbone_path = if cfg.llm_backbone.trim().is_empty() {
-        ferrotune_assets::ensure_demo_backbone(&state.home, &mut |_| {}).map_err(|e| {
-            ApiError::bad_request(format!(
-                "cannot fetch the demo backbone this experiment trained: {e}"
-            ))
-        })?
-    } else {
-        ferrotune_config::expand_path(cfg.llm_backbone.trim())
-    };
-    let stamp = adapter
+    let stamp = model
+        .adapter
         .as_ref()
-        .and_then(|a| std::fs::metadata(a.join("adapter_model.safetensors")).ok())
+        .and_then(|a| std::fs::metadata(a).ok())
         .and_then(|m| m.modified().ok());
-    let key = (backbone_path.clone(), adapter.clone(), stamp);
+    let key = (model.backbone.clone(), model.adapter.clone(), stamp);
     if slot.as_ref().is_some_and(|m| m.key == key) {
         return Ok(());
     }
     *slot = None;
-    let format = ferrotune_model::parse_weight_format(weight_format(cfg))?;
-    let mut backbone = Backbone::load(
-        &backbone_path,
-        format,
-        &Device::Cpu,
-        &state.home.backbones(),
-    )
-    .map_err(|e| {
-        ApiError::bad_request(format!(
-            "cannot load backbone `{}`: {e}",
-            backbone_path.display()
-        ))
-    })?;
-    if let Some(dir) = &adapter {
-        ferrotune_model::adapter::load_peft(&mut backbone.model, dir).map_err(|e| {
-            ApiError::bad_request(format!("cannot load adapter `{}`: {e}", dir.display()))
-        })?;
-    }
+    let backbone = model.load(&state.home, &Device::Cpu)?;
     *slot = Some(LoadedModel { key, backbone });
     Ok(())
 }
 
 fn answer(
     state: &AppState,
-    cfg: &Experiment,
-    adapter: Option<PathBuf>,
+    model: &TrainedModel,
     req: &ChatRequest,
     tx: &mpsc::Sender<Event>,
 ) -> Result<(), ApiError> {
@@ -150,14 +113,11 @@ fn answer(
         .chat
         .lock()
         .map_err(|_| ApiError::internal("the chat model lock is poisoned"))?;
-    load(state, &mut slot, cfg, adapter)?;
+    load(state, &mut slot, model)?;
     let Some(loaded) = slot.as_ref() else {
         return Err(ApiError::internal("the chat model did not stay loaded"));
     };
     let backbone = &loaded.backbone;
-    let template = backbone.tokenizer.chat_template().ok_or_else(|| {
-        ApiError::bad_request(ferrotune_model::chat_template_missing().to_string())
-    })?;
     let mut history: Vec<Message> = Vec::new();
     if !req.settings.system.trim().is_empty() {
         history.push(Message::new("system", req.settings.system.clone()));
@@ -167,10 +127,7 @@ fn answer(
             .iter()
             .map(|m| Message::new(&m.role, m.content.clone())),
     );
-    let rendered = template
-        .render(&history, true)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let ids = backbone.tokenizer.encode(&rendered, false)?;
+    let ids = backbone.tokenizer.encode_chat(&history)?;
     let s = &req.settings;
     let gen_cfg = ferrotune_model::GenerationConfig {
         max_new_tokens: s.max_new_tokens,
@@ -216,10 +173,15 @@ async fn chat_create(
     let n = name.clone();
     let info = state.with_store(move |s| Ok(s.experiment(&n)?)).await?;
     let cfg = Experiment::from_yaml_str(&info.config, &name)?;
-    let adapter =
-        Some(info.output_dir.join("adapter")).filter(|a| a.join("adapter_config.json").is_file());
+    let run = RunDir::new(&info.output_dir);
+    let st = state.clone();
+    let model = tokio::task::spawn_blocking(move || {
+        TrainedModel::of_config(cfg, &run, &st.home, &Device::Cpu)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("task failed: {e}")))??;
     let (tx, rx) = mpsc::channel(1024);
-    let note = match &adapter {
+    let note = match &model.adapter {
         Some(a) => format!("the backbone with the trained adapter `{}`", a.display()),
         None => "the backbone alone: this experiment has saved no adapter yet".to_string(),
     };
@@ -231,7 +193,7 @@ async fn chat_create(
         )
         .await;
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = answer(&state, &cfg, adapter, &req, &tx) {
+        if let Err(e) = answer(&state, &model, &req, &tx) {
             let _ = tx.blocking_send(
                 Event::default()
                     .event("error")

@@ -147,7 +147,7 @@ fn review(
         dataset: form.dataset.clone().filter(|d| !d.is_empty()),
         name: None,
     };
-    let result = store.review_experiments(&options, &ferrotune_train::run::unsupported);
+    let result = store.review_experiments(&options, &ferrotune_train::settings::unsupported);
     let _ = std::fs::remove_file(&file);
     Ok((result?, errors))
 }

@@ -4,8 +4,6 @@
 //! events, log lines and status.
 
 use std::convert::Infallible;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::extract::{Path as UrlPath, State};
@@ -16,6 +14,9 @@ use futures_util::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
+
+use ferrotune_home::RunDir;
+use ferrotune_store::RunFollower;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -69,45 +70,6 @@ async fn events_all(
     sse(rx)
 }
 
-/// Reads the complete lines appended to a file since the last call.
-pub struct Follower {
-    path: PathBuf,
-    offset: u64,
-}
-
-impl Follower {
-    pub fn new(path: PathBuf) -> Follower {
-        Follower { path, offset: 0 }
-    }
-
-    /// New complete lines (a half-written last line waits for the next call). A file that shrank (a restart
-    /// cleared it) is read again from the start.
-    pub fn read_lines(&mut self) -> Vec<String> {
-        let Ok(mut f) = std::fs::File::open(&self.path) else {
-            return Vec::new();
-        };
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        if len < self.offset {
-            self.offset = 0;
-        }
-        if len == self.offset || f.seek(SeekFrom::Start(self.offset)).is_err() {
-            return Vec::new();
-        }
-        let mut buf = Vec::new();
-        if f.take(len - self.offset).read_to_end(&mut buf).is_err() {
-            return Vec::new();
-        }
-        let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
-            return Vec::new();
-        };
-        self.offset += end as u64 + 1;
-        String::from_utf8_lossy(&buf[..end])
-            .lines()
-            .map(String::from)
-            .collect()
-    }
-}
-
 async fn events_one(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
@@ -115,13 +77,21 @@ async fn events_one(
     let n = name.clone();
     let info = state.with_store(move |s| Ok(s.experiment(&n)?)).await?;
     let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(follow(state, name, info.output_dir, tx));
+    tokio::spawn(follow(
+        state,
+        name,
+        RunFollower::new(&RunDir::new(&info.output_dir)),
+        tx,
+    ));
     Ok(sse(rx))
 }
 
-async fn follow(state: AppState, name: String, dir: PathBuf, tx: mpsc::Sender<Event>) {
-    let mut metrics = Follower::new(dir.join("metrics.jsonl"));
-    let mut logs = Follower::new(dir.join("logs.log"));
+async fn follow(
+    state: AppState,
+    name: String,
+    mut files: RunFollower,
+    tx: mpsc::Sender<Event>,
+) {
     let mut last_status = String::new();
     loop {
         let n = name.clone();
@@ -134,23 +104,18 @@ async fn follow(state: AppState, name: String, dir: PathBuf, tx: mpsc::Sender<Ev
                 last_status = text;
             }
         }
-        // Both files are read on a blocking thread; the followers travel there and back.
-        let Ok((m, l, metric_lines, log_lines)) = tokio::task::spawn_blocking(move || {
-            let (a, b) = (metrics.read_lines(), logs.read_lines());
-            (metrics, logs, a, b)
+        // Both files are read on one blocking task; the follower travels there and back.
+        let Ok((f, (events, log_lines))) = tokio::task::spawn_blocking(move || {
+            let new = files.read();
+            (files, new)
         })
         .await
         else {
             return;
         };
-        (metrics, logs) = (m, l);
-        for line in metric_lines {
-            if serde_json::from_str::<serde_json::Value>(&line).is_ok()
-                && tx
-                    .send(Event::default().event("metric").data(line))
-                    .await
-                    .is_err()
-            {
+        files = f;
+        for event in events {
+            if tx.send(json_event("metric", &event)).await.is_err() {
                 return;
             }
         }
@@ -163,25 +128,5 @@ async fn follow(state: AppState, name: String, dir: PathBuf, tx: mpsc::Sender<Ev
             _ = tokio::time::sleep(TICK) => {}
             _ = tx.closed() => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn follower_returns_complete_lines_once_and_rereads_a_truncated_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.jsonl");
-        let mut f = Follower::new(path.clone());
-        assert!(f.read_lines().is_empty());
-        std::fs::write(&path, "a\nb\nhal").unwrap();
-        assert_eq!(f.read_lines(), ["a", "b"]);
-        assert!(f.read_lines().is_empty());
-        std::fs::write(&path, "a\nb\nhalf\n").unwrap();
-        assert_eq!(f.read_lines(), ["half"]);
-        std::fs::write(&path, "new\n").unwrap();
-        assert_eq!(f.read_lines(), ["new"]);
     }
 }

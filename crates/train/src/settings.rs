@@ -1,0 +1,167 @@
+//! The config read as the engine needs it: what this release cannot do, how the backbone is kept in memory
+//! (for training and for answering), the LoRA spec, the loop's settings and the prediction group's generation.
+//! Each config enum is converted by an exhaustive `From`, so a new variant fails to compile until it is handled.
+
+use ferrotune_config::{BackboneDtype, Experiment, MixedPrecisionDtype, ProblemType};
+use ferrotune_data::batch::PadOptions;
+use ferrotune_model::lora::LoraSpec;
+use ferrotune_model::{Backbone, DType, Device, GenerationConfig, Quantization, WeightFormat};
+
+use crate::optim::OptimizerConfig;
+use crate::trainer::LoopSettings;
+
+/// Everything about a config this release cannot do, as errors before anything runs.
+pub fn unsupported(cfg: &Experiment) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut no = |cond: bool, msg: &str| {
+        if cond {
+            out.push(msg.to_string());
+        }
+    };
+    match cfg.problem_type {
+        ProblemType::TextCausalLanguageModeling => {}
+    }
+    no(!cfg.training.lora, "full fine-tuning (`training.lora: false`) is not available; train LoRA adapters (`training.lora: true`)");
+    no(
+        cfg.training.sample_packing
+            && (cfg.augmentation.skip_parent_probability > 0.0
+                || cfg.augmentation.random_parent_probability > 0.0),
+        "`training.sample_packing` cannot be combined with the parent augmentations yet; turn one off",
+    );
+    no(
+        crate::eval::Metric::from_config(cfg.prediction.metric).is_none(),
+        "the GPT judge metric comes in a later release; use `prediction.metric: Perplexity` or `BLEU`",
+    );
+    no(
+        !cfg.environment.gpus.is_empty(),
+        "`environment.gpus` must be empty: training runs on the CPU in this release",
+    );
+    no(
+        !cfg.environment.device.starts_with("cpu"),
+        "training runs on the CPU in this release (`environment.device: cpu`)",
+    );
+    out
+}
+
+/// How the config keeps the backbone in memory for training. Mixed precision: the frozen backbone computes in
+/// the 16-bit dtype while the adapters, their gradients and the optimizer state stay in f32 (the adapters
+/// compute in f32 and cast their output). `int8`/`int4` quantize the decoder's linear weights and compute in
+/// f32 (or in the mixed-precision dtype).
+pub fn weight_format(cfg: &Experiment) -> WeightFormat {
+    let mixed = match cfg.environment.mixed_precision_dtype {
+        MixedPrecisionDtype::Bfloat16 => DType::BF16,
+        MixedPrecisionDtype::Float16 => DType::F16,
+    };
+    let compute = match (
+        cfg.architecture.backbone_dtype,
+        cfg.environment.mixed_precision,
+    ) {
+        (BackboneDtype::Bfloat16, _) => DType::BF16,
+        (BackboneDtype::Float16, _) => DType::F16,
+        (BackboneDtype::Float32 | BackboneDtype::Int8 | BackboneDtype::Int4, true) => mixed,
+        (BackboneDtype::Float32 | BackboneDtype::Int8 | BackboneDtype::Int4, false) => DType::F32,
+    };
+    let quantization = match cfg.architecture.backbone_dtype {
+        BackboneDtype::Int8 => Quantization::Int8,
+        BackboneDtype::Int4 => Quantization::Nf4 {
+            double_quant: cfg.architecture.double_quantization,
+        },
+        BackboneDtype::Float32 | BackboneDtype::Bfloat16 | BackboneDtype::Float16 => {
+            Quantization::None
+        }
+    };
+    WeightFormat {
+        compute,
+        quantization,
+    }
+}
+
+/// How a trained run's backbone is kept for answering (chat, generation, predictions, serving): quantized as it
+/// was trained, computing in f32 on the CPU (its fast path: candle's 16-bit CPU ops are composed and slower) and
+/// in the training dtype on a GPU.
+pub fn inference_format(cfg: &Experiment, device: &Device) -> WeightFormat {
+    let trained = weight_format(cfg);
+    WeightFormat {
+        compute: if device.is_cpu() {
+            DType::F32
+        } else {
+            trained.compute
+        },
+        quantization: trained.quantization,
+    }
+}
+
+/// The LoRA adapters the config asks for.
+pub fn lora_spec(cfg: &Experiment) -> LoraSpec {
+    let t = &cfg.training;
+    LoraSpec {
+        r: t.lora_r as usize,
+        alpha: t.lora_alpha as f64,
+        dropout: t.lora_dropout as f32,
+        use_rslora: t.use_rslora,
+        use_dora: t.use_dora,
+        target_modules: t
+            .lora_target_modules
+            .iter()
+            .map(|m| m.as_str().to_string())
+            .collect(),
+    }
+}
+
+/// The loop settings of a config.
+pub fn loop_settings(cfg: &Experiment, padding: PadOptions) -> LoopSettings {
+    let t = &cfg.training;
+    LoopSettings {
+        batch_size: t.batch_size as usize,
+        epochs: t.epochs as usize,
+        grad_accumulation: t.grad_accumulation as usize,
+        optimizer: OptimizerConfig::new(t.optimizer.into(), t.weight_decay),
+        learning_rate: t.learning_rate,
+        differential_learning_rate_layers: t.differential_learning_rate_layers.clone(),
+        differential_learning_rate: t.differential_learning_rate,
+        schedule: t.schedule.into(),
+        warmup_epochs: t.warmup_epochs,
+        min_learning_rate_ratio: t.min_learning_rate_ratio,
+        gradient_clip: t.gradient_clip,
+        loss: t.loss_function.into(),
+        seed: cfg.environment.seed.max(0) as u64,
+        neftune_noise_alpha: cfg.augmentation.neftune_noise_alpha,
+        intermediate_dropout: cfg.architecture.intermediate_dropout,
+        gradient_checkpointing: cfg.architecture.gradient_checkpointing,
+        token_mask_probability: cfg.augmentation.token_mask_probability,
+        evaluation_epochs: t.evaluation_epochs,
+        evaluate_before_training: t.evaluate_before_training,
+        padding,
+        sample_packing: t.sample_packing,
+    }
+}
+
+/// The generation settings of the config's prediction group.
+pub fn prediction_config(cfg: &Experiment, backbone: &Backbone) -> GenerationConfig {
+    let p = &cfg.prediction;
+    let mut stop_strings: Vec<String> = p
+        .stop_tokens
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    stop_strings.push(cfg.dataset.text_prompt_start.clone());
+    GenerationConfig {
+        max_new_tokens: p.max_length_inference as usize,
+        min_new_tokens: (p.min_length_inference as usize).min(p.max_length_inference as usize),
+        temperature: if p.do_sample {
+            p.temperature.max(1e-6)
+        } else {
+            0.0
+        },
+        top_k: (p.top_k > 0).then_some(p.top_k as usize),
+        top_p: (p.top_p < 1.0).then_some(p.top_p),
+        repetition_penalty: p.repetition_penalty,
+        num_beams: p.num_beams.max(1) as usize,
+        seed: cfg.environment.seed.max(0) as u64,
+        stop_strings,
+        ..backbone.generation_config()
+    }
+}
+
