@@ -87,7 +87,8 @@ pub struct StatusFile {
 }
 
 /// One event of a run: the stream that the terminal progress bar, `metrics.jsonl`, the registry and the
-/// studio's live charts all consume. Each line of `metrics.jsonl` is one, as JSON tagged by `event`.
+/// studio's live charts all consume. Each line of `metrics.jsonl` is one, as JSON tagged by `event`; fields
+/// added after the first release default when an older file lacks them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -96,13 +97,16 @@ pub enum Event {
         step: u64,
         total_steps: u64,
         /// Fraction of epochs done (the x axis when `logging.log_step_size` is `relative`).
+        #[serde(default)]
         epoch: f64,
         /// Training samples seen (rows when packing; the x axis when `logging.log_step_size` is `absolute`).
+        #[serde(default)]
         samples_seen: u64,
         loss: f64,
         lr: f64,
         grad_norm: f64,
         /// Padded batch tokens of the step per second of it.
+        #[serde(default)]
         tokens_per_second: f64,
         /// Wall time of the step (its micro-batches, backward passes and the optimizer update).
         #[serde(default)]
@@ -111,6 +115,7 @@ pub enum Event {
     /// An evaluation finished.
     Evaluation {
         step: u64,
+        #[serde(default)]
         epoch: f64,
         validation_loss: f64,
         perplexity: f64,

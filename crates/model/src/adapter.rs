@@ -138,19 +138,8 @@ pub fn save_peft(model: &Llama, spec: &LoraSpec, base_model: &str, dir: &Path) -
         .into_iter()
         .map(|(k, v)| v.as_tensor().to_dtype(DType::F32).map(|t| (k, t)))
         .collect::<std::result::Result<_, _>>()?;
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|source| Error::Io {
-        path: parent.into(),
-        source,
-    })?;
-    let tmp = parent.join(format!(
-        ".{}.tmp-{}",
-        dir.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&tmp);
+    // Staged in a temporary sibling and swapped in whole: a reader sees the old adapter or the new one.
+    let tmp = ferrotune_home::atomic::temp_sibling(dir);
     std::fs::create_dir_all(&tmp).map_err(|source| Error::Io {
         path: tmp.clone(),
         source,
@@ -163,13 +152,7 @@ pub fn save_peft(model: &Llama, spec: &LoraSpec, base_model: &str, dir: &Path) -
             source,
         })?;
         candle_core::safetensors::save(&tensors, tmp.join("adapter_model.safetensors"))?;
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|source| Error::Io {
-                path: dir.into(),
-                source,
-            })?;
-        }
-        std::fs::rename(&tmp, dir).map_err(|source| Error::Io {
+        ferrotune_home::atomic::replace_dir(&tmp, dir).map_err(|source| Error::Io {
             path: dir.into(),
             source,
         })

@@ -107,6 +107,29 @@ impl Weights {
             .sum()
     }
 
+    /// Parameters of all tensors (the product of each shape).
+    pub fn parameter_count(&self) -> u64 {
+        self.index
+            .values()
+            .map(|(_, i)| i.shape.iter().product::<usize>() as u64)
+            .sum()
+    }
+
+    /// The dtype that holds the most parameters, as safetensors names it in lowercase (`f32`, `bf16`, …);
+    /// buffers such as position ids may have another.
+    pub fn main_dtype(&self) -> Option<String> {
+        let mut by_dtype: HashMap<String, u64> = HashMap::new();
+        for (_, info) in self.index.values() {
+            *by_dtype
+                .entry(format!("{:?}", info.dtype).to_lowercase())
+                .or_default() += info.shape.iter().product::<usize>() as u64;
+        }
+        by_dtype
+            .into_iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map(|(d, _)| d)
+    }
+
     fn info(&self, name: &str) -> Result<&TensorInfo> {
         self.index
             .get(name)

@@ -132,7 +132,7 @@ async fn chat_streams_tokens_then_done_from_the_backbone_while_no_adapter_exists
     let plan = store
         .plan_experiments(
             &ferrotune_store::StartOptions {
-                config: cfg,
+                config: cfg.into(),
                 dataset: Some("arith".into()),
                 ..Default::default()
             },

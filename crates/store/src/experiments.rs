@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use ferrotune_config::{
-    check_environment, load_with_overrides, settings, validate, Experiment, Issue, Kind, Report,
+    apply_overrides, check_environment, load_with_overrides, settings, validate, Experiment, Issue, Kind, Report,
     ValidationStrategy, Value,
 };
 use ferrotune_home::RunDir;
@@ -20,11 +20,38 @@ use crate::registry::sql;
 use crate::tracking::reconcile;
 use crate::Store;
 
+/// Where an experiment's settings come from.
+#[derive(Debug, Clone)]
+pub enum ExperimentSource {
+    /// An experiment file (YAML); grid-enabled settings may hold lists (with `grid_search: true`).
+    File(PathBuf),
+    /// Settings already read (the studio's form).
+    Settings(Box<Experiment>),
+}
+
+impl Default for ExperimentSource {
+    fn default() -> Self {
+        ExperimentSource::Settings(Box::default())
+    }
+}
+
+impl From<PathBuf> for ExperimentSource {
+    fn from(path: PathBuf) -> Self {
+        ExperimentSource::File(path)
+    }
+}
+
+impl From<Experiment> for ExperimentSource {
+    fn from(cfg: Experiment) -> Self {
+        ExperimentSource::Settings(Box::new(cfg))
+    }
+}
+
 /// What `experiment start` was given.
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
-    /// The experiment file (YAML); grid-enabled settings may hold lists (with `grid_search: true`).
-    pub config: PathBuf,
+    /// The settings: a file or already read.
+    pub config: ExperimentSource,
     /// `--section.field value` overrides, applied after the file.
     pub overrides: Vec<(String, String)>,
     /// Train (and validate, when it has a validation table) on this registered dataset.
@@ -76,8 +103,10 @@ pub struct Comparison {
     /// The last training and validation loss of each, from the metrics.
     pub last_train_loss: Vec<Option<f64>>,
     pub last_validation_loss: Vec<Option<f64>>,
-    /// Setting key → its value in each experiment (YAML), only where they differ.
+    /// Setting key → its value in each experiment (YAML), only where they differ (names and folders aside).
     pub differences: Vec<(String, Vec<String>)>,
+    /// Every setting: key, its value in each experiment (YAML), whether they differ.
+    pub settings: Vec<(String, Vec<String>, bool)>,
 }
 
 /// The compute device an experiment occupies; the runner runs one experiment per device at a time.
@@ -113,7 +142,7 @@ impl Store {
     pub fn plan_experiments(
         &self,
         options: &StartOptions,
-        extra_checks: &dyn Fn(&Experiment) -> Vec<String>,
+        extra_checks: &dyn Fn(&Experiment) -> Vec<Issue>,
     ) -> Result<Plan> {
         let review = self.review_experiments(options, extra_checks)?;
         if !review.errors.is_empty() {
@@ -129,9 +158,16 @@ impl Store {
     pub fn review_experiments(
         &self,
         options: &StartOptions,
-        extra_checks: &dyn Fn(&Experiment) -> Vec<String>,
+        extra_checks: &dyn Fn(&Experiment) -> Vec<Issue>,
     ) -> Result<Review> {
-        let mut cfg = load_with_overrides(Some(&options.config), &options.overrides)?;
+        let mut cfg = match &options.config {
+            ExperimentSource::File(path) => load_with_overrides(Some(path), &options.overrides)?,
+            ExperimentSource::Settings(cfg) => {
+                let mut cfg = (**cfg).clone();
+                apply_overrides(&mut cfg, &options.overrides)?;
+                cfg
+            }
+        };
         if let Some(name) = &options.dataset {
             let train = self.table_path(name, Split::Train)?;
             let validation = self.table_path(name, Split::Validation)?;
@@ -182,8 +218,8 @@ impl Store {
             absolute_paths(&mut run)?;
             let mut report = validate(&run);
             report.extend(check_environment(&run));
-            for problem in extra_checks(&run) {
-                report.error(Issue::new("", problem));
+            for issue in extra_checks(&run) {
+                report.error(issue);
             }
             add(report);
             planned.push(Planned { name, config: run });
@@ -244,6 +280,7 @@ impl Store {
             }
             return Err(e);
         }
+        self.supervise()?;
         plan.experiments
             .iter()
             .map(|p| self.find_experiment(&p.name))
@@ -253,12 +290,14 @@ impl Store {
     /// Every experiment, oldest first, after crash detection.
     pub fn experiments(&mut self) -> Result<Vec<ExperimentInfo>> {
         reconcile(&mut self.registry)?;
+        self.supervise()?;
         self.registry.experiments()
     }
 
     /// The experiment `name`, after crash detection (an error suggests the closest name).
     pub fn experiment(&mut self, name: &str) -> Result<ExperimentInfo> {
         reconcile(&mut self.registry)?;
+        self.supervise()?;
         self.find_experiment(name)
     }
 
@@ -394,6 +433,7 @@ impl Store {
             }
             experiment::requeue(tx, &path, current.id, resume)
         })?;
+        self.supervise()?;
         self.find_experiment(&info.name)
     }
 
@@ -497,17 +537,17 @@ impl Store {
             .map(|e| Experiment::from_yaml_str(&e.config, &format!("the settings of `{}`", e.name)))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let mut differences = Vec::new();
+        let mut rows = Vec::new();
         for s in settings() {
-            if matches!(s.key, "experiment_name" | "output_directory") {
-                continue;
-            }
             let values: Vec<String> = configs
                 .iter()
                 .map(|c| yaml_text(c.get(s.key).unwrap_or(Value::Null)))
                 .collect();
-            if values.iter().any(|v| *v != values[0]) {
-                differences.push((s.key.to_string(), values));
+            let differ = values.iter().any(|v| *v != values[0]);
+            if differ && !matches!(s.key, "experiment_name" | "output_directory") {
+                differences.push((s.key.to_string(), values.clone()));
             }
+            rows.push((s.key.to_string(), values, differ));
         }
         let last = |name: &str| -> Result<Vec<Option<f64>>> {
             experiments
@@ -520,6 +560,7 @@ impl Store {
             last_validation_loss: last("validation_loss")?,
             experiments,
             differences,
+            settings: rows,
         })
     }
 

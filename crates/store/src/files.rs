@@ -184,6 +184,7 @@ pub(crate) fn place(from: &Path, dir: &Path, is_ours: bool) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn temp_dirs_go_away_unless_kept() {

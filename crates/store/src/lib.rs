@@ -49,6 +49,7 @@ pub mod experiment;
 mod experiments;
 mod files;
 pub mod grid;
+mod preview;
 pub mod process;
 mod rebuild;
 pub mod registry;
@@ -64,11 +65,14 @@ pub use datasets::ImportOptions;
 pub use doctor::{rebuild_index, RebuildReport};
 pub use error::{Error, Result};
 pub use experiment::{ExperimentInfo, Status};
-pub use experiments::{device_of, Comparison, Plan, Planned, Review, StartOptions, Stopped};
+pub use experiments::{
+    device_of, Comparison, ExperimentSource, Plan, Planned, Review, StartOptions, Stopped,
+};
 pub use ferrotune_home::Home;
 pub use ferrotune_data::import::{
     CanonicalRow, ColumnCounts, Histogram, Mapping, Shape, Statistics,
 };
+pub use preview::{Preview, PREVIEW_CHARS};
 pub use process::ensure_runner;
 pub use registry::Registry;
 pub use runs::{Artifact, ArtifactFile, Predictions, RunFollower};
@@ -77,6 +81,8 @@ pub use runs::{Artifact, ArtifactFile, Predictions, RunFollower};
 pub struct Store {
     home: Home,
     registry: Registry,
+    /// The `ferrotune` binary a runner is started with (see [`Store::with_runner`]).
+    runner_exe: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -88,7 +94,36 @@ impl Store {
             let _shared = lock_registry(&home, false)?;
             Registry::open(&home.registry())?
         };
-        Ok(Store { home, registry })
+        Ok(Store {
+            home,
+            registry,
+            runner_exe: None,
+        })
+    }
+
+    /// Supervises the queue with `exe` (the `ferrotune` binary): from now on every look at the experiments
+    /// ([`Store::experiments`], [`Store::experiment`]) and every queueing starts a runner when something is queued
+    /// and none runs — a runner killed with `kill -9` is replaced by the next reader, in the CLI and the studio
+    /// alike.
+    pub fn with_runner(mut self, exe: impl Into<std::path::PathBuf>) -> Store {
+        self.runner_exe = Some(exe.into());
+        self
+    }
+
+    /// Starts a runner (with [`Store::with_runner`]'s binary) when an experiment is queued and no runner serves
+    /// the home; whether one was started. Without a binary it does nothing.
+    pub fn supervise(&self) -> Result<bool> {
+        let Some(exe) = &self.runner_exe else {
+            return Ok(false);
+        };
+        let queued = !self
+            .registry
+            .experiments_with(experiment::Status::Queued)?
+            .is_empty();
+        if !queued {
+            return Ok(false);
+        }
+        process::ensure_runner(&self.home, exe)
     }
 
     /// The home given by the environment (`FERROTUNE_HOME`, …).

@@ -6,13 +6,13 @@ use ferrotune_store::{Error, StartOptions, Status, Stopped};
 
 use crate::common::TestHome;
 
-fn no_checks(_: &ferrotune_config::Experiment) -> Vec<String> {
+fn no_checks(_: &ferrotune_config::Experiment) -> Vec<ferrotune_config::Issue> {
     Vec::new()
 }
 
 fn options(h: &TestHome, yaml: &str, name: &str) -> StartOptions {
     StartOptions {
-        config: h.file(&format!("{name}.yaml"), yaml),
+        config: h.file(&format!("{name}.yaml"), yaml).into(),
         name: Some(name.into()),
         ..StartOptions::default()
     }
@@ -86,7 +86,7 @@ fn every_bad_setting_and_extra_check_is_reported() {
     let err = h
         .store
         .plan_experiments(&options(&h, &bad, "bad"), &|_| {
-            vec!["not in this release".into()]
+            vec![ferrotune_config::Issue::new("", "not in this release")]
         })
         .unwrap_err();
     let text = err.to_string();

@@ -92,7 +92,7 @@ pub fn preflight(cfg: &Experiment) -> Result<Vec<String>> {
             None => format!("`{}`: {}", i.key, i.message),
         })
         .collect();
-    problems.extend(unsupported(cfg));
+    problems.extend(unsupported(cfg).into_iter().map(|i| i.message));
     if !problems.is_empty() {
         return Err(Error::Setting(problems.join("\n")));
     }

@@ -2,7 +2,7 @@
 //! (for training and for answering), the LoRA spec, the loop's settings and the prediction group's generation.
 //! Each config enum is converted by an exhaustive `From`, so a new variant fails to compile until it is handled.
 
-use ferrotune_config::{BackboneDtype, Experiment, MixedPrecisionDtype, ProblemType};
+use ferrotune_config::{BackboneDtype, Experiment, Issue, MixedPrecisionDtype, ProblemType};
 use ferrotune_data::batch::PadOptions;
 use ferrotune_model::lora::LoraSpec;
 use ferrotune_model::{Backbone, DType, Device, GenerationConfig, Quantization, WeightFormat};
@@ -10,34 +10,42 @@ use ferrotune_model::{Backbone, DType, Device, GenerationConfig, Quantization, W
 use crate::optim::OptimizerConfig;
 use crate::trainer::LoopSettings;
 
-/// Everything about a config this release cannot do, as errors before anything runs.
-pub fn unsupported(cfg: &Experiment) -> Vec<String> {
+/// Everything about a config this release cannot do, each with its setting, as errors before anything runs.
+pub fn unsupported(cfg: &Experiment) -> Vec<Issue> {
     let mut out = Vec::new();
-    let mut no = |cond: bool, msg: &str| {
+    let mut no = |cond: bool, key: &str, msg: &str| {
         if cond {
-            out.push(msg.to_string());
+            out.push(Issue::new(key, msg));
         }
     };
     match cfg.problem_type {
         ProblemType::TextCausalLanguageModeling => {}
     }
-    no(!cfg.training.lora, "full fine-tuning (`training.lora: false`) is not available; train LoRA adapters (`training.lora: true`)");
+    no(
+        !cfg.training.lora,
+        "training.lora",
+        "full fine-tuning (`training.lora: false`) is not available; train LoRA adapters (`training.lora: true`)",
+    );
     no(
         cfg.training.sample_packing
             && (cfg.augmentation.skip_parent_probability > 0.0
                 || cfg.augmentation.random_parent_probability > 0.0),
+        "training.sample_packing",
         "`training.sample_packing` cannot be combined with the parent augmentations yet; turn one off",
     );
     no(
         crate::eval::Metric::from_config(cfg.prediction.metric).is_none(),
+        "prediction.metric",
         "the GPT judge metric comes in a later release; use `prediction.metric: Perplexity` or `BLEU`",
     );
     no(
         !cfg.environment.gpus.is_empty(),
+        "environment.gpus",
         "`environment.gpus` must be empty: training runs on the CPU in this release",
     );
     no(
         !cfg.environment.device.starts_with("cpu"),
+        "environment.device",
         "training runs on the CPU in this release (`environment.device: cpu`)",
     );
     out

@@ -208,7 +208,7 @@ fn start(store: &mut Store, args: StartArgs, printer: &Printer) -> anyhow::Resul
         );
     }
     let options = StartOptions {
-        config: args.config,
+        config: args.config.into(),
         overrides: split_override_args(&args.overrides)?,
         dataset: args.dataset,
         name: args.name,

@@ -10,6 +10,7 @@
 //! objects, a named column that is missing (with the closest name), a file whose answers are all empty,
 //! duplicate ids, missing parents and parent cycles.
 
+mod guess;
 mod messages;
 mod rows;
 mod shape;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use guess::guess_mapping;
 pub use shape::Shape;
 pub use stats::{Bin, ColumnCounts, EmptyCounts, Histogram, Statistics};
 

@@ -1,7 +1,7 @@
 //! `/backbones` and `/api/backbones`: registered Hugging Face folders (and imported GGUF files) with their
 //! architecture, parameters, dtype and size on disk; register a local folder; import a `.gguf`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -42,75 +42,23 @@ pub struct BackboneView {
     pub problem: Option<String>,
 }
 
-/// Reads `config.json` and the safetensors headers of `entry`'s folder.
+/// What `entry`'s folder holds (the model crate reads `config.json` and the safetensors headers), and why it
+/// cannot be used now, if it cannot.
 pub fn describe(entry: BackboneEntry) -> BackboneView {
-    let dir = entry.path.clone();
-    let config: Option<serde_json::Value> = std::fs::read_to_string(dir.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
-    let problem = match ferrotune_store::check_backbone_folder(&dir) {
-        Ok(()) => None,
-        Err(e) => Some(e.to_string()),
-    };
-    let get_u64 = |k: &str| config.as_ref().and_then(|c| c.get(k)?.as_u64());
-    let mut parameters = 0u64;
-    let mut dtype = config
-        .as_ref()
-        .and_then(|c| c.get("torch_dtype")?.as_str().map(String::from));
-    let mut size_bytes = 0;
-    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let path = e.path();
-        size_bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-        if path.extension().is_some_and(|x| x == "safetensors") {
-            if let Some((n, d)) = safetensors_summary(&path) {
-                parameters += n;
-                dtype.get_or_insert(d);
-            }
-        }
-    }
+    let summary = ferrotune_model::describe_folder(&entry.path);
+    let problem = ferrotune_store::check_backbone_folder(&entry.path)
+        .err()
+        .map(|e| e.to_string());
     BackboneView {
-        architecture: config
-            .as_ref()
-            .and_then(|c| c.get("architectures")?.get(0)?.as_str().map(String::from)),
-        hidden_size: get_u64("hidden_size"),
-        layers: get_u64("num_hidden_layers"),
-        parameters: (parameters > 0).then_some(parameters),
-        dtype,
-        size_bytes,
+        architecture: summary.architecture,
+        hidden_size: summary.hidden_size,
+        layers: summary.layers,
+        parameters: summary.parameters,
+        dtype: summary.dtype,
+        size_bytes: summary.size_bytes,
         problem,
         entry,
     }
-}
-
-/// The parameter count and first dtype of a safetensors file, from its header alone.
-fn safetensors_summary(path: &Path) -> Option<(u64, String)> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len).ok()?;
-    let len = u64::from_le_bytes(len);
-    if len > 100 << 20 {
-        return None;
-    }
-    let mut header = vec![0u8; len as usize];
-    f.read_exact(&mut header).ok()?;
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&header).ok()?;
-    let mut n = 0u64;
-    // The dtype holding the most parameters (buffers such as position ids may have another).
-    let mut by_dtype: std::collections::BTreeMap<String, u64> = Default::default();
-    for (name, t) in &header {
-        if name == "__metadata__" {
-            continue;
-        }
-        let shape = t.get("shape")?.as_array()?;
-        let count = shape.iter().filter_map(|d| d.as_u64()).product::<u64>();
-        n += count;
-        let dtype = t.get("dtype")?.as_str()?.to_lowercase();
-        *by_dtype.entry(dtype).or_default() += count;
-    }
-    let dtype = by_dtype.into_iter().max_by_key(|(_, c)| *c).map(|(d, _)| d);
-    Some((n, dtype.unwrap_or_default()))
 }
 
 async fn list(state: &AppState) -> Result<Vec<BackboneView>, ApiError> {

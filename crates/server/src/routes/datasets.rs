@@ -170,101 +170,14 @@ impl Source {
     }
 }
 
-/// What the mapping step shows: the columns, the first rows and the mapping guessed from the columns.
-#[derive(Debug, Serialize)]
-pub struct Preview {
-    pub file: String,
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<String>>,
-    pub total_rows: usize,
-    pub guess: Mapping,
-}
-
-/// The first data file of `path` (itself, or the first one in a folder).
-fn first_data_file(path: &Path) -> Result<PathBuf, ApiError> {
-    if path.is_file() {
-        return Ok(path.to_path_buf());
-    }
-    if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| ApiError::bad_request(format!("cannot read `{}`: {e}", path.display())))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| ferrotune_data::Format::from_path(p).is_ok())
-            .collect();
-        files.sort();
-        return files.into_iter().next().ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "`{}` holds no .csv, .parquet, .json or .jsonl file",
-                path.display()
-            ))
-        });
-    }
-    Err(ApiError::not_found(format!(
-        "cannot find `{}`\nhelp: give the full path of a file or folder on the server's machine",
-        path.display()
-    )))
-}
-
-/// Guesses the columns like the importer recognises them (`instruction`/`input` → prompt, `output` → answer…).
-pub fn guess_mapping(columns: &[String]) -> Mapping {
-    let find = |names: &[&str]| {
-        names
-            .iter()
-            .find_map(|n| columns.iter().find(|c| c.eq_ignore_ascii_case(n)).cloned())
-    };
-    let mut prompt: Vec<String> = ["instruction", "prompt", "question", "input", "query"]
-        .iter()
-        .filter_map(|n| columns.iter().find(|c| c.eq_ignore_ascii_case(n)).cloned())
-        .collect();
-    prompt.dedup();
-    Mapping {
-        shape: None,
-        prompt,
-        answer: find(&["output", "answer", "response", "completion", "text"]),
-        system: find(&["system", "system_prompt"]),
-        id: find(&["id"]),
-        parent_id: find(&["parent_id", "parent"]),
-    }
-}
-
 async fn datasets_preview(
     State(state): State<AppState>,
     Json(source): Json<Source>,
-) -> Result<Json<Preview>, ApiError> {
+) -> Result<Json<ferrotune_store::Preview>, ApiError> {
     let path = source.resolve(&state)?;
-    let preview = tokio::task::spawn_blocking(move || -> Result<Preview, ApiError> {
-        let file = first_data_file(&path)?;
-        let table =
-            ferrotune_data::read_table(&file).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let n = table.len().min(5);
-        let rows = (0..n)
-            .map(|r| {
-                (0..table.columns.len())
-                    .map(|c| {
-                        let t = table.text(r, c);
-                        if t.chars().count() > 300 {
-                            format!("{}…", t.chars().take(300).collect::<String>())
-                        } else {
-                            t.to_string()
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        Ok(Preview {
-            file: file
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            guess: guess_mapping(&table.columns),
-            total_rows: table.len(),
-            columns: table.columns,
-            rows,
-        })
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let preview = state
+        .with_store(move |s| Ok(s.preview_import(&path, 5)?))
+        .await?;
     Ok(Json(preview))
 }
 
@@ -435,13 +348,5 @@ mod tests {
         assert_eq!(safe_file_name(".."), "upload");
         assert_eq!(safe_file_name(".bashrc"), "bashrc");
         assert_eq!(safe_file_name("my data (1).csv"), "my_data__1_.csv");
-    }
-
-    #[test]
-    fn guessed_mapping_reads_alpaca_columns() {
-        let cols: Vec<String> = ["instruction", "input", "output"].map(String::from).into();
-        let m = guess_mapping(&cols);
-        assert_eq!(m.prompt, ["instruction", "input"]);
-        assert_eq!(m.answer.as_deref(), Some("output"));
     }
 }

@@ -107,8 +107,8 @@ pub struct Verdict {
     pub runs: Vec<String>,
 }
 
-/// Reads the form into an experiment file under `uploads/` (values checked one by one, so each problem keeps
-/// its key) and reviews it like `experiment start` does.
+/// Reads the form into settings (values checked one by one, so each problem keeps its key) and reviews them
+/// like `experiment start` does.
 fn review(
     state: &AppState,
     store: &Store,
@@ -135,25 +135,14 @@ fn review(
             format!("is {epochs}, above this studio's limit of {max_epochs} (Settings page)"),
         ));
     }
-    let dir = state.home.root().join("uploads");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
-    let file = tempfile_in(&dir)?;
-    std::fs::write(&file, cfg.to_yaml())
-        .map_err(|e| ApiError::internal(format!("{}: {e}", file.display())))?;
     let options = StartOptions {
-        config: file.clone(),
+        config: cfg.into(),
         overrides: Vec::new(),
         dataset: form.dataset.clone().filter(|d| !d.is_empty()),
         name: None,
     };
-    let result = store.review_experiments(&options, &ferrotune_train::settings::unsupported);
-    let _ = std::fs::remove_file(&file);
-    Ok((result?, errors))
-}
-
-fn tempfile_in(dir: &std::path::Path) -> Result<std::path::PathBuf, ApiError> {
-    Ok(dir.join(format!("form-{}.yaml", crate::security::random_hex(8))))
+    let review = store.review_experiments(&options, &ferrotune_train::settings::unsupported)?;
+    Ok((review, errors))
 }
 
 fn verdict(review: &ferrotune_store::Review, mut errors: Vec<Issue>) -> Verdict {
@@ -426,26 +415,6 @@ async fn compare(state: &AppState, names: Vec<String>) -> Result<CompareView, Ap
     state
         .with_store(move |s| {
             let c = s.compare_experiments(&names)?;
-            let configs: Vec<BTreeMap<String, String>> = c
-                .experiments
-                .iter()
-                .map(|e| {
-                    Experiment::from_yaml_str(&e.config, &e.name)
-                        .map(|cfg| form_values(&cfg))
-                        .unwrap_or_default()
-                })
-                .collect();
-            let settings_rows = settings()
-                .iter()
-                .map(|st| {
-                    let values: Vec<String> = configs
-                        .iter()
-                        .map(|c| c.get(st.key).cloned().unwrap_or_default())
-                        .collect();
-                    let differ = values.iter().any(|v| v != &values[0]);
-                    (st.key.to_string(), values, differ)
-                })
-                .collect();
             let mut series = BTreeMap::new();
             for metric in ["train_loss", "validation_loss", "lr"] {
                 let mut per = Vec::new();
@@ -458,7 +427,7 @@ async fn compare(state: &AppState, names: Vec<String>) -> Result<CompareView, Ap
                 experiments: c.experiments,
                 last_train_loss: c.last_train_loss,
                 last_validation_loss: c.last_validation_loss,
-                settings: settings_rows,
+                settings: c.settings,
                 series,
             })
         })

@@ -1,0 +1,68 @@
+//! What a backbone folder holds, read from `config.json` and the safetensors headers (the weights are mapped,
+//! never read): for the studio's backbone pages and `backbone list`.
+
+use std::path::Path;
+
+use crate::config::HfConfig;
+use crate::error::Result;
+use crate::weights::Weights;
+
+/// A backbone folder at a glance.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct FolderSummary {
+    /// `architectures[0]` of `config.json` (else its `model_type`).
+    pub architecture: Option<String>,
+    pub hidden_size: Option<u64>,
+    pub layers: Option<u64>,
+    /// Parameters stored in the safetensors files.
+    pub parameters: Option<u64>,
+    /// The dtype holding most parameters (lowercase safetensors name, e.g. `bf16`), else `torch_dtype`.
+    pub dtype: Option<String>,
+    /// Bytes of the folder's files.
+    pub size_bytes: u64,
+}
+
+/// Describes the backbone folder `dir` as far as its files can be read (a missing or unreadable part leaves its
+/// fields empty; [`crate::ModelConfig::from_dir`] and [`Weights::open`] say what is wrong with it).
+pub fn describe_folder(dir: &Path) -> FolderSummary {
+    let config: Option<HfConfig> = crate::error::read_json(&dir.join("config.json")).ok();
+    let torch_dtype: Option<String> = std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("torch_dtype")?.as_str().map(String::from));
+    let weights = Weights::open(dir).ok();
+    let size_bytes = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    FolderSummary {
+        architecture: config.as_ref().and_then(|c| {
+            c.architectures
+                .as_ref()
+                .and_then(|a| a.first().cloned())
+                .or_else(|| c.model_type.clone())
+        }),
+        hidden_size: config.as_ref().map(|c| c.hidden_size as u64),
+        layers: config.as_ref().map(|c| c.num_hidden_layers as u64),
+        parameters: weights
+            .as_ref()
+            .map(Weights::parameter_count)
+            .filter(|&n| n > 0),
+        dtype: weights
+            .as_ref()
+            .and_then(Weights::main_dtype)
+            .or(torch_dtype),
+        size_bytes,
+    }
+}
+
+/// [`describe_folder`], failing when the folder is not a backbone this crate can load (its config or weights).
+pub fn check_folder(dir: &Path) -> Result<FolderSummary> {
+    crate::ModelConfig::from_dir(dir)?;
+    Weights::open(dir)?;
+    Ok(describe_folder(dir))
+}
