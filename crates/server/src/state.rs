@@ -129,6 +129,14 @@ impl AppState {
         self.notice.read().ok().and_then(|n| n.clone())
     }
 
+    /// Writes an internal error's details to `server.log` with what was asked (`POST /api/…`); the answer
+    /// carries only its request id. User errors are not logged.
+    pub(crate) fn log_error(&self, what: &str, error: &ApiError) {
+        if let Some(details) = error.internal_details() {
+            self.log(&format!("{what}: {details}"));
+        }
+    }
+
     /// Appends a line to `server.log` (internal errors with their request id).
     pub fn log(&self, line: &str) {
         use std::io::Write;
@@ -138,6 +146,8 @@ impl AppState {
             .append(true)
             .open(path)
         {
+            // One entry per timestamp: a message's further lines (`help: …`) are indented under it.
+            let line = line.replace('\n', "\n    ");
             let _ = writeln!(f, "{} {line}", ferrotune_store::format_utc(now()));
         }
     }

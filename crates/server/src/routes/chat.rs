@@ -89,9 +89,7 @@ fn load(
     // An empty `llm_backbone` trains the demo backbone; chat loads the same one.
     let backbone_path = if cfg.llm_backbone.trim().is_empty() {
         ferrotune_assets::ensure_demo_backbone(&state.home, &mut |_| {}).map_err(|e| {
-            ApiError::bad_request(format!(
-                "cannot fetch the demo backbone this experiment trained: {e}"
-            ))
+            ApiError::from(e).context("cannot fetch the demo backbone this experiment trained")
         })?
     } else {
         ferrotune_config::expand_path(cfg.llm_backbone.trim())
@@ -113,14 +111,14 @@ fn load(
         &state.home.backbones(),
     )
     .map_err(|e| {
-        ApiError::bad_request(format!(
-            "cannot load backbone `{}`: {e}",
+        ApiError::from(e).context(format!(
+            "cannot load backbone `{}`",
             backbone_path.display()
         ))
     })?;
     if let Some(dir) = &adapter {
         ferrotune_model::adapter::load_peft(&mut backbone.model, dir).map_err(|e| {
-            ApiError::bad_request(format!("cannot load adapter `{}`: {e}", dir.display()))
+            ApiError::from(e).context(format!("cannot load adapter `{}`", dir.display()))
         })?;
     }
     *slot = Some(LoadedModel { key, backbone });
@@ -167,9 +165,7 @@ fn answer(
             .iter()
             .map(|m| Message::new(&m.role, m.content.clone())),
     );
-    let rendered = template
-        .render(&history, true)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let rendered = template.render(&history, true)?;
     let ids = backbone.tokenizer.encode(&rendered, false)?;
     let s = &req.settings;
     let gen_cfg = ferrotune_model::GenerationConfig {
@@ -232,6 +228,8 @@ async fn chat_create(
         .await;
     tokio::task::spawn_blocking(move || {
         if let Err(e) = answer(&state, &cfg, adapter, &req, &tx) {
+            // The answer has begun (200, an event stream), so the logging middleware never sees this error.
+            state.log_error(&format!("POST /api/experiments/{name}/chat"), &e);
             let _ = tx.blocking_send(
                 Event::default()
                     .event("error")
