@@ -14,6 +14,7 @@
 pub mod charts;
 pub mod demo;
 pub mod error;
+mod extract;
 pub mod routes;
 pub mod security;
 pub mod state;

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::extract::{AppForm, AppQuery};
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "ft_session";
@@ -194,7 +195,7 @@ pub struct Login {
 /// `POST /login`: sets the token cookie when the token is right.
 pub async fn login_submit(
     State(state): State<AppState>,
-    axum::Form(form): axum::Form<Login>,
+    AppForm(form): AppForm<Login>,
 ) -> Response {
     let Some(token) = &state.token else {
         return Redirect::to("/").into_response();
@@ -223,7 +224,7 @@ pub async fn login_submit(
 
 /// `GET /login`.
 pub async fn login_page(
-    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    AppQuery(q): AppQuery<std::collections::HashMap<String, String>>,
 ) -> Response {
     let next = q.get("next").cloned().unwrap_or_default();
     match crate::views::render(

@@ -5,10 +5,10 @@
 use std::convert::Infallible;
 use std::path::PathBuf;
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use ferrotune_config::{BackboneDtype, Experiment};
 use ferrotune_model::{generate_until, Backbone, Device, Message};
 use futures_util::Stream;
@@ -18,6 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 use crate::error::ApiError;
+use crate::extract::{AppJson, AppPath};
 use crate::state::{AppState, LoadedModel};
 
 /// The most new tokens a chat answer may ask for.
@@ -206,8 +207,8 @@ fn answer(
 
 async fn chat_create(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
-    Json(req): Json<ChatRequest>,
+    AppPath(name): AppPath<String>,
+    AppJson(req): AppJson<ChatRequest>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let n = name.clone();
     let info = state.with_store(move |s| Ok(s.experiment(&n)?)).await?;

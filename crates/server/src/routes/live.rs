@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use axum::Router;
@@ -18,6 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 use crate::error::ApiError;
+use crate::extract::AppPath;
 use crate::state::AppState;
 
 /// How often the files and the registry are looked at.
@@ -110,7 +111,7 @@ impl Follower {
 
 async fn events_one(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let n = name.clone();
     let info = state.with_store(move |s| Ok(s.experiment(&n)?)).await?;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,6 +16,7 @@ use ferrotune_store::{ExperimentInfo, Stopped};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, PageError};
+use crate::extract::{AppJson, AppPath, AppQuery};
 use crate::security::Csrf;
 use crate::state::AppState;
 use crate::views;
@@ -152,7 +153,7 @@ async fn find(state: &AppState, name: String) -> Result<ExperimentInfo, ApiError
 
 async fn experiment_show(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<ExperimentView>, ApiError> {
     let info = find(&state, name).await?;
     let summary = summary(&info);
@@ -167,7 +168,7 @@ struct StopView {
 
 async fn experiment_stop(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<StopView>, ApiError> {
     let view = state
         .with_store(move |s| {
@@ -208,14 +209,14 @@ async fn requeue(
 
 async fn experiment_resume(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<ExperimentInfo>, ApiError> {
     requeue(state, name, false).await
 }
 
 async fn experiment_restart(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<ExperimentInfo>, ApiError> {
     requeue(state, name, true).await
 }
@@ -228,8 +229,8 @@ pub struct Rename {
 
 async fn experiment_rename(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
-    Json(req): Json<Rename>,
+    AppPath(name): AppPath<String>,
+    AppJson(req): AppJson<Rename>,
 ) -> Result<Json<ExperimentInfo>, ApiError> {
     Ok(Json(
         state
@@ -240,7 +241,7 @@ async fn experiment_rename(
 
 async fn experiment_delete(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .with_store(move |s| Ok(s.delete_experiment(&name)?))
@@ -250,7 +251,7 @@ async fn experiment_delete(
 
 async fn experiment_metrics(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     let info = find(&state, name).await?;
     Ok(Json(read_metrics(&info.output_dir)))
@@ -258,8 +259,8 @@ async fn experiment_metrics(
 
 async fn experiment_logs(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
-    Query(q): Query<HashMap<String, String>>,
+    AppPath(name): AppPath<String>,
+    AppQuery(q): AppQuery<HashMap<String, String>>,
 ) -> Result<Json<Vec<String>>, ApiError> {
     let info = find(&state, name).await?;
     let n = q
@@ -288,7 +289,7 @@ fn attachment(body: Vec<u8>, content_type: &'static str, file_name: &str) -> Res
 
 async fn experiment_config(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Response, ApiError> {
     let info = find(&state, name).await?;
     Ok((
@@ -300,7 +301,7 @@ async fn experiment_config(
 
 async fn experiment_first_batch(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let info = find(&state, name.clone()).await?;
     let path = info.output_dir.join("first_batch.json");
@@ -323,7 +324,7 @@ pub struct Predictions {
 
 async fn experiment_predictions(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<Predictions>, ApiError> {
     let info = find(&state, name.clone()).await?;
     let path = info.output_dir.join("validation_predictions.csv");
@@ -375,7 +376,7 @@ fn zip_folder(dir: &Path) -> Result<Vec<u8>, ApiError> {
 
 async fn experiment_download(
     State(state): State<AppState>,
-    UrlPath((name, what)): UrlPath<(String, String)>,
+    AppPath((name, what)): AppPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let info = find(&state, name.clone()).await?;
     let dir = info.output_dir.clone();
@@ -421,7 +422,7 @@ async fn experiment_download(
 async fn experiment_page(
     State(state): State<AppState>,
     Extension(csrf): Extension<Csrf>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Html<String>, PageError> {
     let info = find(&state, name).await?;
     let summary = summary(&info);
