@@ -1,14 +1,14 @@
 //! Every route: the JSON API under `/api/` (one module per resource) and the pages that call it.
 
-pub mod backbones;
-pub mod chat;
-pub mod dataset_pages;
-pub mod datasets;
-pub mod experiments;
-pub mod home;
-pub mod live;
-pub mod runs;
-pub mod settings;
+mod backbones;
+mod chat;
+mod dataset_pages;
+mod datasets;
+mod experiments;
+mod home;
+mod live;
+mod runs;
+mod settings;
 
 use axum::extract::{DefaultBodyLimit, NestedPath, Request, State};
 use axum::http::StatusCode;
@@ -23,7 +23,7 @@ use crate::state::AppState;
 use crate::views;
 
 /// The whole application. An unknown route or method answers like the rest: JSON under `/api/`, a page elsewhere.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(home::api())
         .merge(settings::api())
@@ -107,7 +107,7 @@ async fn page_method_not_allowed(request: Request) -> PageError {
 
 /// Writes the details of internal errors to `server.log` (the response carries only a request id). Errors sent
 /// inside an event stream (chat) are logged where they happen, with [`AppState::log_error`].
-pub async fn log_internal_errors(
+async fn log_internal_errors(
     State(state): State<AppState>,
     request: Request,
     next: Next,
