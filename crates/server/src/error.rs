@@ -15,8 +15,16 @@ pub struct ApiError {
     /// Per-setting problems (422 from experiment validation).
     pub errors: Vec<Issue>,
     pub warnings: Vec<Issue>,
-    /// Details for `server.log` (internal errors only).
-    internal: Option<String>,
+    /// Details for `server.log` (internal errors only; boxed to keep `Result<_, ApiError>` small).
+    internal: Option<Box<Internal>>,
+}
+
+/// What `server.log` gets for an internal error.
+#[derive(Debug, Clone)]
+struct Internal {
+    /// Also in the answer's message, to find the line.
+    request_id: String,
+    details: String,
 }
 
 /// The details of an internal error, handed to the logging middleware in the response's extensions.
@@ -68,17 +76,36 @@ impl ApiError {
         }
     }
 
-    /// A failure that is not the user's: the page shows a request id, `server.log` the details.
+    /// A failure that is not the user's: the answer shows a request id, `server.log` the details.
     pub fn internal(details: impl Into<String>) -> ApiError {
         let id = crate::security::random_hex(6);
-        let details = details.into();
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: format!("internal error (request {id}); the details are in server.log in the ferrotune home"),
             errors: Vec::new(),
             warnings: Vec::new(),
-            internal: Some(format!("request {id}: {details}")),
+            internal: Some(Box::new(Internal {
+                request_id: id,
+                details: details.into(),
+            })),
         }
+    }
+
+    /// Puts what was being done before the error (`cannot load backbone `x``): before the message of a user
+    /// error, before the logged details of an internal one (whose message stays generic).
+    pub fn context(mut self, context: impl std::fmt::Display) -> ApiError {
+        match &mut self.internal {
+            Some(internal) => internal.details = format!("{context}: {}", internal.details),
+            None => self.message = format!("{context}: {}", self.message),
+        }
+        self
+    }
+
+    /// The line for `server.log` (`request ID: details`); `None` for a user error.
+    pub fn internal_details(&self) -> Option<String> {
+        self.internal
+            .as_ref()
+            .map(|i| format!("request {}: {}", i.request_id, i.details))
     }
 }
 
@@ -88,49 +115,182 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// How a library error is answered: a client error with its message, or an internal one.
+enum Class {
+    User(StatusCode),
+    Internal,
+}
+
+impl Class {
+    fn answer(self, message: String) -> ApiError {
+        match self {
+            Class::User(status) => ApiError::new(status, message),
+            Class::Internal => ApiError::internal(message),
+        }
+    }
+}
+
+// Each `From` below matches every variant of its error enum, without a catch-all: a new variant is classified
+// here before it compiles. User errors (the request, or a file or setting the user named, is wrong) keep their
+// message and `help:` line; failures of the machine (i/o, SQLite, tensor computations, processes) are internal.
+
 impl From<ferrotune_store::Error> for ApiError {
     fn from(e: ferrotune_store::Error) -> Self {
         use ferrotune_store::Error as E;
-        let status = match &e {
-            E::Io { .. } | E::Sqlite { .. } | E::Spawn { .. } | E::Signal { .. } => {
-                return ApiError::internal(e.to_string())
-            }
+        let class = match &e {
+            E::Data(inner) => return data_class(inner).answer(e.to_string()),
+            E::InArchive { source, .. } => return data_class(source).answer(e.to_string()),
+            E::Config(inner) => return config_error(inner),
+            E::Io { .. }
+            | E::Sqlite { .. }
+            | E::SchemaTooNew { .. }
+            | E::BadMetadata { .. }
+            | E::Spawn { .. }
+            | E::Signal { .. }
+            | E::Corrupt { .. } => Class::Internal,
             E::DatasetNotFound { .. }
+            | E::RunFileMissing { .. }
+            | E::UnknownArtifact { .. }
             | E::ExperimentNotFound { .. }
             | E::BackboneNotFound { .. }
-            | E::InputNotFound { .. } => StatusCode::NOT_FOUND,
+            | E::InputNotFound { .. } => Class::User(StatusCode::NOT_FOUND),
             E::DatasetExists { .. }
             | E::ExperimentExists { .. }
             | E::BackboneExists { .. }
             | E::ExperimentFolderExists { .. }
-            | E::WrongStatus { .. } => StatusCode::CONFLICT,
-            E::InvalidSettings { .. } | E::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::BAD_REQUEST,
+            | E::WrongStatus { .. }
+            | E::NoCheckpoint { .. } => Class::User(StatusCode::CONFLICT),
+            E::InvalidSettings { .. } => Class::User(StatusCode::UNPROCESSABLE_ENTITY),
+            E::Archive { .. }
+            | E::NoDataFiles { .. }
+            | E::InvalidName { .. }
+            | E::InvalidExperimentName { .. }
+            | E::GridNameClash { .. }
+            | E::NotABackbone { .. } => Class::User(StatusCode::BAD_REQUEST),
         };
-        ApiError::new(status, e.to_string())
+        class.answer(e.to_string())
     }
 }
 
 impl From<ferrotune_config::Error> for ApiError {
     fn from(e: ferrotune_config::Error) -> Self {
-        match e {
-            ferrotune_config::Error::Settings { issues, .. } => {
-                ApiError::invalid(issues, Vec::new())
-            }
-            other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+        config_error(&e)
+    }
+}
+
+fn config_error(e: &ferrotune_config::Error) -> ApiError {
+    use ferrotune_config::Error as E;
+    match e {
+        E::Settings { issues, .. } => ApiError::invalid(issues.clone(), Vec::new()),
+        E::Read { .. } | E::Write { .. } => ApiError::internal(e.to_string()),
+        E::Yaml { .. } | E::OverrideSyntax { .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
         }
     }
 }
 
 impl From<ferrotune_model::Error> for ApiError {
     fn from(e: ferrotune_model::Error) -> Self {
-        ApiError::bad_request(e.to_string())
+        use ferrotune_model::Error as E;
+        let class = match &e {
+            E::Data(inner) => data_class(inner),
+            E::Gguf(inner) => gguf_class(inner),
+            // A corrupt or truncated weights file is damage on the server's disk, not a wrong request.
+            E::Io { .. } | E::CorruptWeights { .. } | E::Candle(_) => Class::Internal,
+            E::NotFound { .. } => Class::User(StatusCode::NOT_FOUND),
+            E::MissingConfig { .. }
+            | E::Json { .. }
+            | E::UnsupportedArchitecture { .. }
+            | E::InvalidConfig { .. }
+            | E::MissingWeights { .. }
+            | E::MissingShard { .. }
+            | E::MissingTensor { .. }
+            | E::ShapeMismatch { .. }
+            | E::VocabMismatch { .. }
+            | E::InvalidGeneration(_)
+            | E::UnsupportedDtype(_)
+            | E::QuantizedOnGpu
+            | E::InvalidAdapter(_) => Class::User(StatusCode::BAD_REQUEST),
+        };
+        class.answer(e.to_string())
     }
 }
 
 impl From<ferrotune_data::Error> for ApiError {
     fn from(e: ferrotune_data::Error) -> Self {
-        ApiError::bad_request(e.to_string())
+        data_class(&e).answer(e.to_string())
+    }
+}
+
+fn data_class(e: &ferrotune_data::Error) -> Class {
+    use ferrotune_data::Error as E;
+    match e {
+        // The tokenizer library failing on text is not something the user can fix by rewording.
+        E::Io { .. } | E::Encode(_) => Class::Internal,
+        E::InvalidSetting { .. } => Class::User(StatusCode::UNPROCESSABLE_ENTITY),
+        E::Json { .. }
+        | E::Tokenizer { .. }
+        | E::NoChatTemplate
+        | E::ChatTemplate(_)
+        | E::UnsupportedFormat { .. }
+        | E::NotUtf8 { .. }
+        | E::RaggedCsv { .. }
+        | E::Csv { .. }
+        | E::JsonShape { .. }
+        | E::JsonLine { .. }
+        | E::Parquet { .. }
+        | E::EmptyDataset { .. }
+        | E::MissingColumn { .. }
+        | E::EmptyAnswers { .. }
+        | E::DuplicateId { .. }
+        | E::MissingParent { .. }
+        | E::ParentCycle { .. }
+        | E::MissingSpecialToken { .. }
+        | E::ChatTemplateNotIncremental { .. }
+        | E::NoTrainableLabels { .. }
+        | E::Split { .. }
+        | E::UnknownLayout { .. }
+        | E::BadConversation { .. }
+        | E::NoAnswers { .. } => Class::User(StatusCode::BAD_REQUEST),
+    }
+}
+
+fn gguf_class(e: &ferrotune_model::gguf::GgufError) -> Class {
+    use ferrotune_model::gguf::GgufError as E;
+    match e {
+        E::Read { .. } | E::Write { .. } | E::Dequantize { .. } => Class::Internal,
+        E::OutputExists { .. } => Class::User(StatusCode::CONFLICT),
+        E::NotGguf { .. }
+        | E::UnsupportedVersion { .. }
+        | E::Truncated { .. }
+        | E::Malformed { .. }
+        | E::MissingKey { .. }
+        | E::WrongKeyType { .. }
+        | E::UnsupportedArchitecture { .. }
+        | E::UnsupportedTensorType { .. }
+        | E::MissingTensor { .. }
+        | E::UnexpectedTensor { .. }
+        | E::TensorShape { .. }
+        | E::BadHyperparameters { .. }
+        | E::UnsupportedRopeScaling { .. }
+        | E::UnsupportedTokenizer { .. }
+        | E::BadTokenizer { .. } => Class::User(StatusCode::BAD_REQUEST),
+    }
+}
+
+impl From<ferrotune_home::AssetError> for ApiError {
+    fn from(e: ferrotune_home::AssetError) -> Self {
+        use ferrotune_home::AssetError as E;
+        let class = match &e {
+            // The machine lacks what fetching needs: say so (with the fix), as a service that is unavailable.
+            E::NoPython { .. } | E::PipFailed { .. } => {
+                Class::User(StatusCode::SERVICE_UNAVAILABLE)
+            }
+            E::Checksum { .. } | E::MissingMember { .. } | E::Archive { .. } | E::Io { .. } => {
+                Class::Internal
+            }
+        };
+        class.answer(e.to_string())
     }
 }
 
@@ -143,9 +303,10 @@ impl From<ferrotune_train::Error> for ApiError {
             }
             E::Model(m) => (*m).into(),
             E::Data(d) => (*d).into(),
-            E::Checkpoint { .. } | E::Io { .. } | E::DemoBackbone(_) | E::Candle(_) => {
-                ApiError::internal(e.to_string())
+            E::DemoBackbone(a) => {
+                ApiError::from(a).context("cannot fetch the demo backbone this experiment trained")
             }
+            E::Checkpoint { .. } | E::Io { .. } | E::Candle(_) => ApiError::internal(e.to_string()),
         }
     }
 }
@@ -158,7 +319,7 @@ impl IntoResponse for ApiError {
             warnings: &self.warnings,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(details) = self.internal {
+        if let Some(details) = self.internal_details() {
             response.extensions_mut().insert(InternalDetails(details));
         }
         response
@@ -178,13 +339,14 @@ impl<E: Into<ApiError>> From<E> for PageError {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let e = self.0;
+        let details = e.internal_details();
         let html = crate::views::render(
             "error.html",
             minijinja::context! { title => "Error", status => e.status.as_u16(), message => e.message },
         )
         .unwrap_or_else(|_| "error".into());
         let mut response = (e.status, Html(html)).into_response();
-        if let Some(details) = e.internal {
+        if let Some(details) = details {
             response.extensions_mut().insert(InternalDetails(details));
         }
         response

@@ -9,30 +9,31 @@
 //! or the `datasets/` and `experiments/` folders except through `ferrotune-store`; tensors except through
 //! `ferrotune-model`'s loading and generation. It never prints: errors with details go to `server.log` in the home.
 //!
-//! Start reading at [`app`] (every route) and [`state::AppState`].
+//! The public surface is what `ferrotune serve` and the tests use: [`AppState`], [`app`], [`serve`] and the
+//! demo registration. Start reading at `routes::router` (every route, the fallbacks and the middleware),
+//! [`AppState`] and `error::ApiError` (how each library error is answered).
 
-pub mod charts;
-pub mod demo;
-pub mod error;
-pub mod routes;
-pub mod security;
-pub mod state;
-pub mod system;
-pub mod views;
+mod charts;
+mod demo;
+mod error;
+mod extract;
+mod routes;
+mod security;
+mod state;
+mod system;
+mod views;
 
 use std::net::{IpAddr, SocketAddr};
 
-pub use error::{ApiError, PageError};
+pub use demo::{register_in_background, DEMO_BACKBONE};
 pub use state::{AppState, StudioSettings};
 
-/// How `ferrotune serve` was started.
+/// How `ferrotune serve` was started (the access token is the [`AppState`]'s).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub host: IpAddr,
     /// 0 picks a free port (the bound address is passed to `on_ready`).
     pub port: u16,
-    /// Required for any address other than loopback.
-    pub token: Option<String>,
     /// Register the demo backbone and datasets when the home is empty (fetched in the background).
     pub register_demo: bool,
 }
@@ -65,7 +66,7 @@ pub async fn serve(
     options: &ServeOptions,
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
-    if !options.host.is_loopback() && options.token.is_none() {
+    if !options.host.is_loopback() && !state.has_token() {
         return Err(ServeError::TokenRequired { host: options.host });
     }
     if options.register_demo {

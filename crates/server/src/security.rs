@@ -12,9 +12,9 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::extract::{AppForm, AppQuery};
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "ft_session";
@@ -50,12 +50,6 @@ pub fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// The forgery-protection token of session `session`.
-pub fn csrf_token(state: &AppState, session: &str) -> String {
-    let digest = Sha256::digest(format!("{}:{session}", state.secret).as_bytes());
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
-}
-
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
@@ -69,9 +63,9 @@ fn is_public(path: &str) -> bool {
 }
 
 /// The session id a request carries, or a new one (with the cookie to set).
-pub struct Session {
-    pub id: String,
-    pub is_new: bool,
+struct Session {
+    id: String,
+    is_new: bool,
 }
 
 /// Checks the token and the forgery protection, then sets the session cookie on first visit.
@@ -79,12 +73,9 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     let headers = request.headers().clone();
     let path = request.uri().path().to_string();
     let is_api = path.starts_with("/api/");
-    let bearer_ok = match (&state.token, bearer(&headers)) {
-        (Some(token), Some(given)) => same(token, given),
-        _ => false,
-    };
-    if let Some(token) = &state.token {
-        let cookie_ok = cookie(&headers, TOKEN_COOKIE).is_some_and(|c| same(token, c));
+    let bearer_ok = bearer(&headers).is_some_and(|given| state.is_token(given));
+    if state.has_token() {
+        let cookie_ok = cookie(&headers, TOKEN_COOKIE).is_some_and(|c| state.is_token(c));
         if !cookie_ok && !bearer_ok && !is_public(&path) {
             if is_api {
                 return ApiError::new(
@@ -115,8 +106,8 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         let header_ok = headers
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|given| !session.is_new && same(&csrf_token(&state, &session.id), given));
-        let script = state.token.is_none()
+            .is_some_and(|given| !session.is_new && same(&state.csrf_token(&session.id), given));
+        let script = !state.has_token()
             && !headers.contains_key(header::COOKIE)
             && !headers.contains_key(header::ORIGIN);
         if !(header_ok || bearer_ok || script) {
@@ -127,7 +118,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
             .into_response();
         }
     }
-    let csrf = csrf_token(&state, &session.id);
+    let csrf = state.csrf_token(&session.id);
     request.extensions_mut().insert(Csrf(csrf));
     let mut response = next.run(request).await;
     if session.is_new {
@@ -194,12 +185,13 @@ pub struct Login {
 /// `POST /login`: sets the token cookie when the token is right.
 pub async fn login_submit(
     State(state): State<AppState>,
-    axum::Form(form): axum::Form<Login>,
+    AppForm(form): AppForm<Login>,
 ) -> Response {
-    let Some(token) = &state.token else {
+    if !state.has_token() {
         return Redirect::to("/").into_response();
-    };
-    if !same(token, form.token.trim()) {
+    }
+    let token = form.token.trim();
+    if !state.is_token(token) {
         let html = crate::views::render(
             "login.html",
             minijinja::context! { title => "Log in", error => "That token is not this server's.", next => form.next },
@@ -223,7 +215,7 @@ pub async fn login_submit(
 
 /// `GET /login`.
 pub async fn login_page(
-    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    AppQuery(q): AppQuery<std::collections::HashMap<String, String>>,
 ) -> Response {
     let next = q.get("next").cloned().unwrap_or_default();
     match crate::views::render(

@@ -32,27 +32,29 @@ impl Default for StudioSettings {
 }
 
 /// The chat model kept loaded between messages.
-pub struct LoadedModel {
+pub(crate) struct LoadedModel {
     /// Backbone folder, adapter folder (if any) and the adapter's modification time.
-    pub key: (PathBuf, Option<PathBuf>, Option<std::time::SystemTime>),
-    pub backbone: ferrotune_model::Backbone,
+    pub(crate) key: (PathBuf, Option<PathBuf>, Option<std::time::SystemTime>),
+    pub(crate) backbone: ferrotune_model::Backbone,
 }
 
 /// Shared by every handler (cheap to clone).
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
+/// What [`AppState`] shares; nothing of it is public outside the crate.
 pub struct Inner {
-    pub home: Home,
+    pub(crate) home: Home,
     /// The `ferrotune` binary that runs queued experiments; `None` where the server cannot start them.
-    pub exe: Option<PathBuf>,
-    pub token: Option<String>,
+    pub(crate) exe: Option<PathBuf>,
+    /// The access token, the one copy (see [`AppState::has_token`], [`AppState::is_token`]).
+    token: Option<String>,
     /// Random per server start; forgery-protection tokens derive from it and the session cookie.
-    pub secret: String,
-    pub settings: RwLock<StudioSettings>,
-    pub chat: Mutex<Option<LoadedModel>>,
+    secret: String,
+    settings: RwLock<StudioSettings>,
+    pub(crate) chat: Mutex<Option<LoadedModel>>,
     /// What the demo registration is doing (shown on the home page), if anything.
-    pub notice: RwLock<Option<String>>,
+    notice: RwLock<Option<String>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -63,7 +65,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// State for the home `home`; `exe` runs experiments; `token` protects the server.
+    /// State for the home `home`; `exe` runs experiments; `token` protects the server (required off loopback).
     pub fn new(home: Home, exe: Option<PathBuf>, token: Option<String>) -> AppState {
         let settings = load_settings(&home).unwrap_or_default();
         AppState(Arc::new(Inner {
@@ -77,13 +79,32 @@ impl AppState {
         }))
     }
 
+    /// Whether the server asks for an access token.
+    pub(crate) fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Whether `given` is the access token (false when the server has none).
+    pub(crate) fn is_token(&self, given: &str) -> bool {
+        self.token
+            .as_deref()
+            .is_some_and(|token| crate::security::same(token, given))
+    }
+
+    /// The forgery-protection token of session `session`, derived from it and the server's secret.
+    pub(crate) fn csrf_token(&self, session: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("{}:{session}", self.secret).as_bytes());
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Opens the store (a fresh registry connection).
-    pub fn store(&self) -> Result<Store, ApiError> {
+    pub(crate) fn store(&self) -> Result<Store, ApiError> {
         Ok(Store::open(self.home.clone())?)
     }
 
     /// Runs `f` with an open store on a blocking thread.
-    pub async fn with_store<T: Send + 'static>(
+    pub(crate) async fn with_store<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
@@ -102,7 +123,7 @@ impl AppState {
     }
 
     /// Saves new studio settings.
-    pub fn save_settings(&self, settings: StudioSettings) -> Result<(), ApiError> {
+    pub(crate) fn save_settings(&self, settings: StudioSettings) -> Result<(), ApiError> {
         let path = settings_path(&self.home);
         let text = serde_json::to_string_pretty(&settings)
             .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -118,7 +139,7 @@ impl AppState {
     }
 
     /// Sets or clears the home page's notice.
-    pub fn set_notice(&self, text: Option<String>) {
+    pub(crate) fn set_notice(&self, text: Option<String>) {
         if let Ok(mut n) = self.notice.write() {
             *n = text;
         }
@@ -129,8 +150,16 @@ impl AppState {
         self.notice.read().ok().and_then(|n| n.clone())
     }
 
+    /// Writes an internal error's details to `server.log` with what was asked (`POST /api/…`); the answer
+    /// carries only its request id. User errors are not logged.
+    pub(crate) fn log_error(&self, what: &str, error: &ApiError) {
+        if let Some(details) = error.internal_details() {
+            self.log(&format!("{what}: {details}"));
+        }
+    }
+
     /// Appends a line to `server.log` (internal errors with their request id).
-    pub fn log(&self, line: &str) {
+    pub(crate) fn log(&self, line: &str) {
         use std::io::Write;
         let path = self.home.root().join("server.log");
         if let Ok(mut f) = std::fs::OpenOptions::new()
@@ -138,6 +167,8 @@ impl AppState {
             .append(true)
             .open(path)
         {
+            // One entry per timestamp: a message's further lines (`help: …`) are indented under it.
+            let line = line.replace('\n', "\n    ");
             let _ = writeln!(f, "{} {line}", ferrotune_store::format_utc(now()));
         }
     }
@@ -153,7 +184,7 @@ fn load_settings(home: &Home) -> Option<StudioSettings> {
 }
 
 /// Unix seconds now.
-pub fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

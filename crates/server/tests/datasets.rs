@@ -59,9 +59,14 @@ async fn names_and_uploads_cannot_reach_outside_the_home() {
 #[tokio::test]
 async fn an_upload_over_the_limit_is_refused_and_removed() {
     let s = Studio::new(None);
-    let mut settings = s.state.settings();
-    settings.max_upload_mb = 1;
-    s.state.save_settings(settings).unwrap();
+    let (status, saved) = s
+        .json(
+            "PUT",
+            "/api/settings",
+            serde_json::json!({"max_upload_mb": 1, "max_epochs": 100, "experiment_defaults": {}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
     let (status, text) = s.upload("big.csv", &"x".repeat(1_200_000)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
     assert!(text.contains("upload limit of 1 MiB"));

@@ -43,13 +43,13 @@ fn an_empty_home_gets_the_demo_backbone_and_datasets() {
     )
     .unwrap();
     place_assets(&home, &gguf);
-    ferrotune_server::demo::register_in_background(s.state.clone());
+    ferrotune_server::register_in_background(s.state.clone());
     wait_until("the demo registration", || {
         s.state.notice().is_none() && s.store().datasets().unwrap().len() == 2
     });
     let backbones = s.store().backbones().unwrap();
     assert_eq!(backbones.len(), 1);
-    assert_eq!(backbones[0].name, ferrotune_server::demo::DEMO_BACKBONE);
+    assert_eq!(backbones[0].name, ferrotune_server::DEMO_BACKBONE);
     assert!(
         backbones[0].path.join("config.json").is_file(),
         "the GGUF was converted"
@@ -63,7 +63,7 @@ fn an_empty_home_gets_the_demo_backbone_and_datasets() {
         .collect();
     assert_eq!(names, ["alpaca_en_demo", "identity"]);
     // A second start finds the home in use and registers nothing again.
-    ferrotune_server::demo::register_in_background(s.state.clone());
+    ferrotune_server::register_in_background(s.state.clone());
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(s.store().backbones().unwrap().len(), 1);
     assert!(s.state.notice().is_none());
@@ -73,7 +73,7 @@ fn an_empty_home_gets_the_demo_backbone_and_datasets() {
 fn a_failed_demo_registration_says_why_on_the_home_page() {
     let s = Studio::new(None);
     place_assets(&s.dir.path().join("home"), b"not a gguf file");
-    ferrotune_server::demo::register_in_background(s.state.clone());
+    ferrotune_server::register_in_background(s.state.clone());
     wait_until("the failure notice", || {
         s.state
             .notice()

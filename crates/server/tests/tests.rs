@@ -4,6 +4,7 @@ mod backbones;
 mod common;
 mod datasets;
 mod demo;
+mod errors;
 mod experiments;
 mod pages;
 mod security;

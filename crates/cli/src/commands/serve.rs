@@ -30,11 +30,10 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<()> {
     let exe =
         std::env::current_exe().context("cannot find the ferrotune binary to run experiments")?;
     let token = args.token.filter(|t| !t.trim().is_empty());
-    let state = AppState::new(Home::from_env(), Some(exe), token.clone());
+    let state = AppState::new(Home::from_env(), Some(exe), token);
     let options = ServeOptions {
         host: args.host,
         port: args.port,
-        token,
         register_demo: !args.no_demo,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

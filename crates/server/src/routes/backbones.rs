@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Html;
 use axum::routing::{delete, get, post};
@@ -12,6 +12,7 @@ use ferrotune_store::BackboneEntry;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, PageError};
+use crate::extract::{AppJson, AppPath};
 use crate::security::Csrf;
 use crate::state::AppState;
 use crate::views;
@@ -81,7 +82,7 @@ pub struct RegisterBackbone {
 
 async fn backbones_create(
     State(state): State<AppState>,
-    Json(req): Json<RegisterBackbone>,
+    AppJson(req): AppJson<RegisterBackbone>,
 ) -> Result<(StatusCode, Json<BackboneView>), ApiError> {
     let path = ferrotune_config::expand_path(&req.path.display().to_string());
     let entry = state
@@ -100,7 +101,7 @@ pub struct ImportGguf {
 
 async fn backbones_import_gguf(
     State(state): State<AppState>,
-    Json(req): Json<ImportGguf>,
+    AppJson(req): AppJson<ImportGguf>,
 ) -> Result<(StatusCode, Json<BackboneView>), ApiError> {
     let name = req.name.trim().to_string();
     ferrotune_store::dataset::check_name(&name)?;
@@ -138,7 +139,7 @@ async fn backbones_import_gguf(
 
 async fn backbones_delete(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .with_store(move |s| Ok(s.unregister_backbone(&name)?))

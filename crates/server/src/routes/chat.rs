@@ -4,10 +4,10 @@
 
 use std::convert::Infallible;
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use ferrotune_config::Experiment;
 use ferrotune_home::RunDir;
 use ferrotune_model::{generate_until, Device, Message};
@@ -19,6 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 use crate::error::ApiError;
+use crate::extract::{AppJson, AppPath};
 use crate::state::{AppState, LoadedModel};
 
 /// The most new tokens a chat answer may ask for.
@@ -86,7 +87,12 @@ fn load(
         return Ok(());
     }
     *slot = None;
-    let backbone = model.load(&state.home, &Device::Cpu)?;
+    let backbone = model.load(&state.home, &Device::Cpu).map_err(|e| {
+        ApiError::from(e).context(format!(
+            "cannot load backbone `{}`",
+            model.backbone.display()
+        ))
+    })?;
     *slot = Some(LoadedModel { key, backbone });
     Ok(())
 }
@@ -167,8 +173,8 @@ fn answer(
 
 async fn chat_create(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
-    Json(req): Json<ChatRequest>,
+    AppPath(name): AppPath<String>,
+    AppJson(req): AppJson<ChatRequest>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let n = name.clone();
     let info = state.with_store(move |s| Ok(s.experiment(&n)?)).await?;
@@ -194,6 +200,8 @@ async fn chat_create(
         .await;
     tokio::task::spawn_blocking(move || {
         if let Err(e) = answer(&state, &model, &req, &tx) {
+            // The answer has begun (200, an event stream), so the logging middleware never sees this error.
+            state.log_error(&format!("POST /api/experiments/{name}/chat"), &e);
             let _ = tx.blocking_send(
                 Event::default()
                     .event("error")

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::response::Html;
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::charts::{bar_chart, histogram_bars, Bar};
 use crate::error::PageError;
+use crate::extract::AppPath;
 use crate::security::Csrf;
 use crate::state::AppState;
 use crate::views;
@@ -83,7 +84,7 @@ pub fn conversations(rows: Vec<CanonicalRow>) -> Vec<Conversation> {
 async fn dataset_page(
     State(state): State<AppState>,
     Extension(csrf): Extension<Csrf>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Html<String>, PageError> {
     let n = name.clone();
     let (info, rows) = state

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use axum::extract::{Multipart, Path as UrlPath, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::ApiError;
+use crate::extract::{AppJson, AppMultipart, AppPath, AppQuery};
 use crate::security::random_hex;
 use crate::state::AppState;
 
@@ -79,7 +80,7 @@ fn upload_path(state: &AppState, id: &str) -> Result<PathBuf, ApiError> {
 
 async fn uploads_create(
     State(state): State<AppState>,
-    mut multipart: Multipart,
+    AppMultipart(mut multipart): AppMultipart,
 ) -> Result<(StatusCode, Json<Upload>), ApiError> {
     let limit = state.settings().max_upload_mb * 1024 * 1024;
     while let Some(mut field) = multipart
@@ -172,7 +173,7 @@ impl Source {
 
 async fn datasets_preview(
     State(state): State<AppState>,
-    Json(source): Json<Source>,
+    AppJson(source): AppJson<Source>,
 ) -> Result<Json<ferrotune_store::Preview>, ApiError> {
     let path = source.resolve(&state)?;
     let preview = state
@@ -239,7 +240,7 @@ pub struct CreateDataset {
 
 async fn datasets_create(
     State(state): State<AppState>,
-    Json(req): Json<CreateDataset>,
+    AppJson(req): AppJson<CreateDataset>,
 ) -> Result<(StatusCode, Json<DatasetInfo>), ApiError> {
     let train = req.source.resolve(&state)?;
     let validation = match &req.validation {
@@ -279,7 +280,7 @@ async fn datasets_index(State(state): State<AppState>) -> Result<Json<Vec<Datase
 
 async fn datasets_show(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<DatasetInfo>, ApiError> {
     Ok(Json(
         state.with_store(move |s| Ok(s.dataset(&name)?)).await?,
@@ -298,8 +299,8 @@ fn split_of(q: &HashMap<String, String>) -> Result<Split, ApiError> {
 
 async fn datasets_rows(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
-    Query(q): Query<HashMap<String, String>>,
+    AppPath(name): AppPath<String>,
+    AppQuery(q): AppQuery<HashMap<String, String>>,
 ) -> Result<Json<Vec<CanonicalRow>>, ApiError> {
     let split = split_of(&q)?;
     let n = q
@@ -316,8 +317,8 @@ async fn datasets_rows(
 
 async fn datasets_remap(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
-    Json(form): Json<MappingForm>,
+    AppPath(name): AppPath<String>,
+    AppJson(form): AppJson<MappingForm>,
 ) -> Result<Json<DatasetInfo>, ApiError> {
     let mapping = form.mapping()?;
     Ok(Json(
@@ -329,7 +330,7 @@ async fn datasets_remap(
 
 async fn datasets_delete(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .with_store(move |s| Ok(s.delete_dataset(&name)?))

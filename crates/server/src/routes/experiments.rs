@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Html;
 use axum::routing::{get, post};
@@ -14,6 +14,7 @@ use ferrotune_store::{ExperimentInfo, StartOptions, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, PageError};
+use crate::extract::{AppJson, AppQuery};
 use crate::security::Csrf;
 use crate::state::AppState;
 use crate::views;
@@ -165,7 +166,7 @@ fn verdict(review: &ferrotune_store::Review, mut errors: Vec<Issue>) -> Verdict 
 
 async fn experiments_validate(
     State(state): State<AppState>,
-    Json(form): Json<ExperimentForm>,
+    AppJson(form): AppJson<ExperimentForm>,
 ) -> Result<Json<Verdict>, ApiError> {
     let st = state.clone();
     let v = state
@@ -179,7 +180,7 @@ async fn experiments_validate(
 
 async fn experiments_create(
     State(state): State<AppState>,
-    Json(form): Json<ExperimentForm>,
+    AppJson(form): AppJson<ExperimentForm>,
 ) -> Result<(StatusCode, Json<Vec<ExperimentInfo>>), ApiError> {
     let st = state.clone();
     let queued = state
@@ -231,7 +232,7 @@ pub struct YamlText {
 }
 
 async fn form_values_from_yaml(
-    Json(req): Json<YamlText>,
+    AppJson(req): AppJson<YamlText>,
 ) -> Result<Json<BTreeMap<String, String>>, ApiError> {
     let cfg = Experiment::from_yaml_str(&req.yaml, "the uploaded experiment file")?;
     Ok(Json(form_values(&cfg)))
@@ -296,7 +297,7 @@ fn kind_name(kind: &Kind) -> &'static str {
 async fn experiment_new_page(
     State(state): State<AppState>,
     Extension(csrf): Extension<Csrf>,
-    Query(q): Query<HashMap<String, String>>,
+    AppQuery(q): AppQuery<HashMap<String, String>>,
 ) -> Result<Html<String>, PageError> {
     let from = q.get("from").cloned();
     let (datasets, backbones, base) = state
@@ -436,7 +437,7 @@ async fn compare(state: &AppState, names: Vec<String>) -> Result<CompareView, Ap
 
 async fn compare_show(
     State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    AppQuery(q): AppQuery<HashMap<String, String>>,
 ) -> Result<Json<CompareView>, ApiError> {
     let names = names_of(&q)?;
     Ok(Json(compare(&state, names).await?))
@@ -445,7 +446,7 @@ async fn compare_show(
 async fn compare_page(
     State(state): State<AppState>,
     Extension(csrf): Extension<Csrf>,
-    Query(q): Query<HashMap<String, String>>,
+    AppQuery(q): AppQuery<HashMap<String, String>>,
 ) -> Result<Html<String>, PageError> {
     let names = names_of(&q)?;
     let view = compare(&state, names.clone()).await?;

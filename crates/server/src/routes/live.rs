@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use axum::Router;
@@ -19,6 +19,7 @@ use ferrotune_home::RunDir;
 use ferrotune_store::RunFollower;
 
 use crate::error::ApiError;
+use crate::extract::AppPath;
 use crate::state::AppState;
 
 /// How often the files and the registry are looked at.
@@ -72,7 +73,7 @@ async fn events_all(
 
 async fn events_one(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let n = name.clone();
     let info = state.with_store(move |s| Ok(s.experiment(&n)?)).await?;

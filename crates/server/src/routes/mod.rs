@@ -1,16 +1,17 @@
 //! Every route: the JSON API under `/api/` (one module per resource) and the pages that call it.
 
-pub mod backbones;
-pub mod chat;
-pub mod dataset_pages;
-pub mod datasets;
-pub mod experiments;
-pub mod home;
-pub mod live;
-pub mod runs;
-pub mod settings;
+mod backbones;
+mod chat;
+mod dataset_pages;
+mod datasets;
+mod experiments;
+mod home;
+mod live;
+mod runs;
+mod settings;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, NestedPath, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,8 +22,8 @@ use crate::security;
 use crate::state::AppState;
 use crate::views;
 
-/// The whole application.
-pub fn router(state: AppState) -> Router {
+/// The whole application. An unknown route or method answers like the rest: JSON under `/api/`, a page elsewhere.
+pub(crate) fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(home::api())
         .merge(settings::api())
@@ -32,9 +33,10 @@ pub fn router(state: AppState) -> Router {
         .merge(runs::api())
         .merge(live::api())
         .merge(chat::api())
-        .fallback(api_not_found);
-    Router::new()
-        .nest("/api", api)
+        .fallback(api_not_found)
+        .method_not_allowed_fallback(api_method_not_allowed);
+    // Apart from the API, so that their fallbacks stay their own.
+    let pages = Router::new()
         .merge(home::pages())
         .merge(settings::pages())
         .merge(backbones::pages())
@@ -47,6 +49,10 @@ pub fn router(state: AppState) -> Router {
         .route("/static/app.js", get(views::script))
         .route("/static/style.css", get(views::style))
         .fallback(page_not_found)
+        .method_not_allowed_fallback(page_method_not_allowed);
+    Router::new()
+        .nest("/api", api)
+        .merge(pages)
         // Uploads are streamed to disk and counted against the studio's own limit.
         .layer(DefaultBodyLimit::disable())
         .layer(from_fn_with_state(state.clone(), security::guard))
@@ -54,12 +60,31 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn api_not_found(request: Request) -> ApiError {
-    ApiError::not_found(format!(
-        "no API route `{} {}`; docs/api.md lists them",
+/// `METHOD /api/path` of a request routed to the API (whose router sees the path without `/api`).
+fn api_route(nested: &NestedPath, request: &Request) -> String {
+    format!(
+        "{} {}{}",
         request.method(),
-        request.uri().path()
+        nested.as_str(),
+        security::urldecode(request.uri().path())
+    )
+}
+
+async fn api_not_found(nested: NestedPath, request: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no API route `{}`\nhelp: docs/api.md lists them",
+        api_route(&nested, &request)
     ))
+}
+
+async fn api_method_not_allowed(nested: NestedPath, request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "no API route `{}`: the path takes other methods\nhelp: the `Allow` header lists them; docs/api.md lists every route",
+            api_route(&nested, &request)
+        ),
+    )
 }
 
 async fn page_not_found(request: Request) -> PageError {
@@ -69,8 +94,20 @@ async fn page_not_found(request: Request) -> PageError {
     )))
 }
 
-/// Writes the details of internal errors to `server.log` (the response carries only a request id).
-pub async fn log_internal_errors(
+async fn page_method_not_allowed(request: Request) -> PageError {
+    PageError(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "`{} {}` is not something this page does",
+            request.method(),
+            security::urldecode(request.uri().path())
+        ),
+    ))
+}
+
+/// Writes the details of internal errors to `server.log` (the response carries only a request id). Errors sent
+/// inside an event stream (chat) are logged where they happen, with [`AppState::log_error`].
+async fn log_internal_errors(
     State(state): State<AppState>,
     request: Request,
     next: Next,

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,6 +15,7 @@ use ferrotune_store::{Artifact, ExperimentInfo, Predictions, Stopped};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, PageError};
+use crate::extract::{AppJson, AppPath, AppQuery};
 use crate::security::Csrf;
 use crate::state::AppState;
 use crate::views;
@@ -143,7 +144,7 @@ async fn find(state: &AppState, name: String) -> Result<ExperimentInfo, ApiError
 
 async fn experiment_show(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<ExperimentView>, ApiError> {
     let info = find(&state, name).await?;
     let summary = summary(&info);
@@ -158,7 +159,7 @@ struct StopView {
 
 async fn experiment_stop(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<StopView>, ApiError> {
     let view = state
         .with_store(move |s| {
@@ -199,14 +200,14 @@ async fn requeue(
 
 async fn experiment_resume(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<ExperimentInfo>, ApiError> {
     requeue(state, name, false).await
 }
 
 async fn experiment_restart(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<ExperimentInfo>, ApiError> {
     requeue(state, name, true).await
 }
@@ -219,8 +220,8 @@ pub struct Rename {
 
 async fn experiment_rename(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
-    Json(req): Json<Rename>,
+    AppPath(name): AppPath<String>,
+    AppJson(req): AppJson<Rename>,
 ) -> Result<Json<ExperimentInfo>, ApiError> {
     Ok(Json(
         state
@@ -231,7 +232,7 @@ async fn experiment_rename(
 
 async fn experiment_delete(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .with_store(move |s| Ok(s.delete_experiment(&name)?))
@@ -241,7 +242,7 @@ async fn experiment_delete(
 
 async fn experiment_metrics(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<Vec<Event>>, ApiError> {
     Ok(Json(
         state.with_store(move |s| Ok(s.run_events(&name)?)).await?,
@@ -250,8 +251,8 @@ async fn experiment_metrics(
 
 async fn experiment_logs(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
-    Query(q): Query<HashMap<String, String>>,
+    AppPath(name): AppPath<String>,
+    AppQuery(q): AppQuery<HashMap<String, String>>,
 ) -> Result<Json<Vec<String>>, ApiError> {
     let n = q
         .get("tail")
@@ -280,7 +281,7 @@ fn attachment(body: Vec<u8>, content_type: &'static str, file_name: &str) -> Res
 
 async fn experiment_config(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Response, ApiError> {
     let info = find(&state, name).await?;
     Ok((
@@ -292,7 +293,7 @@ async fn experiment_config(
 
 async fn experiment_first_batch(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(
         state.with_store(move |s| Ok(s.first_batch(&name)?)).await?,
@@ -301,7 +302,7 @@ async fn experiment_first_batch(
 
 async fn experiment_predictions(
     State(state): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Json<Predictions>, ApiError> {
     Ok(Json(
         state.with_store(move |s| Ok(s.predictions(&name)?)).await?,
@@ -310,7 +311,7 @@ async fn experiment_predictions(
 
 async fn experiment_download(
     State(state): State<AppState>,
-    UrlPath((name, what)): UrlPath<(String, String)>,
+    AppPath((name, what)): AppPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let artifact = Artifact::parse(&what)?;
     let file = state
@@ -326,7 +327,7 @@ async fn experiment_download(
 async fn experiment_page(
     State(state): State<AppState>,
     Extension(csrf): Extension<Csrf>,
-    UrlPath(name): UrlPath<String>,
+    AppPath(name): AppPath<String>,
 ) -> Result<Html<String>, PageError> {
     let info = find(&state, name).await?;
     let summary = summary(&info);

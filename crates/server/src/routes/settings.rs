@@ -6,6 +6,7 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 
 use crate::error::{ApiError, PageError};
+use crate::extract::AppJson;
 use crate::security::Csrf;
 use crate::state::{AppState, StudioSettings};
 use crate::views;
@@ -27,7 +28,7 @@ async fn settings_show(State(state): State<AppState>) -> Json<serde_json::Value>
 
 async fn settings_update(
     State(state): State<AppState>,
-    Json(new): Json<StudioSettings>,
+    AppJson(new): AppJson<StudioSettings>,
 ) -> Result<Json<StudioSettings>, ApiError> {
     if new.max_upload_mb == 0 || new.max_epochs == 0 {
         return Err(ApiError::bad_request(
