@@ -104,9 +104,10 @@ const PROMPTS: [&str; 7] = [
     "user",
     "source",
 ];
-const ANSWERS: [&str; 6] = [
+const ANSWERS: [&str; 7] = [
     "answer",
     "response",
+    "reply",
     "output",
     "completion",
     "assistant",
