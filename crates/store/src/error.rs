@@ -47,8 +47,13 @@ pub enum Error {
     #[error("`{}` holds no dataset files\nhelp: a folder or .zip archive is imported by its .csv, .parquet, .json and .jsonl files", path.display())]
     NoDataFiles { path: PathBuf },
 
-    #[error("invalid dataset name `{name}`: {reason}\nhelp: use letters, digits, `-`, `_` and `.`, not starting with `.` (at most 100 characters)")]
-    InvalidName { name: String, reason: String },
+    #[error("invalid {kind} name `{name}`: {reason}\nhelp: use letters, digits, `-`, `_` and `.`, not starting with `.` (at most 100 characters)")]
+    InvalidName {
+        /// What the name is for: `dataset` or `backbone`.
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
 
     #[error("a dataset named `{name}` already exists\nhelp: choose another --name, add rows with `ferrotune dataset merge {name} FILE`, or remove it with `ferrotune dataset delete {name}`")]
     DatasetExists { name: String },
