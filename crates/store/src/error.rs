@@ -55,7 +55,7 @@ pub enum Error {
         reason: String,
     },
 
-    #[error("a dataset named `{name}` already exists\nhelp: choose another --name, add rows with `ferrotune dataset merge {name} FILE`, or remove it with `ferrotune dataset delete {name}`")]
+    #[error("a dataset named `{name}` already exists\nhelp: choose another name, add rows with `ferrotune dataset merge {name} FILE`, or remove it with `ferrotune dataset delete {name}`")]
     DatasetExists { name: String },
 
     #[error("no dataset named `{name}`\nhelp: {}", not_found_help(suggestion.as_deref()))]
@@ -73,10 +73,10 @@ pub enum Error {
     #[error("{}\nhelp: fix the settings named above (`ferrotune config validate FILE` checks a file alone)", problems.join("\n"))]
     InvalidSettings { problems: Vec<String> },
 
-    #[error("invalid experiment name `{name}`: {reason}\nhelp: use letters, digits, `-`, `_` and `.`, not starting with `.` (at most 100 characters); pass --name")]
+    #[error("invalid experiment name `{name}`: {reason}\nhelp: use letters, digits, `-`, `_` and `.`, not starting with `.` (at most 100 characters)")]
     InvalidExperimentName { name: String, reason: String },
 
-    #[error("an experiment named `{name}` already exists\nhelp: choose another --name, or remove the old one with `ferrotune experiment delete {name}`")]
+    #[error("an experiment named `{name}` already exists\nhelp: choose another name, or remove the old one with `ferrotune experiment delete {name}`")]
     ExperimentExists { name: String },
 
     #[error("the folder `{}` exists but no experiment is registered for it\nhelp: run `ferrotune doctor --rebuild-index` to register it again, or remove the folder", path.display())]
@@ -99,7 +99,7 @@ pub enum Error {
     #[error("experiment `{name}` has no checkpoint to resume from in `{}`\nhelp: a run writes its first checkpoint at its first evaluation; start it again with `ferrotune experiment restart {name}`", dir.display())]
     NoCheckpoint { name: String, dir: PathBuf },
 
-    #[error("the grid gives two experiments the same name `{name}`\nhelp: pass a different --name base, or list distinct values")]
+    #[error("the grid gives two experiments the same name `{name}`\nhelp: choose a different base name, or list distinct values")]
     GridNameClash { name: String },
 
     #[error("a backbone named `{name}` is already registered\nhelp: choose another name, or remove the old entry first")]

@@ -6,7 +6,7 @@ use clap::builder::PossibleValuesParser;
 use clap::{Args, Subcommand};
 use ferrotune_store::{ImportOptions, Mapping, Shape, Split, Store};
 
-use super::dataset_view;
+use super::{dataset_view, with_help};
 use crate::printer::Printer;
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +102,16 @@ pub struct MappingArgs {
 }
 
 impl MappingArgs {
+    /// The flag of each mapping setting, named as the library's errors name it.
+    const FLAGS: [(&'static str, &'static str); 6] = [
+        ("mapping.shape", "--format"),
+        ("mapping.prompt", "--prompt-column"),
+        ("mapping.answer", "--answer-column"),
+        ("mapping.system", "--system-column"),
+        ("mapping.id", "--id-column"),
+        ("mapping.parent_id", "--parent-id-column"),
+    ];
+
     fn mapping(self) -> Mapping {
         Mapping {
             shape: self.format.as_deref().and_then(Shape::from_name),
@@ -127,12 +137,14 @@ pub fn run(cmd: DatasetCommand, printer: &Printer) -> anyhow::Result<()> {
 fn import(args: ImportArgs, printer: &Printer) -> anyhow::Result<()> {
     let mut store = Store::from_env()?;
     printer.status(&format!("importing {}", args.path.display()));
-    let info = store.import_dataset(&ImportOptions {
-        name: args.name,
-        train: args.path,
-        validation: args.validation,
-        mapping: args.mapping.mapping(),
-    })?;
+    let info = store
+        .import_dataset(&ImportOptions {
+            name: args.name,
+            train: args.path,
+            validation: args.validation,
+            mapping: args.mapping.mapping(),
+        })
+        .map_err(|e| import_help(e, true))?;
     let validation = info
         .validation
         .as_ref()
@@ -202,7 +214,9 @@ fn merge(args: MergeArgs, printer: &Printer) -> anyhow::Result<()> {
     } else {
         Split::Train
     };
-    let info = store.merge_dataset(&args.name, &args.file, &args.mapping.mapping(), split)?;
+    let info = store
+        .merge_dataset(&args.name, &args.file, &args.mapping.mapping(), split)
+        .map_err(|e| import_help(e, false))?;
     let rows = match split {
         Split::Train => info.train.rows,
         Split::Validation => info.validation.as_ref().map_or(0, |v| v.rows),
@@ -220,4 +234,28 @@ fn delete(args: DeleteArgs, printer: &Printer) -> anyhow::Result<()> {
     Store::from_env()?.delete_dataset(&args.name)?;
     printer.line(&format!("deleted `{}`", args.name))?;
     Ok(())
+}
+
+/// An import or merge error, with the flags of the mapping settings it names (`mapping.prompt`, …) and, when
+/// `name_flag` (the name came from `--name`), of the name.
+fn import_help(err: ferrotune_store::Error, name_flag: bool) -> anyhow::Error {
+    let text = err.to_string();
+    let mut flags: Vec<String> = MappingArgs::FLAGS
+        .iter()
+        .filter(|(setting, _)| text.contains(&format!("`{setting}`")))
+        .map(|(setting, flag)| format!("`{flag}` sets `{setting}`"))
+        .collect();
+    if name_flag
+        && matches!(
+            err,
+            ferrotune_store::Error::DatasetExists { .. }
+                | ferrotune_store::Error::InvalidName { .. }
+        )
+    {
+        flags.push("`--name` sets the dataset's name".into());
+    }
+    if flags.is_empty() {
+        return err.into();
+    }
+    with_help(err, &format!("on the command line, {}", flags.join(", ")))
 }

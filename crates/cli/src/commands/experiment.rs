@@ -11,7 +11,7 @@ use ferrotune_config::split_override_args;
 use ferrotune_store::runner::{RunnerExit, RunnerOptions};
 use ferrotune_store::{ensure_runner, StartOptions, Status, Stopped, Store};
 
-use super::experiment_view;
+use super::{experiment_view, with_help};
 use crate::printer::Printer;
 
 #[derive(Debug, Subcommand)]
@@ -156,7 +156,9 @@ fn start(args: StartArgs, printer: &Printer) -> anyhow::Result<()> {
         dataset: args.dataset,
         name: args.name,
     };
-    let plan = store.plan_experiments(&options, &ferrotune_train::run::unsupported)?;
+    let plan = store
+        .plan_experiments(&options, &ferrotune_train::run::unsupported)
+        .map_err(name_help)?;
     for w in &plan.warnings {
         printer.status(&format!("warning: {w}"));
     }
@@ -167,7 +169,7 @@ fn start(args: StartArgs, printer: &Printer) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let queued = store.queue_experiments(&plan)?;
+    let queued = store.queue_experiments(&plan).map_err(name_help)?;
     ensure(&store)?;
     for info in &queued {
         printer.line(&format!(
@@ -278,6 +280,21 @@ fn compare(args: CompareArgs, printer: &Printer) -> anyhow::Result<()> {
         printer.line(&line)?;
     }
     Ok(())
+}
+
+/// A planning or queueing error about the experiments' names, with the flag that sets them.
+fn name_help(err: ferrotune_store::Error) -> anyhow::Error {
+    use ferrotune_store::Error::{ExperimentExists, GridNameClash, InvalidExperimentName};
+    if matches!(
+        err,
+        InvalidExperimentName { .. } | ExperimentExists { .. } | GridNameClash { .. }
+    ) {
+        return with_help(
+            err,
+            "on the command line, `--name` sets the experiment's name (a grid's base name)",
+        );
+    }
+    err.into()
 }
 
 /// Starts a runner for the home unless one runs.

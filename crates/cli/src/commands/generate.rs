@@ -31,10 +31,12 @@ pub struct GenerateArgs {
 pub fn run(args: GenerateArgs, printer: &Printer) -> anyhow::Result<()> {
     let backbone = args.model.load(printer)?;
     let prompt_ids = if args.chat {
-        let template = backbone
-            .tokenizer
-            .chat_template()
-            .ok_or(ferrotune_model::chat_template_missing())?;
+        let template = backbone.tokenizer.chat_template().ok_or_else(|| {
+            super::with_help(
+                ferrotune_model::chat_template_missing(),
+                "or run without `--chat`",
+            )
+        })?;
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
             messages.push(Message::new("system", system.clone()));
