@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use ferrotune_store::{ImportOptions, Mapping, Shape, Split, Store};
 
 use super::{dataset_view, with_help};
-use crate::printer::Printer;
+use crate::printer::{command, Printer};
 
 #[derive(Debug, Subcommand)]
 pub enum DatasetCommand {
@@ -170,7 +170,10 @@ fn list(args: ListArgs, printer: &Printer) -> anyhow::Result<()> {
     if args.json {
         printer.line(&serde_json::to_string_pretty(&datasets)?)?;
     } else if datasets.is_empty() {
-        printer.status("no datasets; import one with `ferrotune dataset import FILE --name NAME`");
+        printer.status(&format!(
+            "no datasets; import one with `{}`",
+            command("dataset import FILE --name NAME")
+        ));
     } else {
         for line in dataset_view::table(&datasets) {
             printer.line(&line)?;
@@ -179,9 +182,10 @@ fn list(args: ListArgs, printer: &Printer) -> anyhow::Result<()> {
     let unindexed = store.unindexed_datasets()?;
     if !unindexed.is_empty() {
         printer.status(&format!(
-            "note: {} dataset folder(s) are not in the registry ({}); run `ferrotune doctor --rebuild-index`",
+            "note: {} dataset folder(s) are not in the registry ({}); run `{}`",
             unindexed.len(),
-            unindexed.join(", ")
+            unindexed.join(", "),
+            command("doctor --rebuild-index")
         ));
     }
     Ok(())

@@ -12,7 +12,7 @@ use ferrotune_store::runner::{RunnerExit, RunnerOptions};
 use ferrotune_store::{ensure_runner, StartOptions, Status, Stopped, Store};
 
 use super::{experiment_view, with_help};
-use crate::printer::Printer;
+use crate::printer::{command, Printer};
 
 #[derive(Debug, Subcommand)]
 pub enum ExperimentCommand {
@@ -146,8 +146,10 @@ fn start(args: StartArgs, printer: &Printer) -> anyhow::Result<()> {
             .find(|f| a == *f || a.starts_with(&format!("{f}=")))
     }) {
         anyhow::bail!(
-            "`{flag}` came after the `--section.field` settings\nhelp: put `{flag}` before them: \
-             `ferrotune experiment start cfg.yaml {flag} … --training.learning_rate 1e-4`"
+            "`{flag}` came after the `--section.field` settings\nhelp: put `{flag}` before them: `{}`",
+            command(&format!(
+                "experiment start cfg.yaml {flag} … --training.learning_rate 1e-4"
+            ))
         );
     }
     let options = StartOptions {
@@ -178,8 +180,11 @@ fn start(args: StartArgs, printer: &Printer) -> anyhow::Result<()> {
             info.output_dir.display()
         ))?;
     }
-    printer
-        .status("follow with `ferrotune experiment list` or `ferrotune experiment logs NAME -f`");
+    printer.status(&format!(
+        "follow with `{}` or `{}`",
+        command("experiment list"),
+        command("experiment logs NAME -f")
+    ));
     Ok(())
 }
 
@@ -193,7 +198,10 @@ fn list(args: ListArgs, printer: &Printer) -> anyhow::Result<()> {
     if args.json {
         printer.line(&serde_json::to_string_pretty(&all)?)?;
     } else if all.is_empty() {
-        printer.status("no experiments; queue one with `ferrotune experiment start cfg.yaml`");
+        printer.status(&format!(
+            "no experiments; queue one with `{}`",
+            command("experiment start cfg.yaml")
+        ));
     } else {
         for line in experiment_view::table(&all) {
             printer.line(&line)?;
@@ -223,8 +231,8 @@ fn stop(args: NameArg, printer: &Printer) -> anyhow::Result<()> {
     let name = &args.name;
     match store.stop_experiment(name)? {
         Stopped::Signalled { pid } => printer.line(&format!(
-            "stopping `{name}` (sent SIGTERM to process {pid}); it writes a checkpoint, then \
-             `ferrotune experiment resume {name}` continues it"
+            "stopping `{name}` (sent SIGTERM to process {pid}); it writes a checkpoint, then `{}` continues it",
+            command(&format!("experiment resume {name}"))
         ))?,
         Stopped::Unqueued => printer.line(&format!("took `{name}` out of the queue"))?,
         Stopped::AlreadyEnded => {
