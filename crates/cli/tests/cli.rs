@@ -362,6 +362,16 @@ fn backbones_register_list_and_remove() {
         &run_in(&[
             "backbone",
             "register",
+            dir.to_str().unwrap(),
+            "--name",
+            "../../etc",
+        ]),
+        "invalid backbone name `../../etc`",
+    );
+    assert_clean_failure(
+        &run_in(&[
+            "backbone",
+            "register",
             home.path().to_str().unwrap(),
             "--name",
             "x",

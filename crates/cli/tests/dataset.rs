@@ -153,6 +153,27 @@ fn import_list_show_merge_delete() {
 }
 
 #[test]
+fn follow_up_commands_are_written_as_this_binary_is_run() {
+    // The tests run the binary from cargo's `target/`, so a next command goes through `cargo run`.
+    let h = Home::new();
+    let o = h.run(&["dataset", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("`cargo run --release -- dataset import FILE --name NAME`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_name_is_a_dataset_name_set_by_the_name_flag() {
+    let h = Home::new();
+    let file = h.file("a.csv", "prompt,answer\nq,a\n");
+    let o = h.run(&["dataset", "import", &file, "--name", "../x"]);
+    assert_clean_failure(&o, &["invalid dataset name `../x`", "`--name`"]);
+}
+
+#[test]
 fn mapping_flags_and_formats() {
     let h = Home::new();
     let file = h.file("flat.csv", "mid,prev,q,a\n1,,hi,hello\n2,1,more,sure\n");

@@ -26,7 +26,7 @@ pub enum Error {
     #[error("tokenization failed: {0}")]
     Encode(String),
 
-    #[error("the backbone has no chat template\nhelp: add `chat_template` to tokenizer_config.json (or a chat_template.jinja file), or run without --chat")]
+    #[error("the backbone has no chat template\nhelp: add `chat_template` to tokenizer_config.json (or a chat_template.jinja file); for training, `dataset.use_chat_template: false` uses the text markers instead")]
     NoChatTemplate,
 
     #[error("chat template error: {0}")]
@@ -134,7 +134,7 @@ pub enum Error {
         help: String,
     },
 
-    #[error("cannot tell which columns of `{}` hold the prompt and the answer\nhelp: {}; name them with `--prompt-column` and `--answer-column`, or pick a layout with `--format` (flat, alpaca, sharegpt, openai, text)", path.display(), column_list(columns))]
+    #[error("cannot tell which columns of `{}` hold the prompt and the answer\nhelp: {}; name the prompt and answer columns (`mapping.prompt`, `mapping.answer`), or pick a layout (`mapping.shape`: flat, alpaca, sharegpt, openai, text)", path.display(), column_list(columns))]
     UnknownLayout { path: PathBuf, columns: Vec<String> },
 
     #[error("dataset `{}`, {location}: {message}\nhelp: {help}", path.display())]
@@ -145,7 +145,7 @@ pub enum Error {
         help: String,
     },
 
-    #[error("every answer imported from `{}` (column `{column}`) is empty\nhelp: the model learns from the answers; name the answer column with `--answer-column`", path.display())]
+    #[error("every answer imported from `{}` (column `{column}`) is empty\nhelp: the model learns from the answers; name the answer column (`mapping.answer`)", path.display())]
     NoAnswers { path: PathBuf, column: String },
 }
 

@@ -178,7 +178,7 @@ pub fn load_peft(model: &mut Llama, dir: &Path) -> Result<LoraSpec> {
     let config_path = dir.join("adapter_config.json");
     if !config_path.is_file() {
         return Err(Error::InvalidAdapter(format!(
-            "`{}` has no `adapter_config.json`\nhelp: --adapter takes the folder a training run saved its adapter in (PEFT format)",
+            "`{}` has no `adapter_config.json`\nhelp: give the folder a training run saved its adapter in (PEFT format)",
             dir.display()
         )));
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 /// Messages start lowercase, name the thing in backticks and end with a `help:` line when there is a fix.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("`{dir}` is not a backbone folder: it has no `config.json`\nhelp: point --model at a Hugging Face model folder (config.json, *.safetensors, tokenizer.json) or at a `.gguf` file")]
+    #[error("`{dir}` is not a backbone folder: it has no `config.json`\nhelp: a backbone is a Hugging Face model folder (config.json, *.safetensors, tokenizer.json) or a `.gguf` file")]
     MissingConfig { dir: PathBuf },
 
     #[error("`{path}` does not exist")]
@@ -61,7 +61,7 @@ pub enum Error {
     #[error("unsupported dtype `{0}`\nhelp: use one of f32, bf16, f16, int8, int4, int4-dq")]
     UnsupportedDtype(String),
 
-    #[error("int8/int4 backbones run on the CPU only so far\nhelp: use --device cpu, or a float dtype on the GPU")]
+    #[error("int8/int4 backbones run on the CPU only so far\nhelp: run it on the CPU, or pick a float dtype (f32, bf16, f16) for the GPU")]
     QuantizedOnGpu,
 
     #[error("invalid adapter: {0}")]

@@ -51,6 +51,11 @@ pub fn check_backbone_folder(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Checks a backbone name: it is shown in pickers and typed on the command line.
+pub fn check_backbone_name(name: &str) -> Result<()> {
+    crate::dataset::check_name_of("backbone", name)
+}
+
 impl Store {
     fn backbones_file(&self) -> PathBuf {
         self.home.root().join(BACKBONES_FILE)
@@ -84,7 +89,7 @@ impl Store {
         path: &Path,
         gguf: Option<&Path>,
     ) -> Result<BackboneEntry> {
-        crate::dataset::check_name(name)?;
+        check_backbone_name(name)?;
         let path = std::path::absolute(path).map_err(io(path))?;
         check_backbone_folder(&path)?;
         let _shared = self.lock_registry(false)?;
@@ -146,10 +151,21 @@ mod tests {
             store.register_backbone("tiny", &model, None),
             Err(Error::BackboneExists { .. })
         ));
-        assert!(matches!(
-            store.register_backbone("../x", &model, None),
-            Err(Error::InvalidName { .. })
-        ));
+        let err = store.register_backbone("../x", &model, None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidName {
+                    kind: "backbone",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("invalid backbone name `../x`"),
+            "{err}"
+        );
         let empty = tmp.path().join("empty");
         std::fs::create_dir_all(&empty).unwrap();
         let err = store.register_backbone("e", &empty, None).unwrap_err();

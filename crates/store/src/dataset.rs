@@ -136,8 +136,14 @@ impl DatasetInfo {
 
 /// Checks a dataset name: it becomes a folder name and a command-line argument.
 pub fn check_name(name: &str) -> Result<()> {
+    check_name_of("dataset", name)
+}
+
+/// Checks the name of a `kind` of thing (`dataset`, `backbone`, `experiment`) the same way; errors say the kind.
+pub(crate) fn check_name_of(kind: &'static str, name: &str) -> Result<()> {
     let bad = |reason: &str| {
         Err(Error::InvalidName {
+            kind,
             name: name.to_string(),
             reason: reason.to_string(),
         })

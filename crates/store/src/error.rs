@@ -47,10 +47,15 @@ pub enum Error {
     #[error("`{}` holds no dataset files\nhelp: a folder or .zip archive is imported by its .csv, .parquet, .json and .jsonl files", path.display())]
     NoDataFiles { path: PathBuf },
 
-    #[error("invalid dataset name `{name}`: {reason}\nhelp: use letters, digits, `-`, `_` and `.`, not starting with `.` (at most 100 characters)")]
-    InvalidName { name: String, reason: String },
+    #[error("invalid {kind} name `{name}`: {reason}\nhelp: use letters, digits, `-`, `_` and `.`, not starting with `.` (at most 100 characters)")]
+    InvalidName {
+        /// What the name is for: `dataset` or `backbone`.
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
 
-    #[error("a dataset named `{name}` already exists\nhelp: choose another --name, add rows with `ferrotune dataset merge {name} FILE`, or remove it with `ferrotune dataset delete {name}`")]
+    #[error("a dataset named `{name}` already exists\nhelp: choose another name, add rows with `ferrotune dataset merge {name} FILE`, or remove it with `ferrotune dataset delete {name}`")]
     DatasetExists { name: String },
 
     #[error("no dataset named `{name}`\nhelp: {}", not_found_help(suggestion.as_deref()))]
@@ -68,10 +73,10 @@ pub enum Error {
     #[error("{}\nhelp: fix the settings named above (`ferrotune config validate FILE` checks a file alone)", problems.join("\n"))]
     InvalidSettings { problems: Vec<String> },
 
-    #[error("invalid experiment name `{name}`: {reason}\nhelp: use letters, digits, `-`, `_` and `.`, not starting with `.` (at most 100 characters); pass --name")]
+    #[error("invalid experiment name `{name}`: {reason}\nhelp: use letters, digits, `-`, `_` and `.`, not starting with `.` (at most 100 characters)")]
     InvalidExperimentName { name: String, reason: String },
 
-    #[error("an experiment named `{name}` already exists\nhelp: choose another --name, or remove the old one with `ferrotune experiment delete {name}`")]
+    #[error("an experiment named `{name}` already exists\nhelp: choose another name, or remove the old one with `ferrotune experiment delete {name}`")]
     ExperimentExists { name: String },
 
     #[error("the folder `{}` exists but no experiment is registered for it\nhelp: run `ferrotune doctor --rebuild-index` to register it again, or remove the folder", path.display())]
@@ -107,7 +112,7 @@ pub enum Error {
     #[error("`{}` cannot be read: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },
 
-    #[error("the grid gives two experiments the same name `{name}`\nhelp: pass a different --name base, or list distinct values")]
+    #[error("the grid gives two experiments the same name `{name}`\nhelp: choose a different base name, or list distinct values")]
     GridNameClash { name: String },
 
     #[error("a backbone named `{name}` is already registered\nhelp: choose another name, or remove the old entry first")]

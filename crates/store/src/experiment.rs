@@ -258,8 +258,8 @@ pub(crate) fn not_found(registry: &Registry, name: &str) -> Error {
 
 /// Checks an experiment name: it becomes a folder name and a command-line argument.
 pub fn check_name(name: &str) -> Result<()> {
-    crate::dataset::check_name(name).map_err(|e| match e {
-        Error::InvalidName { name, reason } => Error::InvalidExperimentName { name, reason },
+    crate::dataset::check_name_of("experiment", name).map_err(|e| match e {
+        Error::InvalidName { name, reason, .. } => Error::InvalidExperimentName { name, reason },
         other => other,
     })
 }

@@ -59,7 +59,7 @@ pub mod tracking;
 
 use std::fs::File;
 
-pub use backbones::{check_backbone_folder, BackboneEntry};
+pub use backbones::{check_backbone_folder, check_backbone_name, BackboneEntry};
 pub use dataset::{format_utc, DatasetInfo, SourceFile, Split, SplitInfo};
 pub use datasets::ImportOptions;
 pub use doctor::{rebuild_index, RebuildReport};

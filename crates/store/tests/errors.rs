@@ -112,16 +112,16 @@ fn a_missing_mapped_column_suggests_the_closest_name() {
     assert!(
         err.contains("no column `respons`")
             && err.contains("did you mean `response`")
-            && err.contains("--answer-column"),
+            && err.contains("`mapping.answer`"),
         "{err}"
     );
 }
 
 #[test]
-fn unrecognised_columns_list_the_columns_and_the_flags() {
+fn unrecognised_columns_list_the_columns_and_the_settings() {
     let err = failure("u.csv", b"foo,bar\n1,2\n", Mapping::default());
     assert!(
-        err.contains("`foo`, `bar`") && err.contains("--prompt-column"),
+        err.contains("`foo`, `bar`") && err.contains("`mapping.prompt`"),
         "{err}"
     );
 }

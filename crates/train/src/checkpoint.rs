@@ -88,7 +88,7 @@ pub fn load(run: &RunDir, device: &Device) -> Result<Loaded> {
         } else {
             return Err(Error::Checkpoint {
                 path: dir,
-                message: "no checkpoint to resume from\nhelp: a run writes its first checkpoint at its first evaluation (`training.evaluation_epochs`); start it again without --resume".into(),
+                message: "no checkpoint to resume from\nhelp: a run writes its first checkpoint at its first evaluation (`training.evaluation_epochs`); start the run afresh instead of resuming it".into(),
             });
         }
     }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use ferrotune_store::Store;
 
-use crate::printer::Printer;
+use crate::printer::{command, Printer};
 
 #[derive(Debug, Subcommand)]
 pub enum BackboneCommand {
@@ -80,9 +80,10 @@ pub fn run(cmd: BackboneCommand, printer: &Printer) -> anyhow::Result<()> {
             if json {
                 printer.line(&serde_json::to_string_pretty(&all)?)?;
             } else if all.is_empty() {
-                printer.status(
-                    "no backbones registered; `ferrotune backbone register DIR --name NAME`",
-                );
+                printer.status(&format!(
+                    "no backbones registered; `{}`",
+                    command("backbone register DIR --name NAME")
+                ));
             } else {
                 for b in all {
                     printer.line(&format!("{}\t{}", b.name, b.path.display()))?;

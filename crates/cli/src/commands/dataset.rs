@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Subcommand};
-use ferrotune_store::{format_utc, ImportOptions, Mapping, Shape, Split, Store};
+use ferrotune_store::{ImportOptions, Mapping, Shape, Split, Store};
 
-use super::dataset_view;
-use crate::printer::Printer;
+use super::{dataset_view, with_help};
+use crate::printer::{command, Printer};
 
 #[derive(Debug, Subcommand)]
 pub enum DatasetCommand {
@@ -16,39 +16,13 @@ pub enum DatasetCommand {
     /// parent_id, system, prompt, answer) and computes statistics.
     Import(ImportArgs),
     /// List the datasets.
-    List {
-        /// Print JSON (one array of dataset descriptions) instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
     /// Show a dataset: files, statistics as terminal histograms, and sample rows.
-    Show {
-        /// The dataset.
-        name: String,
-        /// Also print the first N rows of the training table.
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        sample: usize,
-        /// Print the dataset description (dataset.json) as JSON instead.
-        #[arg(long)]
-        json: bool,
-    },
+    Show(ShowArgs),
     /// Add the rows of another file (or folder or .zip) to a dataset; statistics are recomputed.
-    Merge {
-        /// The dataset.
-        name: String,
-        /// The file to add.
-        file: PathBuf,
-        /// Add to the validation table instead of the training table.
-        #[arg(long)]
-        validation: bool,
-        #[command(flatten)]
-        mapping: MappingArgs,
-    },
+    Merge(MergeArgs),
     /// Delete a dataset: its folder (canonical tables, originals) and its registry row.
-    Delete {
-        /// The dataset.
-        name: String,
-    },
+    Delete(DeleteArgs),
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +38,44 @@ pub struct ImportArgs {
     validation: Option<PathBuf>,
     #[command(flatten)]
     mapping: MappingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON (one array of dataset descriptions) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The dataset.
+    name: String,
+    /// Also print the first N rows of the training table.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    sample: usize,
+    /// Print the dataset description (dataset.json) as JSON instead.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The dataset.
+    name: String,
+    /// The file to add.
+    file: PathBuf,
+    /// Add to the validation table instead of the training table.
+    #[arg(long)]
+    validation: bool,
+    #[command(flatten)]
+    mapping: MappingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The dataset.
+    name: String,
 }
 
 /// Which columns hold what; anything not given is recognised from the file's columns.
@@ -90,6 +102,16 @@ pub struct MappingArgs {
 }
 
 impl MappingArgs {
+    /// The flag of each mapping setting, named as the library's errors name it.
+    const FLAGS: [(&'static str, &'static str); 6] = [
+        ("mapping.shape", "--format"),
+        ("mapping.prompt", "--prompt-column"),
+        ("mapping.answer", "--answer-column"),
+        ("mapping.system", "--system-column"),
+        ("mapping.id", "--id-column"),
+        ("mapping.parent_id", "--parent-id-column"),
+    ];
+
     fn mapping(self) -> Mapping {
         Mapping {
             shape: self.format.as_deref().and_then(Shape::from_name),
@@ -103,115 +125,141 @@ impl MappingArgs {
 }
 
 pub fn run(cmd: DatasetCommand, printer: &Printer) -> anyhow::Result<()> {
-    let mut store = Store::from_env()?;
     match cmd {
-        DatasetCommand::Import(args) => {
-            printer.status(&format!("importing {}", args.path.display()));
-            let info = store.import_dataset(&ImportOptions {
-                name: args.name,
-                train: args.path,
-                validation: args.validation,
-                mapping: args.mapping.mapping(),
-            })?;
-            let validation = info
-                .validation
-                .as_ref()
-                .map(|v| format!(", {} validation rows", v.rows))
-                .unwrap_or_default();
-            printer.line(&format!(
-                "imported `{}`: {} rows, {} conversations{validation} ({})",
-                info.name, info.train.rows, info.train.statistics.conversations, info.format
-            ))?;
-            printer.line(&format!(
-                "train table: {}",
-                store
-                    .dataset_dir(&info.name)
-                    .join(&info.train.file)
-                    .display()
-            ))?;
+        DatasetCommand::Import(args) => import(args, printer),
+        DatasetCommand::List(args) => list(args, printer),
+        DatasetCommand::Show(args) => show(args, printer),
+        DatasetCommand::Merge(args) => merge(args, printer),
+        DatasetCommand::Delete(args) => delete(args, printer),
+    }
+}
+
+fn import(args: ImportArgs, printer: &Printer) -> anyhow::Result<()> {
+    let mut store = Store::from_env()?;
+    printer.status(&format!("importing {}", args.path.display()));
+    let info = store
+        .import_dataset(&ImportOptions {
+            name: args.name,
+            train: args.path,
+            validation: args.validation,
+            mapping: args.mapping.mapping(),
+        })
+        .map_err(|e| import_help(e, true))?;
+    let validation = info
+        .validation
+        .as_ref()
+        .map(|v| format!(", {} validation rows", v.rows))
+        .unwrap_or_default();
+    printer.line(&format!(
+        "imported `{}`: {} rows, {} conversations{validation} ({})",
+        info.name, info.train.rows, info.train.statistics.conversations, info.format
+    ))?;
+    printer.line(&format!(
+        "train table: {}",
+        store
+            .dataset_dir(&info.name)
+            .join(&info.train.file)
+            .display()
+    ))?;
+    Ok(())
+}
+
+fn list(args: ListArgs, printer: &Printer) -> anyhow::Result<()> {
+    let store = Store::from_env()?;
+    let datasets = store.datasets()?;
+    if args.json {
+        printer.line(&serde_json::to_string_pretty(&datasets)?)?;
+    } else if datasets.is_empty() {
+        printer.status(&format!(
+            "no datasets; import one with `{}`",
+            command("dataset import FILE --name NAME")
+        ));
+    } else {
+        for line in dataset_view::table(&datasets) {
+            printer.line(&line)?;
         }
-        DatasetCommand::List { json } => {
-            let datasets = store.datasets()?;
-            if json {
-                printer.line(&serde_json::to_string_pretty(&datasets)?)?;
-            } else if datasets.is_empty() {
-                printer.status(
-                    "no datasets; import one with `ferrotune dataset import FILE --name NAME`",
-                );
-            } else {
-                printer.line(&format!(
-                    "{:<24} {:>9} {:>13} {:>10}  {:<22} FORMAT",
-                    "NAME", "ROWS", "CONVERSATIONS", "VALIDATION", "CREATED"
-                ))?;
-                for d in &datasets {
-                    let validation = d
-                        .validation
-                        .as_ref()
-                        .map(|v| v.rows.to_string())
-                        .unwrap_or_else(|| "-".into());
-                    printer.line(&format!(
-                        "{:<24} {:>9} {:>13} {:>10}  {:<22} {}",
-                        d.name,
-                        d.train.rows,
-                        d.train.statistics.conversations,
-                        validation,
-                        format_utc(d.created),
-                        d.format
-                    ))?;
-                }
-            }
-            let unindexed = store.unindexed_datasets()?;
-            if !unindexed.is_empty() {
-                printer.status(&format!(
-                    "note: {} dataset folder(s) are not in the registry ({}); run `ferrotune doctor --rebuild-index`",
-                    unindexed.len(),
-                    unindexed.join(", ")
-                ));
-            }
-        }
-        DatasetCommand::Show { name, sample, json } => {
-            let info = store.dataset(&name)?;
-            if json {
-                printer.line(&serde_json::to_string_pretty(&info)?)?;
-                return Ok(());
-            }
-            let dir = store.dataset_dir(&name);
-            for line in dataset_view::describe(&info, &dir) {
-                printer.line(&line)?;
-            }
-            if sample > 0 {
-                let rows = store.sample(&name, Split::Train, sample)?;
-                for line in dataset_view::sample(&rows) {
-                    printer.line(&line)?;
-                }
-            }
-        }
-        DatasetCommand::Merge {
-            name,
-            file,
-            validation,
-            mapping,
-        } => {
-            let split = if validation {
-                Split::Validation
-            } else {
-                Split::Train
-            };
-            let info = store.merge_dataset(&name, &file, &mapping.mapping(), split)?;
-            let rows = match split {
-                Split::Train => info.train.rows,
-                Split::Validation => info.validation.as_ref().map_or(0, |v| v.rows),
-            };
-            printer.line(&format!(
-                "merged {} into `{name}`: {rows} {} rows",
-                file.display(),
-                split.name()
-            ))?;
-        }
-        DatasetCommand::Delete { name } => {
-            store.delete_dataset(&name)?;
-            printer.line(&format!("deleted `{name}`"))?;
+    }
+    let unindexed = store.unindexed_datasets()?;
+    if !unindexed.is_empty() {
+        printer.status(&format!(
+            "note: {} dataset folder(s) are not in the registry ({}); run `{}`",
+            unindexed.len(),
+            unindexed.join(", "),
+            command("doctor --rebuild-index")
+        ));
+    }
+    Ok(())
+}
+
+fn show(args: ShowArgs, printer: &Printer) -> anyhow::Result<()> {
+    let store = Store::from_env()?;
+    let info = store.dataset(&args.name)?;
+    if args.json {
+        printer.line(&serde_json::to_string_pretty(&info)?)?;
+        return Ok(());
+    }
+    let dir = store.dataset_dir(&args.name);
+    for line in dataset_view::describe(&info, &dir) {
+        printer.line(&line)?;
+    }
+    if args.sample > 0 {
+        let rows = store.sample(&args.name, Split::Train, args.sample)?;
+        for line in dataset_view::sample(&rows) {
+            printer.line(&line)?;
         }
     }
     Ok(())
+}
+
+fn merge(args: MergeArgs, printer: &Printer) -> anyhow::Result<()> {
+    let mut store = Store::from_env()?;
+    let split = if args.validation {
+        Split::Validation
+    } else {
+        Split::Train
+    };
+    let info = store
+        .merge_dataset(&args.name, &args.file, &args.mapping.mapping(), split)
+        .map_err(|e| import_help(e, false))?;
+    let rows = match split {
+        Split::Train => info.train.rows,
+        Split::Validation => info.validation.as_ref().map_or(0, |v| v.rows),
+    };
+    printer.line(&format!(
+        "merged {} into `{}`: {rows} {} rows",
+        args.file.display(),
+        args.name,
+        split.name()
+    ))?;
+    Ok(())
+}
+
+fn delete(args: DeleteArgs, printer: &Printer) -> anyhow::Result<()> {
+    Store::from_env()?.delete_dataset(&args.name)?;
+    printer.line(&format!("deleted `{}`", args.name))?;
+    Ok(())
+}
+
+/// An import or merge error, with the flags of the mapping settings it names (`mapping.prompt`, …) and, when
+/// `name_flag` (the name came from `--name`), of the name.
+fn import_help(err: ferrotune_store::Error, name_flag: bool) -> anyhow::Error {
+    let text = err.to_string();
+    let mut flags: Vec<String> = MappingArgs::FLAGS
+        .iter()
+        .filter(|(setting, _)| text.contains(&format!("`{setting}`")))
+        .map(|(setting, flag)| format!("`{flag}` sets `{setting}`"))
+        .collect();
+    if name_flag
+        && matches!(
+            err,
+            ferrotune_store::Error::DatasetExists { .. }
+                | ferrotune_store::Error::InvalidName { .. }
+        )
+    {
+        flags.push("`--name` sets the dataset's name".into());
+    }
+    if flags.is_empty() {
+        return err.into();
+    }
+    with_help(err, &format!("on the command line, {}", flags.join(", ")))
 }

@@ -89,6 +89,31 @@ fn split(title: &str, s: &SplitInfo) -> Vec<String> {
     lines
 }
 
+/// The list: a header, then one line per dataset.
+pub fn table(datasets: &[DatasetInfo]) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{:<24} {:>9} {:>13} {:>10}  {:<22} FORMAT",
+        "NAME", "ROWS", "CONVERSATIONS", "VALIDATION", "CREATED"
+    )];
+    for d in datasets {
+        let validation = d
+            .validation
+            .as_ref()
+            .map(|v| v.rows.to_string())
+            .unwrap_or_else(|| "-".into());
+        lines.push(format!(
+            "{:<24} {:>9} {:>13} {:>10}  {:<22} {}",
+            d.name,
+            d.train.rows,
+            d.train.statistics.conversations,
+            validation,
+            format_utc(d.created),
+            d.format
+        ));
+    }
+    lines
+}
+
 /// The description of `info`, whose folder is `dir`.
 pub fn describe(info: &DatasetInfo, dir: &Path) -> Vec<String> {
     let mut lines = vec![

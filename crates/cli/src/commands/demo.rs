@@ -7,7 +7,7 @@ use ferrotune_config::{apply_overrides, split_override_args, Experiment};
 use ferrotune_model::{generate, Message};
 
 use super::GenerationArgs;
-use crate::printer::Printer;
+use crate::printer::{command, Printer};
 
 /// The demo experiment (`demo.yaml` beside this file, built into the binary).
 const DEMO_CONFIG: &str = include_str!("demo.yaml");
@@ -73,8 +73,8 @@ pub fn run(args: DemoArgs, printer: &Printer) -> anyhow::Result<()> {
     )?;
     printer.stream("\n")?;
     printer.status(&format!(
-        "\nchat with it: ferrotune chat --adapter {}\nthe run's files: {}",
-        adapter.display(),
+        "\nchat with it: {}\nthe run's files: {}",
+        command(&format!("chat --adapter {}", adapter.display())),
         summary.output_dir.display()
     ));
     Ok(())

@@ -3,7 +3,7 @@
 use clap::Args;
 use ferrotune_store::{Home, Store};
 
-use crate::printer::Printer;
+use crate::printer::{command, Printer};
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -61,6 +61,9 @@ pub fn run(args: DoctorArgs, printer: &Printer) -> anyhow::Result<()> {
             experiments.join(", ")
         ))?;
     }
-    printer.line("help: run `ferrotune doctor --rebuild-index`")?;
+    printer.line(&format!(
+        "help: run `{}`",
+        command("doctor --rebuild-index")
+    ))?;
     Ok(())
 }

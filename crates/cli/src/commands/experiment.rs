@@ -9,10 +9,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use ferrotune_config::split_override_args;
 use ferrotune_store::runner::{RunnerExit, RunnerOptions};
-use ferrotune_store::{ensure_runner, Home, StartOptions, Status, Stopped, Store};
+use ferrotune_store::{ensure_runner, StartOptions, Status, Stopped, Store};
 
-use super::experiment_view;
-use crate::printer::Printer;
+use super::{experiment_view, with_help};
+use crate::printer::{command, Printer};
 
 #[derive(Debug, Subcommand)]
 pub enum ExperimentCommand {
@@ -21,60 +21,23 @@ pub enum ExperimentCommand {
     Start(StartArgs),
     /// List the experiments with status, progress and metric (and start a runner if some are queued and none
     /// runs).
-    List {
-        /// Print JSON (one array of experiment descriptions) instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
     /// Show one experiment: status, progress, metrics, folder, and why it failed or stopped.
-    Show {
-        /// The experiment.
-        name: String,
-        /// Print the registry row as JSON instead.
-        #[arg(long)]
-        json: bool,
-    },
+    Show(ShowArgs),
     /// Print an experiment's log (logs.log).
-    Logs {
-        /// The experiment.
-        name: String,
-        /// Keep printing new lines until the experiment ends.
-        #[arg(long, short)]
-        follow: bool,
-    },
+    Logs(LogsArgs),
     /// Stop an experiment gracefully (it writes a checkpoint; resume continues it), or take it out of the queue.
-    Stop {
-        /// The experiment.
-        name: String,
-    },
+    Stop(NameArg),
     /// Queue a stopped or failed experiment again, continuing exactly from its last checkpoint.
-    Resume {
-        /// The experiment.
-        name: String,
-    },
+    Resume(NameArg),
     /// Queue an ended experiment again for a fresh run (its outputs and metrics are removed; cfg.yaml stays).
-    Restart {
-        /// The experiment.
-        name: String,
-    },
+    Restart(NameArg),
     /// Delete an experiment: its folder and its registry rows (stop it first if it runs).
-    Delete {
-        /// The experiment.
-        name: String,
-    },
+    Delete(NameArg),
     /// Rename an experiment (its folder, cfg.yaml and registry row); not while it runs.
-    Rename {
-        /// The current name.
-        old: String,
-        /// The new name (letters, digits, `-`, `_`, `.`).
-        new: String,
-    },
+    Rename(RenameArgs),
     /// Compare experiments: metric summaries side by side, then only the settings that differ.
-    Compare {
-        /// Two or more experiments.
-        #[arg(required = true, num_args = 2..)]
-        names: Vec<String>,
-    },
+    Compare(CompareArgs),
     /// Run the queue of $FERROTUNE_HOME until it is empty (started by `experiment start`; one per home).
     #[command(hide = true)]
     Runner,
@@ -106,105 +69,87 @@ pub struct StartArgs {
     overrides: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON (one array of experiment descriptions) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The experiment.
+    name: String,
+    /// Print the registry row as JSON instead.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The experiment.
+    name: String,
+    /// Keep printing new lines until the experiment ends.
+    #[arg(long, short)]
+    follow: bool,
+}
+
+/// The one argument of `stop`, `resume`, `restart` and `delete`.
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// The experiment.
+    name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// The current name.
+    old: String,
+    /// The new name (letters, digits, `-`, `_`, `.`).
+    new: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Two or more experiments.
+    #[arg(required = true, num_args = 2..)]
+    names: Vec<String>,
+}
+
 /// How often `logs --follow` and the runner look for news.
 const POLL: Duration = Duration::from_millis(300);
 
 pub fn run(cmd: ExperimentCommand, printer: &Printer) -> anyhow::Result<()> {
-    let mut store = Store::from_env()?;
     match cmd {
-        ExperimentCommand::Start(args) => start(&mut store, args, printer)?,
-        ExperimentCommand::List { json } => {
-            let all = store.experiments()?;
-            if all.iter().any(|e| e.status == Status::Queued) {
-                // Supervision: a runner that died (kill -9) is replaced by the next look at the queue.
-                ensure(&store)?;
-            }
-            if json {
-                printer.line(&serde_json::to_string_pretty(&all)?)?;
-            } else if all.is_empty() {
-                printer
-                    .status("no experiments; queue one with `ferrotune experiment start cfg.yaml`");
-            } else {
-                for line in experiment_view::table(&all) {
-                    printer.line(&line)?;
-                }
-            }
-        }
-        ExperimentCommand::Show { name, json } => {
-            let info = store.experiment(&name)?;
-            if info.status == Status::Queued {
-                ensure(&store)?;
-            }
-            if json {
-                printer.line(&serde_json::to_string_pretty(&info)?)?;
-            } else {
-                for line in experiment_view::describe(&store, &info)? {
-                    printer.line(&line)?;
-                }
-            }
-        }
-        ExperimentCommand::Logs { name, follow } => logs(&mut store, &name, follow, printer)?,
-        ExperimentCommand::Stop { name } => match store.stop_experiment(&name)? {
-            Stopped::Signalled { pid } => printer.line(&format!(
-                "stopping `{name}` (sent SIGTERM to process {pid}); it writes a checkpoint, then \
-                 `ferrotune experiment resume {name}` continues it"
-            ))?,
-            Stopped::Unqueued => printer.line(&format!("took `{name}` out of the queue"))?,
-            Stopped::AlreadyEnded => {
-                let info = store.experiment(&name)?;
-                printer.line(&format!(
-                    "`{name}` had already ended: {}",
-                    info.status.name()
-                ))?
-            }
-        },
-        ExperimentCommand::Resume { name } => {
-            store.resume_experiment(&name)?;
-            ensure(&store)?;
-            printer.line(&format!("queued `{name}` to resume from its checkpoint"))?;
-        }
-        ExperimentCommand::Restart { name } => {
-            store.restart_experiment(&name)?;
-            ensure(&store)?;
-            printer.line(&format!("queued `{name}` for a fresh run"))?;
-        }
-        ExperimentCommand::Delete { name } => {
-            store.delete_experiment(&name)?;
-            printer.line(&format!("deleted `{name}`"))?;
-        }
-        ExperimentCommand::Rename { old, new } => {
-            let info = store.rename_experiment(&old, &new)?;
-            printer.line(&format!(
-                "renamed `{old}` to `{new}` ({})",
-                info.output_dir.display()
-            ))?;
-        }
-        ExperimentCommand::Compare { names } => {
-            let comparison = store.compare_experiments(&names)?;
-            for line in experiment_view::compare(&comparison) {
-                printer.line(&line)?;
-            }
-        }
-        ExperimentCommand::Runner => {
-            drop(store);
-            runner(printer)?
-        }
+        ExperimentCommand::Start(args) => start(args, printer),
+        ExperimentCommand::List(args) => list(args, printer),
+        ExperimentCommand::Show(args) => show(args, printer),
+        ExperimentCommand::Logs(args) => logs(args, printer),
+        ExperimentCommand::Stop(args) => stop(args, printer),
+        ExperimentCommand::Resume(args) => resume(args, printer),
+        ExperimentCommand::Restart(args) => restart(args, printer),
+        ExperimentCommand::Delete(args) => delete(args, printer),
+        ExperimentCommand::Rename(args) => rename(args, printer),
+        ExperimentCommand::Compare(args) => compare(args, printer),
+        ExperimentCommand::Runner => runner(printer),
     }
-    Ok(())
 }
 
 /// The flags of `start`, which clap reads only before the first `--section.field` setting.
 const START_FLAGS: [&str; 3] = ["--dataset", "--name", "--dry-run"];
 
-fn start(store: &mut Store, args: StartArgs, printer: &Printer) -> anyhow::Result<()> {
+fn start(args: StartArgs, printer: &Printer) -> anyhow::Result<()> {
+    let mut store = Store::from_env()?;
     if let Some(flag) = args.overrides.iter().find_map(|a| {
         START_FLAGS
             .iter()
             .find(|f| a == *f || a.starts_with(&format!("{f}=")))
     }) {
         anyhow::bail!(
-            "`{flag}` came after the `--section.field` settings\nhelp: put `{flag}` before them: \
-             `ferrotune experiment start cfg.yaml {flag} … --training.learning_rate 1e-4`"
+            "`{flag}` came after the `--section.field` settings\nhelp: put `{flag}` before them: `{}`",
+            command(&format!(
+                "experiment start cfg.yaml {flag} … --training.learning_rate 1e-4"
+            ))
         );
     }
     let options = StartOptions {
@@ -213,7 +158,9 @@ fn start(store: &mut Store, args: StartArgs, printer: &Printer) -> anyhow::Resul
         dataset: args.dataset,
         name: args.name,
     };
-    let plan = store.plan_experiments(&options, &ferrotune_train::settings::unsupported)?;
+    let plan = store
+        .plan_experiments(&options, &ferrotune_train::settings::unsupported)
+        .map_err(name_help)?;
     for w in &plan.warnings {
         printer.status(&format!("warning: {w}"));
     }
@@ -224,8 +171,8 @@ fn start(store: &mut Store, args: StartArgs, printer: &Printer) -> anyhow::Resul
         }
         return Ok(());
     }
-    let queued = store.queue_experiments(&plan)?;
-    ensure(store)?;
+    let queued = store.queue_experiments(&plan).map_err(name_help)?;
+    ensure(&store)?;
     for info in &queued {
         printer.line(&format!(
             "queued `{}` → {}",
@@ -233,9 +180,129 @@ fn start(store: &mut Store, args: StartArgs, printer: &Printer) -> anyhow::Resul
             info.output_dir.display()
         ))?;
     }
-    printer
-        .status("follow with `ferrotune experiment list` or `ferrotune experiment logs NAME -f`");
+    printer.status(&format!(
+        "follow with `{}` or `{}`",
+        command("experiment list"),
+        command("experiment logs NAME -f")
+    ));
     Ok(())
+}
+
+fn list(args: ListArgs, printer: &Printer) -> anyhow::Result<()> {
+    let mut store = Store::from_env()?;
+    let all = store.experiments()?;
+    if all.iter().any(|e| e.status == Status::Queued) {
+        // Supervision: a runner that died (kill -9) is replaced by the next look at the queue.
+        ensure(&store)?;
+    }
+    if args.json {
+        printer.line(&serde_json::to_string_pretty(&all)?)?;
+    } else if all.is_empty() {
+        printer.status(&format!(
+            "no experiments; queue one with `{}`",
+            command("experiment start cfg.yaml")
+        ));
+    } else {
+        for line in experiment_view::table(&all) {
+            printer.line(&line)?;
+        }
+    }
+    Ok(())
+}
+
+fn show(args: ShowArgs, printer: &Printer) -> anyhow::Result<()> {
+    let mut store = Store::from_env()?;
+    let info = store.experiment(&args.name)?;
+    if info.status == Status::Queued {
+        ensure(&store)?;
+    }
+    if args.json {
+        printer.line(&serde_json::to_string_pretty(&info)?)?;
+    } else {
+        for line in experiment_view::describe(&store, &info)? {
+            printer.line(&line)?;
+        }
+    }
+    Ok(())
+}
+
+fn stop(args: NameArg, printer: &Printer) -> anyhow::Result<()> {
+    let mut store = Store::from_env()?;
+    let name = &args.name;
+    match store.stop_experiment(name)? {
+        Stopped::Signalled { pid } => printer.line(&format!(
+            "stopping `{name}` (sent SIGTERM to process {pid}); it writes a checkpoint, then `{}` continues it",
+            command(&format!("experiment resume {name}"))
+        ))?,
+        Stopped::Unqueued => printer.line(&format!("took `{name}` out of the queue"))?,
+        Stopped::AlreadyEnded => {
+            let info = store.experiment(name)?;
+            printer.line(&format!(
+                "`{name}` had already ended: {}",
+                info.status.name()
+            ))?
+        }
+    }
+    Ok(())
+}
+
+fn resume(args: NameArg, printer: &Printer) -> anyhow::Result<()> {
+    let mut store = Store::from_env()?;
+    store.resume_experiment(&args.name)?;
+    ensure(&store)?;
+    printer.line(&format!(
+        "queued `{}` to resume from its checkpoint",
+        args.name
+    ))?;
+    Ok(())
+}
+
+fn restart(args: NameArg, printer: &Printer) -> anyhow::Result<()> {
+    let mut store = Store::from_env()?;
+    store.restart_experiment(&args.name)?;
+    ensure(&store)?;
+    printer.line(&format!("queued `{}` for a fresh run", args.name))?;
+    Ok(())
+}
+
+fn delete(args: NameArg, printer: &Printer) -> anyhow::Result<()> {
+    Store::from_env()?.delete_experiment(&args.name)?;
+    printer.line(&format!("deleted `{}`", args.name))?;
+    Ok(())
+}
+
+fn rename(args: RenameArgs, printer: &Printer) -> anyhow::Result<()> {
+    let info = Store::from_env()?.rename_experiment(&args.old, &args.new)?;
+    printer.line(&format!(
+        "renamed `{}` to `{}` ({})",
+        args.old,
+        args.new,
+        info.output_dir.display()
+    ))?;
+    Ok(())
+}
+
+fn compare(args: CompareArgs, printer: &Printer) -> anyhow::Result<()> {
+    let comparison = Store::from_env()?.compare_experiments(&args.names)?;
+    for line in experiment_view::compare(&comparison) {
+        printer.line(&line)?;
+    }
+    Ok(())
+}
+
+/// A planning or queueing error about the experiments' names, with the flag that sets them.
+fn name_help(err: ferrotune_store::Error) -> anyhow::Error {
+    use ferrotune_store::Error::{ExperimentExists, GridNameClash, InvalidExperimentName};
+    if matches!(
+        err,
+        InvalidExperimentName { .. } | ExperimentExists { .. } | GridNameClash { .. }
+    ) {
+        return with_help(
+            err,
+            "on the command line, `--name` sets the experiment's name (a grid's base name)",
+        );
+    }
+    err.into()
 }
 
 /// Starts a runner for the home unless one runs.
@@ -247,7 +314,8 @@ fn ensure(store: &Store) -> anyhow::Result<()> {
 }
 
 fn runner(printer: &Printer) -> anyhow::Result<()> {
-    let home = Home::from_env();
+    // Like every command, make the home and bring its registry up to date first; the runner opens its own.
+    let home = Store::from_env()?.home().clone();
     let options = RunnerOptions {
         exe: std::env::current_exe().context("cannot find the ferrotune binary")?,
         poll: POLL,
@@ -265,7 +333,9 @@ fn runner(printer: &Printer) -> anyhow::Result<()> {
 }
 
 /// Prints the log; with `follow`, keeps printing what is appended until the experiment has ended.
-fn logs(store: &mut Store, name: &str, follow: bool, printer: &Printer) -> anyhow::Result<()> {
+fn logs(args: LogsArgs, printer: &Printer) -> anyhow::Result<()> {
+    let (name, follow) = (args.name.as_str(), args.follow);
+    let mut store = Store::from_env()?;
     let path = store.experiment_log(name)?;
     let mut offset = 0u64;
     loop {

@@ -31,6 +31,12 @@ pub struct GenerateArgs {
 pub fn run(args: GenerateArgs, printer: &Printer) -> anyhow::Result<()> {
     let backbone = args.model.load(printer)?;
     let prompt_ids = if args.chat {
+        if backbone.tokenizer.chat_template().is_none() {
+            return Err(super::with_help(
+                ferrotune_model::chat_template_missing(),
+                "or run without `--chat`",
+            ));
+        }
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
             messages.push(Message::new("system", system.clone()));

@@ -92,6 +92,11 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<()> {
     }
 }
 
+/// `err` followed by a `help:` line that only the command line knows (which flag sets what the library names).
+pub fn with_help(err: impl Into<anyhow::Error>, help: &str) -> anyhow::Error {
+    anyhow::anyhow!("{:#}\nhelp: {help}", err.into())
+}
+
 /// Which backbone to load and how.
 #[derive(Debug, Args)]
 pub struct ModelArgs {

@@ -11,7 +11,7 @@ use ferrotune_train::events::Event;
 use ferrotune_train::run::{run, RunRequest, RunSummary};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::printer::Printer;
+use crate::printer::{command, Printer};
 
 /// Fine-tune LoRA adapters on a backbone as the experiment file says (see `ferrotune config init`).
 #[derive(Debug, Args)]
@@ -72,8 +72,8 @@ pub fn run_cmd(args: TrainArgs, printer: &Printer) -> anyhow::Result<()> {
     printer.line(&serde_json::to_string(&summary)?)?;
     if summary.status == ferrotune_home::RunStatus::Stopped {
         printer.status(&format!(
-            "stopped; continue with: ferrotune train --resume {}",
-            summary.output_dir.display()
+            "stopped; continue with: {}",
+            command(&format!("train --resume {}", summary.output_dir.display()))
         ));
     }
     Ok(())

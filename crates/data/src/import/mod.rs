@@ -43,7 +43,8 @@ pub struct CanonicalRow {
     pub answer: String,
 }
 
-/// Which columns of a file hold what. Empty fields mean "recognise it".
+/// Which columns of a file hold what. Empty fields mean "recognise it". Errors name a field as a setting,
+/// `mapping.<field>` (`mapping.prompt`); a caller with its own names for them (command-line flags) adds those.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Mapping {
@@ -368,12 +369,12 @@ impl Converter {
 
 /// Every column the user named exists in the file (errors suggest the closest name).
 fn check_named(path: &Path, plan: &shape::Plan, columns: &[String]) -> Result<()> {
-    for (name, flag) in &plan.named {
+    for (name, setting) in &plan.named {
         if !columns.contains(name) {
             return Err(Error::MissingColumn {
                 path: path.to_path_buf(),
                 column: name.clone(),
-                setting: flag.to_string(),
+                setting: setting.to_string(),
                 columns: columns.to_vec(),
                 suggestion: closest(name, columns),
             });
@@ -485,7 +486,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("every answer") && err.contains("--answer-column"),
+            err.contains("every answer") && err.contains("`mapping.answer`"),
             "{err}"
         );
     }

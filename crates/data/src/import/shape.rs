@@ -91,7 +91,8 @@ pub(crate) struct Plan {
     pub conversation: Option<String>,
     /// Alpaca's `history`: earlier `[prompt, answer]` pairs of the conversation.
     pub history: Option<String>,
-    /// Columns the user named: they must exist once the whole file is read.
+    /// Columns the user named, with the mapping setting that named them (`mapping.prompt`): they must exist once
+    /// the whole file is read.
     pub named: Vec<(String, &'static str)>,
 }
 
@@ -140,37 +141,37 @@ pub(crate) fn plan(path: &Path, columns: &[String], mapping: &Mapping) -> Result
     };
     let invalid = |message: String| {
         Error::InvalidSetting {
-        setting: "--format".into(),
+        setting: "mapping.shape".into(),
         message,
-        help: "the prompt, answer and parent id columns are named only for `--format flat`; drop them or the format"
+        help: "the prompt, answer and parent id columns are named only for the `flat` layout; drop them or the layout"
             .into(),
     }
     };
     if flat_flags && !matches!(shape, Shape::Flat | Shape::Text) {
         return Err(invalid(format!(
-            "`{shape}` files have fixed columns, so --prompt-column and --answer-column do not apply"
+            "`{shape}` files have fixed columns, so the prompt and answer columns (`mapping.prompt`, `mapping.answer`) do not apply"
         )));
     }
     if mapping.parent_id.is_some() && shape != Shape::Flat {
         return Err(invalid(format!(
-            "`{shape}` files chain turns themselves, so --parent-id-column does not apply"
+            "`{shape}` files chain turns themselves, so a parent id column (`mapping.parent_id`) does not apply"
         )));
     }
     let mut named = Vec::new();
     let mut named_or =
-        |given: &Option<String>, flag: &'static str, default: Option<String>| match given {
+        |given: &Option<String>, setting: &'static str, default: Option<String>| match given {
             Some(name) => {
-                named.push((name.clone(), flag));
+                named.push((name.clone(), setting));
                 Some(name.clone())
             }
             None => default,
         };
     let system = named_or(
         &mapping.system,
-        "--system-column",
+        "mapping.system",
         first_of(columns, &["system", "system_prompt"]),
     );
-    let id = named_or(&mapping.id, "--id-column", find(columns, "id"));
+    let id = named_or(&mapping.id, "mapping.id", find(columns, "id"));
     let mut plan = Plan {
         shape,
         prompt: Vec::new(),
@@ -182,10 +183,10 @@ pub(crate) fn plan(path: &Path, columns: &[String], mapping: &Mapping) -> Result
         history: None,
         named,
     };
-    let missing = |column: &str, flag: &str| Error::MissingColumn {
+    let missing = |column: &str, setting: &str| Error::MissingColumn {
         path: path.to_path_buf(),
         column: column.to_string(),
-        setting: flag.to_string(),
+        setting: setting.to_string(),
         columns: columns.to_vec(),
         suggestion: closest(column, columns),
     };
@@ -193,30 +194,26 @@ pub(crate) fn plan(path: &Path, columns: &[String], mapping: &Mapping) -> Result
         Shape::Flat => {
             plan.prompt = if mapping.prompt.is_empty() {
                 vec![first_of(columns, &PROMPTS)
-                    .ok_or_else(|| missing("prompt", "--prompt-column"))?]
+                    .ok_or_else(|| missing("prompt", "mapping.prompt"))?]
             } else {
-                plan.named.extend(
-                    mapping
-                        .prompt
-                        .iter()
-                        .map(|p| (p.clone(), "--prompt-column")),
-                );
+                plan.named
+                    .extend(mapping.prompt.iter().map(|p| (p.clone(), "mapping.prompt")));
                 mapping.prompt.clone()
             };
             plan.answer = Some(match &mapping.answer {
                 Some(a) => {
-                    plan.named.push((a.clone(), "--answer-column"));
+                    plan.named.push((a.clone(), "mapping.answer"));
                     a.clone()
                 }
                 None => first_of(columns, &ANSWERS)
                     .filter(|a| !plan.prompt.contains(a))
-                    .ok_or_else(|| missing("answer", "--answer-column"))?,
+                    .ok_or_else(|| missing("answer", "mapping.answer"))?,
             });
             plan.parent_id = match &mapping.parent_id {
                 Some(p) => {
-                    plan.named.push((p.clone(), "--parent-id-column"));
+                    plan.named.push((p.clone(), "mapping.parent_id"));
                     if plan.id.is_none() {
-                        return Err(missing("id", "--id-column"));
+                        return Err(missing("id", "mapping.id"));
                     }
                     Some(p.clone())
                 }
@@ -224,31 +221,32 @@ pub(crate) fn plan(path: &Path, columns: &[String], mapping: &Mapping) -> Result
             };
         }
         Shape::Alpaca => {
-            let instruction =
-                find(columns, "instruction").ok_or_else(|| missing("instruction", "--format"))?;
+            let instruction = find(columns, "instruction")
+                .ok_or_else(|| missing("instruction", "mapping.shape"))?;
             plan.prompt = vec![instruction];
             plan.prompt.extend(find(columns, "input"));
             plan.answer =
-                Some(find(columns, "output").ok_or_else(|| missing("output", "--format"))?);
+                Some(find(columns, "output").ok_or_else(|| missing("output", "mapping.shape"))?);
             plan.history = find(columns, "history");
         }
         Shape::ShareGpt => {
             plan.conversation = Some(
                 find(columns, "conversations")
-                    .ok_or_else(|| missing("conversations", "--format"))?,
+                    .ok_or_else(|| missing("conversations", "mapping.shape"))?,
             );
         }
         Shape::OpenAi => {
-            plan.conversation =
-                Some(find(columns, "messages").ok_or_else(|| missing("messages", "--format"))?);
+            plan.conversation = Some(
+                find(columns, "messages").ok_or_else(|| missing("messages", "mapping.shape"))?,
+            );
         }
         Shape::Text => {
             plan.answer = Some(match &mapping.answer {
                 Some(a) => {
-                    plan.named.push((a.clone(), "--answer-column"));
+                    plan.named.push((a.clone(), "mapping.answer"));
                     a.clone()
                 }
-                None => find(columns, "text").ok_or_else(|| missing("text", "--answer-column"))?,
+                None => find(columns, "text").ok_or_else(|| missing("text", "mapping.answer"))?,
             });
         }
     }

@@ -104,7 +104,7 @@ async fn backbones_import_gguf(
     AppJson(req): AppJson<ImportGguf>,
 ) -> Result<(StatusCode, Json<BackboneView>), ApiError> {
     let name = req.name.trim().to_string();
-    ferrotune_store::dataset::check_name(&name)?;
+    ferrotune_store::check_backbone_name(&name)?;
     let file = ferrotune_config::expand_path(&req.file.display().to_string());
     if !file.is_file() {
         return Err(ApiError::not_found(format!(
