@@ -99,8 +99,14 @@ impl AppState {
     }
 
     /// Opens the store (a fresh registry connection).
+    /// The store of the home; with the `ferrotune` binary known, it supervises the queue (a runner that died
+    /// is replaced by the next look at the experiments, as in the CLI).
     pub(crate) fn store(&self) -> Result<Store, ApiError> {
-        Ok(Store::open(self.home.clone())?)
+        let store = Store::open(self.home.clone())?;
+        Ok(match &self.exe {
+            Some(exe) => store.with_runner(exe.clone()),
+            None => store,
+        })
     }
 
     /// Runs `f` with an open store on a blocking thread.

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use ferrotune_config::split_override_args;
 use ferrotune_store::runner::{RunnerExit, RunnerOptions};
-use ferrotune_store::{ensure_runner, StartOptions, Status, Stopped, Store};
+use ferrotune_store::{StartOptions, Stopped, Store};
 
 use super::{experiment_view, with_help};
 use crate::printer::{command, Printer};
@@ -139,7 +139,7 @@ pub fn run(cmd: ExperimentCommand, printer: &Printer) -> anyhow::Result<()> {
 const START_FLAGS: [&str; 3] = ["--dataset", "--name", "--dry-run"];
 
 fn start(args: StartArgs, printer: &Printer) -> anyhow::Result<()> {
-    let mut store = Store::from_env()?;
+    let mut store = open_store()?;
     if let Some(flag) = args.overrides.iter().find_map(|a| {
         START_FLAGS
             .iter()
@@ -172,7 +172,6 @@ fn start(args: StartArgs, printer: &Printer) -> anyhow::Result<()> {
         return Ok(());
     }
     let queued = store.queue_experiments(&plan).map_err(name_help)?;
-    ensure(&store)?;
     for info in &queued {
         printer.line(&format!(
             "queued `{}` → {}",
@@ -189,12 +188,9 @@ fn start(args: StartArgs, printer: &Printer) -> anyhow::Result<()> {
 }
 
 fn list(args: ListArgs, printer: &Printer) -> anyhow::Result<()> {
-    let mut store = Store::from_env()?;
+    let mut store = open_store()?;
+    // Supervision: a runner that died (kill -9) is replaced by the next look at the queue (in the store).
     let all = store.experiments()?;
-    if all.iter().any(|e| e.status == Status::Queued) {
-        // Supervision: a runner that died (kill -9) is replaced by the next look at the queue.
-        ensure(&store)?;
-    }
     if args.json {
         printer.line(&serde_json::to_string_pretty(&all)?)?;
     } else if all.is_empty() {
@@ -211,11 +207,8 @@ fn list(args: ListArgs, printer: &Printer) -> anyhow::Result<()> {
 }
 
 fn show(args: ShowArgs, printer: &Printer) -> anyhow::Result<()> {
-    let mut store = Store::from_env()?;
+    let mut store = open_store()?;
     let info = store.experiment(&args.name)?;
-    if info.status == Status::Queued {
-        ensure(&store)?;
-    }
     if args.json {
         printer.line(&serde_json::to_string_pretty(&info)?)?;
     } else {
@@ -227,7 +220,7 @@ fn show(args: ShowArgs, printer: &Printer) -> anyhow::Result<()> {
 }
 
 fn stop(args: NameArg, printer: &Printer) -> anyhow::Result<()> {
-    let mut store = Store::from_env()?;
+    let mut store = open_store()?;
     let name = &args.name;
     match store.stop_experiment(name)? {
         Stopped::Signalled { pid } => printer.line(&format!(
@@ -247,9 +240,8 @@ fn stop(args: NameArg, printer: &Printer) -> anyhow::Result<()> {
 }
 
 fn resume(args: NameArg, printer: &Printer) -> anyhow::Result<()> {
-    let mut store = Store::from_env()?;
+    let mut store = open_store()?;
     store.resume_experiment(&args.name)?;
-    ensure(&store)?;
     printer.line(&format!(
         "queued `{}` to resume from its checkpoint",
         args.name
@@ -258,21 +250,20 @@ fn resume(args: NameArg, printer: &Printer) -> anyhow::Result<()> {
 }
 
 fn restart(args: NameArg, printer: &Printer) -> anyhow::Result<()> {
-    let mut store = Store::from_env()?;
+    let mut store = open_store()?;
     store.restart_experiment(&args.name)?;
-    ensure(&store)?;
     printer.line(&format!("queued `{}` for a fresh run", args.name))?;
     Ok(())
 }
 
 fn delete(args: NameArg, printer: &Printer) -> anyhow::Result<()> {
-    Store::from_env()?.delete_experiment(&args.name)?;
+    open_store()?.delete_experiment(&args.name)?;
     printer.line(&format!("deleted `{}`", args.name))?;
     Ok(())
 }
 
 fn rename(args: RenameArgs, printer: &Printer) -> anyhow::Result<()> {
-    let info = Store::from_env()?.rename_experiment(&args.old, &args.new)?;
+    let info = open_store()?.rename_experiment(&args.old, &args.new)?;
     printer.line(&format!(
         "renamed `{}` to `{}` ({})",
         args.old,
@@ -283,7 +274,7 @@ fn rename(args: RenameArgs, printer: &Printer) -> anyhow::Result<()> {
 }
 
 fn compare(args: CompareArgs, printer: &Printer) -> anyhow::Result<()> {
-    let comparison = Store::from_env()?.compare_experiments(&args.names)?;
+    let comparison = open_store()?.compare_experiments(&args.names)?;
     for line in experiment_view::compare(&comparison) {
         printer.line(&line)?;
     }
@@ -305,17 +296,16 @@ fn name_help(err: ferrotune_store::Error) -> anyhow::Error {
     err.into()
 }
 
-/// Starts a runner for the home unless one runs.
-fn ensure(store: &Store) -> anyhow::Result<()> {
+/// The store of the home, supervising its queue with this binary (a queued experiment always finds a runner).
+fn open_store() -> anyhow::Result<Store> {
     let exe =
         std::env::current_exe().context("cannot find the ferrotune binary to start the runner")?;
-    ensure_runner(store.home(), &exe)?;
-    Ok(())
+    Ok(Store::from_env()?.with_runner(exe))
 }
 
 fn runner(printer: &Printer) -> anyhow::Result<()> {
     // Like every command, make the home and bring its registry up to date first; the runner opens its own.
-    let home = Store::from_env()?.home().clone();
+    let home = open_store()?.home().clone();
     let options = RunnerOptions {
         exe: std::env::current_exe().context("cannot find the ferrotune binary")?,
         poll: POLL,
@@ -335,7 +325,7 @@ fn runner(printer: &Printer) -> anyhow::Result<()> {
 /// Prints the log; with `follow`, keeps printing what is appended until the experiment has ended.
 fn logs(args: LogsArgs, printer: &Printer) -> anyhow::Result<()> {
     let (name, follow) = (args.name.as_str(), args.follow);
-    let mut store = Store::from_env()?;
+    let mut store = open_store()?;
     let path = store.experiment_log(name)?;
     let mut offset = 0u64;
     loop {
