@@ -221,6 +221,27 @@ fn two_processes_start_at_once_both_run_one_at_a_time() {
     );
     let logs = h.ok(&["experiment", "logs", "a", "--follow"]);
     assert!(logs.contains("\"event\":\"step\""), "{logs}");
+    // The downloads the studio lists, from the command line: the adapter zip holds the PEFT files.
+    let zip_path = h.dir.path().join("a.zip");
+    let saved = h.ok(&[
+        "experiment",
+        "download",
+        "a",
+        "adapter",
+        "--output",
+        zip_path.to_str().unwrap(),
+    ]);
+    assert!(saved.contains("LoRA adapter"), "{saved}");
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
+    assert!(zip.by_name("adapter/adapter_config.json").is_ok());
+    assert!(zip.by_name("adapter/adapter_model.safetensors").is_ok());
+    let o = h.run(&["experiment", "download", "a", "weights"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("no download `weights`") && err.contains("config, logs, predictions, adapter"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! `ferrotune experiment …`: queue experiments and manage them. The work is in `ferrotune_store` (the queue,
 //! the runner, crash detection); this file parses arguments and prints.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -38,6 +37,9 @@ pub enum ExperimentCommand {
     Rename(RenameArgs),
     /// Compare experiments: metric summaries side by side, then only the settings that differ.
     Compare(CompareArgs),
+    /// Save one of an experiment's downloads (config, logs, predictions, adapter) — the same list as the
+    /// studio's Downloads tab.
+    Download(DownloadArgs),
     /// Run the queue of $FERROTUNE_HOME until it is empty (started by `experiment start`; one per home).
     #[command(hide = true)]
     Runner,
@@ -116,6 +118,17 @@ pub struct CompareArgs {
     names: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// The experiment.
+    name: String,
+    /// What to save: config, logs, predictions or adapter (a zip of the PEFT folder).
+    what: String,
+    /// Where to write it; default: its usual file name in the current folder (`NAME-adapter.zip`, …).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
 /// How often `logs --follow` and the runner look for news.
 const POLL: Duration = Duration::from_millis(300);
 
@@ -125,6 +138,7 @@ pub fn run(cmd: ExperimentCommand, printer: &Printer) -> anyhow::Result<()> {
         ExperimentCommand::List(args) => list(args, printer),
         ExperimentCommand::Show(args) => show(args, printer),
         ExperimentCommand::Logs(args) => logs(args, printer),
+        ExperimentCommand::Download(args) => download(args, printer),
         ExperimentCommand::Stop(args) => stop(args, printer),
         ExperimentCommand::Resume(args) => resume(args, printer),
         ExperimentCommand::Restart(args) => restart(args, printer),
@@ -326,22 +340,36 @@ fn runner(printer: &Printer) -> anyhow::Result<()> {
 fn logs(args: LogsArgs, printer: &Printer) -> anyhow::Result<()> {
     let (name, follow) = (args.name.as_str(), args.follow);
     let mut store = open_store()?;
-    let path = store.experiment_log(name)?;
-    let mut offset = 0u64;
+    let mut log = ferrotune_home::LineFollower::new(store.experiment_log(name)?);
     loop {
         // Read the status before the file, so the last lines written before the end are printed.
         let ended = store.experiment(name)?.status.is_done() || !follow;
-        if let Ok(mut file) = std::fs::File::open(&path) {
-            let mut bytes = Vec::new();
-            file.seek(SeekFrom::Start(offset))
-                .and_then(|_| file.read_to_end(&mut bytes))
-                .with_context(|| format!("cannot read `{}`", path.display()))?;
-            offset += bytes.len() as u64;
-            printer.stream(&String::from_utf8_lossy(&bytes))?;
+        let new = log
+            .read()
+            .with_context(|| format!("cannot read `{}`", log.path().display()))?;
+        for line in new.lines {
+            printer.line(&line)?;
         }
         if ended {
             return Ok(());
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// Writes one of the experiment's downloads to a file.
+fn download(args: DownloadArgs, printer: &Printer) -> anyhow::Result<()> {
+    let artifact = ferrotune_store::Artifact::parse(&args.what)?;
+    let file = open_store()?.artifact(&args.name, artifact)?;
+    let target = args.output.unwrap_or_else(|| PathBuf::from(&file.file_name));
+    ferrotune_home::atomic::write(&target, &file.bytes)
+        .with_context(|| format!("cannot write `{}`", target.display()))?;
+    printer.line(&format!(
+        "saved {} of `{}` to {} ({} bytes)",
+        artifact.title(),
+        args.name,
+        target.display(),
+        file.bytes.len()
+    ))?;
+    Ok(())
 }
