@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use crate::config::HfConfig;
-use crate::error::Result;
 use crate::weights::Weights;
 
 /// A backbone folder at a glance.
@@ -58,11 +57,4 @@ pub fn describe_folder(dir: &Path) -> FolderSummary {
             .or(torch_dtype),
         size_bytes,
     }
-}
-
-/// [`describe_folder`], failing when the folder is not a backbone this crate can load (its config or weights).
-pub fn check_folder(dir: &Path) -> Result<FolderSummary> {
-    crate::ModelConfig::from_dir(dir)?;
-    Weights::open(dir)?;
-    Ok(describe_folder(dir))
 }

@@ -133,10 +133,7 @@ impl AppState {
         let path = settings_path(&self.home);
         let text = serde_json::to_string_pretty(&settings)
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let _ = std::fs::create_dir_all(self.home.root());
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|_| std::fs::rename(&tmp, &path))
+        ferrotune_home::atomic::write(&path, text.as_bytes())
             .map_err(|e| ApiError::internal(format!("cannot write `{}`: {e}", path.display())))?;
         if let Ok(mut s) = self.settings.write() {
             *s = settings;

@@ -33,12 +33,9 @@ pub fn pages() -> Router<AppState> {
 pub struct BackboneView {
     #[serde(flatten)]
     pub entry: BackboneEntry,
-    pub architecture: Option<String>,
-    pub hidden_size: Option<u64>,
-    pub layers: Option<u64>,
-    pub parameters: Option<u64>,
-    pub dtype: Option<String>,
-    pub size_bytes: u64,
+    /// What its files say (architecture, size, parameters, dtype).
+    #[serde(flatten)]
+    pub summary: ferrotune_model::FolderSummary,
     /// Why the folder cannot be read now (moved, deleted…).
     pub problem: Option<String>,
 }
@@ -51,12 +48,7 @@ pub fn describe(entry: BackboneEntry) -> BackboneView {
         .err()
         .map(|e| e.to_string());
     BackboneView {
-        architecture: summary.architecture,
-        hidden_size: summary.hidden_size,
-        layers: summary.layers,
-        parameters: summary.parameters,
-        dtype: summary.dtype,
-        size_bytes: summary.size_bytes,
+        summary,
         problem,
         entry,
     }
