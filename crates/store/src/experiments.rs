@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use ferrotune_config::{
-    apply_overrides, check_environment, load_with_overrides, settings, validate, Experiment, Issue, Kind, Report,
-    ValidationStrategy, Value,
+    apply_overrides, check_environment, load_with_overrides, settings, validate, Experiment, Issue,
+    Kind, Report, ValidationStrategy, Value,
 };
 use ferrotune_home::RunDir;
 use rusqlite::params;

@@ -68,10 +68,10 @@ pub use experiment::{ExperimentInfo, Status};
 pub use experiments::{
     device_of, Comparison, ExperimentSource, Plan, Planned, Review, StartOptions, Stopped,
 };
-pub use ferrotune_home::Home;
 pub use ferrotune_data::import::{
     CanonicalRow, ColumnCounts, Histogram, Mapping, Shape, Statistics,
 };
+pub use ferrotune_home::Home;
 pub use preview::{Preview, PREVIEW_CHARS};
 pub use process::ensure_runner;
 pub use registry::Registry;

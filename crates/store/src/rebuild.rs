@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use ferrotune_home::Home;
 use ferrotune_config::Experiment;
+use ferrotune_home::Home;
 use rusqlite::Transaction;
 
 use crate::doctor::{is_hidden, RebuildReport};
@@ -170,7 +170,11 @@ impl crate::Store {
         let mut names: Vec<String> = std::fs::read_dir(&root)
             .map_err(io(&root))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| !is_hidden(p) && ferrotune_home::RunDir::new(p).config().is_file() && !known.contains(p))
+            .filter(|p| {
+                !is_hidden(p)
+                    && ferrotune_home::RunDir::new(p).config().is_file()
+                    && !known.contains(p)
+            })
             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .collect();
         names.sort();

@@ -237,7 +237,7 @@ fn launch(
         }
         let dir = &current.output_dir;
         // A stale outcome must not be mistaken for this run's.
-        let _ = std::fs::remove_file(ferrotune_home::RunDir::new(&dir).status());
+        let _ = std::fs::remove_file(ferrotune_home::RunDir::new(dir).status());
         match start_training(&options.exe, home, &current) {
             Ok(child) => {
                 let id = ProcessId::of(child.id());
@@ -267,7 +267,7 @@ fn launch(
 /// `ferrotune --quiet train --config DIR/cfg.yaml`, or `--resume DIR`, with stderr appended to `DIR/stderr.log`.
 fn start_training(exe: &Path, home: &Home, info: &ExperimentInfo) -> Result<Child> {
     let dir = &info.output_dir;
-    let cfg = ferrotune_home::RunDir::new(&dir).config();
+    let cfg = ferrotune_home::RunDir::new(dir).config();
     let (flag, target): (&str, &Path) = if info.resume {
         ("--resume", dir)
     } else {
@@ -279,5 +279,11 @@ fn start_training(exe: &Path, home: &Home, info: &ExperimentInfo) -> Result<Chil
         flag.as_ref(),
         target.as_os_str(),
     ];
-    process::spawn(exe, &args, home, &ferrotune_home::RunDir::new(&dir).stderr(), false)
+    process::spawn(
+        exe,
+        &args,
+        home,
+        &ferrotune_home::RunDir::new(dir).stderr(),
+        false,
+    )
 }

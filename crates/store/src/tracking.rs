@@ -6,8 +6,8 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Transaction};
 use ferrotune_home::{Event, RunDir};
+use rusqlite::{params, Transaction};
 
 use crate::error::{io, Result};
 use crate::experiment::{self, ExperimentInfo, Status};

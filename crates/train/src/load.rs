@@ -58,7 +58,13 @@ impl TrainedModel {
 
     /// Loads the backbone (importing a `.gguf` into the home's `backbones/` once) and applies the adapter.
     pub fn load(&self, home: &Home, device: &Device) -> Result<Backbone> {
-        load_backbone(&self.backbone, self.format, self.adapter.as_deref(), home, device)
+        load_backbone(
+            &self.backbone,
+            self.format,
+            self.adapter.as_deref(),
+            home,
+            device,
+        )
     }
 }
 

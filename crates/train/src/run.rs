@@ -22,7 +22,7 @@ use crate::load::resolve_backbone;
 use crate::memory::{self, MemoryEstimate, RunShape};
 use crate::objective::{self, Inputs};
 use crate::optim::Optimizer;
-use crate::settings::{lora_spec, loop_settings, prediction_config, unsupported, weight_format};
+use crate::settings::{loop_settings, lora_spec, prediction_config, unsupported, weight_format};
 use crate::trainer::{self, Outcome, Position};
 
 /// How to run an experiment.
@@ -114,7 +114,8 @@ pub fn run(request: RunRequest, listener: &mut dyn Listener) -> Result<RunSummar
         path: run.status(),
         source,
     };
-    run.write_status(RunStatus::Running, "").map_err(status_io)?;
+    run.write_status(RunStatus::Running, "")
+        .map_err(status_io)?;
     for w in warnings {
         files.log(w);
     }
@@ -257,7 +258,11 @@ fn load_backbone(
 }
 
 /// Tokenizes the data (and, with `training.train_validation_data`, trains on the validation samples too).
-fn prepare_data(cfg: &Experiment, backbone: &Backbone, files: &mut RunFiles) -> Result<PreparedData> {
+fn prepare_data(
+    cfg: &Experiment,
+    backbone: &Backbone,
+    files: &mut RunFiles,
+) -> Result<PreparedData> {
     let data_settings = ferrotune_data::DatasetSettings::from_experiment(cfg);
     files.log(format!(
         "preparing data {}",

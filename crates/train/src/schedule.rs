@@ -1,7 +1,6 @@
 //! Learning-rate schedules as transformers' `get_*_schedule_with_warmup` compute them, with H2O LLM Studio's
 //! minimum learning-rate ratio: linear warmup from 0, then Cosine (half cycle), Linear, or Constant.
 
-
 /// The decay after warmup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScheduleKind {

@@ -172,4 +172,3 @@ pub fn prediction_config(cfg: &Experiment, backbone: &Backbone) -> GenerationCon
         ..backbone.generation_config()
     }
 }
-

@@ -220,12 +220,7 @@ pub fn train(
             },
             settings,
             &mut |grad_store| {
-                accumulate(
-                    &mut grads,
-                    grad_store,
-                    optimizer,
-                    checkpoint_grads.as_ref(),
-                )
+                accumulate(&mut grads, grad_store, optimizer, checkpoint_grads.as_ref())
             },
         )?;
         let (loss_value, tokens) = (micro.loss, micro.tokens);
@@ -305,4 +300,3 @@ pub(crate) fn accumulate(
     }
     Ok(())
 }
-

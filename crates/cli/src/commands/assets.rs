@@ -15,10 +15,8 @@ pub fn run(cmd: AssetsCommand, printer: &Printer) -> anyhow::Result<()> {
     match cmd {
         AssetsCommand::Fetch => {
             let home = Home::from_env();
-            let backbone =
-                ferrotune_home::ensure_demo_backbone(&home, &mut |m| printer.status(m))?;
-            let datasets =
-                ferrotune_home::ensure_demo_datasets(&home, &mut |m| printer.status(m))?;
+            let backbone = ferrotune_home::ensure_demo_backbone(&home, &mut |m| printer.status(m))?;
+            let datasets = ferrotune_home::ensure_demo_datasets(&home, &mut |m| printer.status(m))?;
             printer.line(&format!("backbone: {}", backbone.display()))?;
             printer.line(&format!("datasets: {}", datasets.display()))?;
             Ok(())

@@ -41,8 +41,8 @@ pub fn run(args: DemoArgs, printer: &Printer) -> anyhow::Result<()> {
     let home = ferrotune_home::Home::from_env();
     let device = super::device()?;
     let run = ferrotune_home::RunDir::new(&summary.output_dir);
-    let backbone = ferrotune_train::load::TrainedModel::of_run(&run, &home, &device)?
-        .load(&home, &device)?;
+    let backbone =
+        ferrotune_train::load::TrainedModel::of_run(&run, &home, &device)?.load(&home, &device)?;
     let ids = backbone
         .tokenizer
         .encode_chat(&[Message::new("user", args.prompt.clone())])?;

@@ -361,7 +361,9 @@ fn logs(args: LogsArgs, printer: &Printer) -> anyhow::Result<()> {
 fn download(args: DownloadArgs, printer: &Printer) -> anyhow::Result<()> {
     let artifact = ferrotune_store::Artifact::parse(&args.what)?;
     let file = open_store()?.artifact(&args.name, artifact)?;
-    let target = args.output.unwrap_or_else(|| PathBuf::from(&file.file_name));
+    let target = args
+        .output
+        .unwrap_or_else(|| PathBuf::from(&file.file_name));
     ferrotune_home::atomic::write(&target, &file.bytes)
         .with_context(|| format!("cannot write `{}`", target.display()))?;
     printer.line(&format!(

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use ferrotune_home::Home;
 use ferrotune_config::{load_with_overrides, split_override_args, Experiment};
+use ferrotune_home::Home;
 use ferrotune_train::events::Event;
 use ferrotune_train::run::{run, RunRequest, RunSummary};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -85,9 +85,8 @@ pub fn train(mut cfg: Experiment, resume: bool, printer: &Printer) -> anyhow::Re
     if !resume {
         cfg.fill_generated(ferrotune_config::fresh_entropy());
     }
-    let notes = ferrotune_train::run::fill_demo_defaults(&mut cfg, &home, &mut |m| {
-        printer.status(m)
-    })?;
+    let notes =
+        ferrotune_train::run::fill_demo_defaults(&mut cfg, &home, &mut |m| printer.status(m))?;
     for note in notes {
         printer.status(&note);
     }
@@ -159,7 +158,9 @@ pub fn train(mut cfg: Experiment, resume: bool, printer: &Printer) -> anyhow::Re
         format!(
             "experiment `{}` failed (see {})",
             cfg.experiment_name,
-            ferrotune_home::RunDir::new(cfg.output_dir()).log().display()
+            ferrotune_home::RunDir::new(cfg.output_dir())
+                .log()
+                .display()
         )
     })
 }

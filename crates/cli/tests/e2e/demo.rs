@@ -147,9 +147,8 @@ fn a_short_run_on_the_demo_backbone_lowers_validation_loss() {
 #[test]
 fn quantized_demo_backbone_keeps_its_perplexity() {
     // The first 12 texts of c4_demo.jsonl (web text, ~3 500 tokens), cut at 1 500 characters.
-    let data =
-        ferrotune_home::ensure_demo_datasets(&ferrotune_home::Home::from_env(), &mut |_| {})
-            .unwrap();
+    let data = ferrotune_home::ensure_demo_datasets(&ferrotune_home::Home::from_env(), &mut |_| {})
+        .unwrap();
     let texts: Vec<String> = std::fs::read_to_string(data.join("c4_demo.jsonl"))
         .unwrap()
         .lines()

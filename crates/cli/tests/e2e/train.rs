@@ -365,10 +365,7 @@ fn quantized_backbones_train_the_same_peft_adapter_layout_and_log_their_memory()
     assert!(o.status.success(), "{}", stderr(&o));
     let float_keys: std::collections::BTreeSet<String> =
         tensors(&dir.path().join("float")).into_keys().collect();
-    for (dtype, name, storage) in [
-        ("int8", "q8", "int8"),
-        ("int4", "q4", "NF4"),
-    ] {
+    for (dtype, name, storage) in [("int8", "q8", "int8"), ("int4", "q4", "NF4")] {
         let cfg = setup(
             dir.path(),
             name,

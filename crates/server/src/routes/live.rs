@@ -87,12 +87,7 @@ async fn events_one(
     Ok(sse(rx))
 }
 
-async fn follow(
-    state: AppState,
-    name: String,
-    mut files: RunFollower,
-    tx: mpsc::Sender<Event>,
-) {
+async fn follow(state: AppState, name: String, mut files: RunFollower, tx: mpsc::Sender<Event>) {
     let mut last_status = String::new();
     loop {
         let n = name.clone();
