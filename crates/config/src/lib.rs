@@ -3,7 +3,7 @@
 //! Experiment settings, each declared once. A setting's key (`training.learning_rate`), type, default, range or
 //! choices, help, dependencies ("applies when `training.lora` is true") and grid-search flag live in one line of
 //! `src/schema/<group>.rs`; the YAML reader and writer, command-line overrides, validation, `docs/settings.md`
-//! and (later) the GUI form are all generated from it.
+//! and the studio's form are all generated from it.
 //!
 //! *Owns*: every setting's definition and default, the experiment file format, how overrides are read, and the
 //! checks that need nothing but the settings (and, in [`check_environment`], the files they name). *Must not

@@ -1,7 +1,8 @@
 //! # ferrotune-store
 //!
-//! The studio's state: the layout of `FERROTUNE_HOME` (see `docs/home.md`), the SQLite registry that indexes it,
-//! dataset import with statistics, and the experiment queue with its runner. The CLI and (later) the server call
+//! The studio's state: the SQLite registry that indexes `FERROTUNE_HOME` (its layout is `ferrotune-home`'s; see
+//! `docs/home.md`), the readers of the run folders for the CLI and the studio, the downloads ([`Artifact`]),
+//! dataset import with statistics, and the experiment queue with its runner. The CLI and the server call
 //! these functions; neither writes the registry or the `datasets/` and `experiments/` folders itself.
 //!
 //! *Owns*: `registry.sqlite` (schema, migrations, every write), `datasets/` (one folder per dataset whose

@@ -161,9 +161,20 @@ impl Store {
         Ok(RunDir::new(self.experiment(name)?.output_dir))
     }
 
+    /// A follower of the live files of `name`'s run, from their start.
+    pub fn follow_run(&mut self, name: &str) -> Result<RunFollower> {
+        Ok(RunFollower::new(&self.run_dir(name)?))
+    }
+
     /// Every event the run of `name` has written so far.
     pub fn run_events(&mut self, name: &str) -> Result<Vec<Event>> {
         Ok(self.run_dir(name)?.read_events())
+    }
+
+    /// Every download of experiment `name`, with whether the run has written it yet.
+    pub fn artifacts(&mut self, name: &str) -> Result<Vec<(Artifact, bool)>> {
+        let run = self.run_dir(name)?;
+        Ok(Artifact::ALL.map(|a| (a, a.exists(&run))).to_vec())
     }
 
     /// The last `n` lines of the run's log.

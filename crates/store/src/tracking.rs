@@ -3,10 +3,9 @@
 //! running whose process is gone becomes `failed` ("process ended unexpectedly", with the last log lines) unless
 //! its `status.json` says how it ended.
 
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use ferrotune_home::{Event, RunDir};
+use ferrotune_home::{Event, LineFollower, RunDir};
 use rusqlite::{params, Transaction};
 
 use crate::error::{io, Result};
@@ -120,8 +119,7 @@ impl Progress {
 /// Follows one run's `metrics.jsonl` from the start, a few new lines at a time.
 #[derive(Debug)]
 pub struct Tracker {
-    dir: PathBuf,
-    offset: u64,
+    metrics: LineFollower,
     progress: Progress,
     /// Whether [`Tracker::sync`] has written the progress once.
     synced: bool,
@@ -131,8 +129,7 @@ impl Tracker {
     /// A tracker for the run in `dir`, at the start of its file.
     pub fn new(dir: &Path) -> Tracker {
         Tracker {
-            dir: dir.to_path_buf(),
-            offset: 0,
+            metrics: LineFollower::new(RunDir::new(dir).metrics()),
             progress: Progress::default(),
             synced: false,
         }
@@ -143,31 +140,20 @@ impl Tracker {
         &self.progress
     }
 
-    /// Reads the complete lines added since the last call; whether there were any.
+    /// Reads the complete lines added since the last call; whether there were any. A line still being written
+    /// waits for the next call; a new, shorter file (the run was restarted) is read from its start.
     pub fn read_new(&mut self) -> Result<bool> {
-        let path = RunDir::new(&self.dir).metrics();
-        let mut file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(io(&path)(e)),
-        };
-        let len = file.metadata().map_err(io(&path))?.len();
-        if len < self.offset {
-            // A new file (the run was restarted): start over.
-            self.offset = 0;
+        let new = self
+            .metrics
+            .read()
+            .map_err(io(self.metrics.path()))?;
+        if new.restarted {
             self.progress = Progress::default();
         }
-        let mut bytes = Vec::new();
-        file.seek(SeekFrom::Start(self.offset))
-            .and_then(|_| file.read_to_end(&mut bytes))
-            .map_err(io(&path))?;
-        // A line still being written has no newline yet: leave it for the next call.
-        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        for line in String::from_utf8_lossy(&bytes[..complete]).lines() {
+        for line in &new.lines {
             self.progress.read_line(line);
         }
-        self.offset += complete as u64;
-        Ok(complete > 0)
+        Ok(!new.lines.is_empty())
     }
 
     /// Reads new lines and, when there were any (or on the first call), writes the progress and new metric

@@ -15,7 +15,6 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
-use ferrotune_home::RunDir;
 use ferrotune_store::RunFollower;
 
 use crate::error::ApiError;
@@ -76,14 +75,9 @@ async fn events_one(
     AppPath(name): AppPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let n = name.clone();
-    let info = state.with_store(move |s| Ok(s.experiment(&n)?)).await?;
+    let files = state.with_store(move |s| Ok(s.follow_run(&n)?)).await?;
     let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(follow(
-        state,
-        name,
-        RunFollower::new(&RunDir::new(&info.output_dir)),
-        tx,
-    ));
+    tokio::spawn(follow(state, name, files, tx));
     Ok(sse(rx))
 }
 

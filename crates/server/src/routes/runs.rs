@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ferrotune_config::Experiment;
-use ferrotune_home::{Event, RunDir};
+use ferrotune_home::Event;
 use ferrotune_store::{Artifact, ExperimentInfo, Predictions, Stopped};
 use serde::{Deserialize, Serialize};
 
@@ -87,9 +87,8 @@ const SUMMARY_KEYS: &[&str] = &[
     "prediction.metric",
 ];
 
-/// The summary of `info`, from the run's events.
-pub fn summary(info: &ExperimentInfo) -> Summary {
-    let events = RunDir::new(&info.output_dir).read_events();
+/// The summary of `info`, from the run's `events`.
+pub fn summary(info: &ExperimentInfo, events: &[Event]) -> Summary {
     let cfg = Experiment::from_yaml_str(&info.config, &info.name).ok();
     let settings = cfg
         .map(|cfg| {
@@ -102,7 +101,7 @@ pub fn summary(info: &ExperimentInfo) -> Summary {
     let mut tokens_per_second = Vec::new();
     let mut step_seconds = Vec::new();
     let mut peak = None;
-    for e in &events {
+    for e in events {
         match e {
             Event::Step {
                 tokens_per_second: t,
@@ -138,16 +137,22 @@ pub struct ExperimentView {
     pub summary: Summary,
 }
 
-async fn find(state: &AppState, name: String) -> Result<ExperimentInfo, ApiError> {
-    state.with_store(move |s| Ok(s.experiment(&name)?)).await
+/// The experiment and its run's events so far.
+async fn find_with_events(
+    state: &AppState,
+    name: String,
+) -> Result<(ExperimentInfo, Vec<Event>), ApiError> {
+    state
+        .with_store(move |s| Ok((s.experiment(&name)?, s.run_events(&name)?)))
+        .await
 }
 
 async fn experiment_show(
     State(state): State<AppState>,
     AppPath(name): AppPath<String>,
 ) -> Result<Json<ExperimentView>, ApiError> {
-    let info = find(&state, name).await?;
-    let summary = summary(&info);
+    let (info, events) = find_with_events(&state, name).await?;
+    let summary = summary(&info, &events);
     Ok(Json(ExperimentView { info, summary }))
 }
 
@@ -283,7 +288,7 @@ async fn experiment_config(
     State(state): State<AppState>,
     AppPath(name): AppPath<String>,
 ) -> Result<Response, ApiError> {
-    let info = find(&state, name).await?;
+    let info = state.with_store(move |s| Ok(s.experiment(&name)?)).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/yaml; charset=utf-8")],
         info.config,
@@ -329,17 +334,18 @@ async fn experiment_page(
     Extension(csrf): Extension<Csrf>,
     AppPath(name): AppPath<String>,
 ) -> Result<Html<String>, PageError> {
-    let info = find(&state, name).await?;
-    let summary = summary(&info);
-    let run = RunDir::new(&info.output_dir);
-    let has_adapter = run.has_adapter();
-    let downloads: Vec<_> = Artifact::ALL
+    let n = name.clone();
+    let (info, events) = find_with_events(&state, name).await?;
+    let artifacts = state.with_store(move |s| Ok(s.artifacts(&n)?)).await?;
+    let summary = summary(&info, &events);
+    let has_adapter = artifacts.contains(&(Artifact::Adapter, true));
+    let downloads: Vec<_> = artifacts
         .iter()
-        .map(|a| {
+        .map(|(a, ready)| {
             minijinja::context! {
                 name => a.name(),
                 title => a.title(),
-                ready => a.exists(&run),
+                ready => ready,
             }
         })
         .collect();
