@@ -298,7 +298,11 @@ impl From<ferrotune_train::Error> for ApiError {
     fn from(e: ferrotune_train::Error) -> Self {
         use ferrotune_train::Error as E;
         match e {
-            E::Setting(_) | E::NonFiniteLoss { .. } => {
+            E::Setting(_)
+            | E::NonFiniteLoss { .. }
+            | E::NonFiniteValidation { .. }
+            | E::Diverged { .. }
+            | E::NonFiniteWeights { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             }
             E::Model(m) => (*m).into(),

@@ -9,8 +9,22 @@ pub enum Error {
     #[error("invalid setting: {0}")]
     Setting(String),
 
-    #[error("the loss became {value} at step {step}\nhelp: lower `training.learning_rate`, set `training.gradient_clip`, or check the data; the last checkpoint is kept")]
+    #[error("the loss became {value} at step {step}\nhelp: lower `training.learning_rate`, set `training.gradient_clip`, or check the data; the last good checkpoint is kept")]
     NonFiniteLoss { step: u64, value: f64 },
+
+    #[error("the validation loss became {value} at step {step}\nhelp: lower `training.learning_rate` or set `training.gradient_clip`; the last good checkpoint is kept (no checkpoint is written from these weights), so the run resumes from it with a smaller learning rate")]
+    NonFiniteValidation { step: u64, value: f64 },
+
+    #[error("training diverged at step {step}: the loss is {loss:.4} (it started at {first_loss:.4}) and the gradient norm is {grad_norm}\nhelp: lower `training.learning_rate` (e.g. by 10×) or set `training.gradient_clip`; the last good checkpoint is kept, so the run resumes from it with the smaller rate")]
+    Diverged {
+        step: u64,
+        loss: f64,
+        first_loss: f64,
+        grad_norm: f64,
+    },
+
+    #[error("the adapter weights are not finite at step {step}: no checkpoint is written from them\nhelp: lower `training.learning_rate` or set `training.gradient_clip`; the last good checkpoint is kept")]
+    NonFiniteWeights { step: u64 },
 
     #[error("checkpoint `{path}`: {message}")]
     Checkpoint { path: PathBuf, message: String },

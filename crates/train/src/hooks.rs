@@ -119,6 +119,13 @@ impl Hooks for RunHooks<'_, '_> {
             metric_name: metric.name().into(),
             metric: ev.metric,
         });
+        // Nothing is saved from weights that evaluate to NaN: the last good checkpoint stays the one to resume.
+        if !ev.loss.is_finite() {
+            return Err(Error::NonFiniteValidation {
+                step: pos.optimizer_step,
+                value: ev.loss,
+            });
+        }
         if pos.micro_step > 0 && self.best.is_none_or(|(b, _)| metric.better(ev.metric, b)) {
             self.best = Some((ev.metric, pos.optimizer_step));
             if self.save == SaveCheckpoint::Best {
@@ -138,6 +145,11 @@ impl Hooks for RunHooks<'_, '_> {
     }
 
     fn checkpoint(&mut self, model: &Llama, optimizer: &Optimizer, pos: Position) -> Result<()> {
+        if !weights_are_finite(optimizer)? {
+            return Err(Error::NonFiniteWeights {
+                step: pos.optimizer_step,
+            });
+        }
         let state = CheckpointState {
             position: pos,
             optimizer_steps: optimizer.steps(),
@@ -162,4 +174,22 @@ impl Hooks for RunHooks<'_, '_> {
     fn event(&mut self, event: &Event) {
         self.files.emit(event.clone());
     }
+}
+
+/// Whether every trainable weight is finite and of a sane size: their sum of squares is finite in f32 (weights
+/// near 1e19 overflow it, and are as useless as infinite ones).
+fn weights_are_finite(optimizer: &Optimizer) -> Result<bool> {
+    for p in optimizer.params() {
+        let sum = p
+            .var
+            .as_tensor()
+            .sqr()?
+            .sum_all()?
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?;
+        if !sum.is_finite() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }

@@ -15,6 +15,7 @@
 
 pub mod bleu;
 pub mod checkpoint;
+pub mod divergence;
 pub mod error;
 pub mod eval;
 pub mod events;

@@ -13,6 +13,7 @@ use candle_core::Tensor;
 use ferrotune_model::{CheckpointGrads, Llama};
 
 use crate::error::{Error, Result};
+use crate::divergence::DivergenceWatch;
 use crate::events::Event;
 use ferrotune_data::batch::{pack, BatchSampler, PadOptions, Position as DataPosition};
 use ferrotune_data::Sample;
@@ -196,6 +197,7 @@ pub fn train(
         hooks.evaluate(model, pos, 0.0)?;
     }
     let mut grads: HashMap<String, Tensor> = HashMap::new();
+    let mut divergence = DivergenceWatch::default();
     let mut window_loss = 0.0;
     let mut window_tokens = 0usize;
     let mut window_start = Instant::now();
@@ -235,6 +237,12 @@ pub fn train(
             } else {
                 crate::optim::global_norm(&grads)?
             };
+            let micro_in_step = (pos.micro_step - 1) % accum + 1;
+            divergence.observe(
+                pos.optimizer_step + 1,
+                window_loss / micro_in_step as f64,
+                grad_norm,
+            )?;
             let lr = schedule.lr(pos.optimizer_step);
             optimizer.step(&grads, lr)?;
             grads.clear();
