@@ -102,8 +102,10 @@ pub enum Event {
         /// Training samples seen (rows when packing; the x axis when `logging.log_step_size` is `absolute`).
         #[serde(default)]
         samples_seen: u64,
+        #[serde(deserialize_with = "number_or_nan")]
         loss: f64,
         lr: f64,
+        #[serde(deserialize_with = "number_or_nan")]
         grad_norm: f64,
         /// Padded batch tokens of the step per second of it.
         #[serde(default)]
@@ -117,9 +119,12 @@ pub enum Event {
         step: u64,
         #[serde(default)]
         epoch: f64,
+        #[serde(deserialize_with = "number_or_nan")]
         validation_loss: f64,
+        #[serde(deserialize_with = "number_or_nan")]
         perplexity: f64,
         metric_name: String,
+        #[serde(deserialize_with = "number_or_nan")]
         metric: f64,
     },
     /// A checkpoint was written.
@@ -133,6 +138,11 @@ pub enum Event {
     },
     /// A free-form log line.
     Log { message: String },
+}
+
+/// JSON has no NaN: serde_json writes a non-finite number as `null`, read back here as NaN (a diverged value).
+fn number_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl Event {
@@ -299,6 +309,15 @@ mod tests {
             assert_eq!(Event::from_line(&e.to_line()), Some(e));
         }
         assert_eq!(Event::from_line("{\"event\":\"step\",\"ste"), None);
+        let diverged = r#"{"event":"evaluation","step":2,"epoch":0.2,"validation_loss":null,"perplexity":null,"metric_name":"Perplexity","metric":null}"#;
+        match Event::from_line(diverged) {
+            Some(Event::Evaluation {
+                step: 2,
+                validation_loss,
+                ..
+            }) => assert!(validation_loss.is_nan()),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

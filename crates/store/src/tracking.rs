@@ -143,10 +143,7 @@ impl Tracker {
     /// Reads the complete lines added since the last call; whether there were any. A line still being written
     /// waits for the next call; a new, shorter file (the run was restarted) is read from its start.
     pub fn read_new(&mut self) -> Result<bool> {
-        let new = self
-            .metrics
-            .read()
-            .map_err(io(self.metrics.path()))?;
+        let new = self.metrics.read().map_err(io(self.metrics.path()))?;
         if new.restarted {
             self.progress = Progress::default();
         }

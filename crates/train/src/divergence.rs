@@ -1,8 +1,8 @@
 //! Telling a wrecked run from a slow one: a learning rate far too large drives the loss up to the value of a
 //! uniform guess while the gradients vanish, and the run would otherwise end `finished`. The watch sees every
 //! optimizer step and fails the run, naming the step, when
-//! - the gradient norm is zero (or not finite) for [`STALLED_STEPS`] steps in a row while the loss is above its
-//!   starting value, or
+//! - the gradient norm is zero (or not finite) for [`STALLED_STEPS`] steps in a row: nothing learns any more
+//!   (the adapters' `B` start at zero, but their gradients do not, so a sound run never has a zero norm), or
 //! - the loss stays above [`FAR_ABOVE`] × its starting value for [`HIGH_STEPS`] steps in a row.
 
 use crate::error::{Error, Result};
@@ -27,11 +27,7 @@ impl DivergenceWatch {
     pub fn observe(&mut self, step: u64, loss: f64, grad_norm: f64) -> Result<()> {
         let first = *self.first_loss.get_or_insert(loss);
         let vanished = !(grad_norm > 0.0) || !grad_norm.is_finite();
-        self.stalled = if vanished && loss > first {
-            self.stalled + 1
-        } else {
-            0
-        };
+        self.stalled = if vanished { self.stalled + 1 } else { 0 };
         self.high = if loss > FAR_ABOVE * first.max(1e-3) {
             self.high + 1
         } else {
@@ -54,13 +50,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_vanished_gradient_above_the_start_fails_on_the_third_step() {
+    fn a_vanished_gradient_fails_on_the_third_step() {
+        // As measured on the tiny fixture at learning rate 1e6: the loss settles at ln(vocab) = ln(320).
         let mut w = DivergenceWatch::default();
-        w.observe(1, 2.0, 1.0).unwrap();
-        w.observe(2, 10.8, 0.0).unwrap();
-        w.observe(3, 10.8, 0.0).unwrap();
-        let err = w.observe(4, 10.8, 0.0).unwrap_err().to_string();
-        assert!(err.contains("step 4") && err.contains("learning_rate"), "{err}");
+        w.observe(1, 6.988, 9.12).unwrap();
+        w.observe(2, 5.768, 0.0).unwrap();
+        w.observe(3, 5.768, 0.0).unwrap();
+        let err = w.observe(4, 5.768, 0.0).unwrap_err().to_string();
+        assert!(
+            err.contains("step 4") && err.contains("learning_rate"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@ use std::time::Instant;
 use candle_core::Tensor;
 use ferrotune_model::{CheckpointGrads, Llama};
 
-use crate::error::{Error, Result};
 use crate::divergence::DivergenceWatch;
+use crate::error::{Error, Result};
 use crate::events::Event;
 use ferrotune_data::batch::{pack, BatchSampler, PadOptions, Position as DataPosition};
 use ferrotune_data::Sample;

@@ -198,6 +198,61 @@ fn a_diverging_loss_fails_the_run_with_the_step() {
 }
 
 #[test]
+fn r20_a_wrecked_run_is_failed_not_finished() {
+    // At a learning rate of 1e6 the loss climbs to a uniform guess with a vanished gradient; that is a failure.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path(), "wreck", "  epochs: 2\n");
+    let o = train(&cfg, &["--training.learning_rate", "1e6"]);
+    assert!(!o.status.success(), "a wrecked run must not succeed");
+    let st = status(&dir.path().join("wreck"));
+    assert_eq!(st["status"], "failed");
+    let msg = st["message"].as_str().unwrap();
+    assert!(
+        msg.contains("at step") && msg.contains("learning_rate"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn r20_divergence_keeps_the_last_good_checkpoint_and_it_resumes() {
+    // Warmup makes the first step's learning rate 0, so the first evaluation and checkpoint are sound; the next
+    // step's weights evaluate to NaN. The checkpoint on disk must stay the sound one, and resume from it with a
+    // sane rate.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(
+        dir.path(),
+        "burst",
+        "  epochs: 1\n  optimizer: SGD\n  evaluation_epochs: 0.12\n  warmup_epochs: 0.5\n",
+    );
+    let o = train(&cfg, &["--training.learning_rate", "1e30"]);
+    assert!(!o.status.success(), "{}", stderr(&o));
+    let run = dir.path().join("burst");
+    assert_eq!(status(&run)["status"], "failed");
+    let kept = tensors(&run.join("checkpoint"));
+    assert!(!kept.is_empty());
+    assert!(
+        kept.values()
+            .flatten()
+            .all(|v| v.is_finite() && v.abs() < 1e3),
+        "the kept checkpoint holds sound weights"
+    );
+    let o = ferrotune()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .args([
+            "--training.learning_rate",
+            "0.001",
+            "--training.warmup_epochs",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(status(&run)["status"], "finished");
+    assert!(tensors(&run).values().flatten().all(|v| v.is_finite()));
+}
+
+#[test]
 fn bad_data_is_reported_before_training() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = setup(dir.path(), "bad", "");
