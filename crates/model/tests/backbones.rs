@@ -465,3 +465,31 @@ fn a_cancelled_generation_ends_at_the_next_token_with_what_it_has() {
         "the greedy tokens before the cancel"
     );
 }
+
+#[test]
+fn r20_a_request_past_the_context_is_capped_there() {
+    // `--max-new-tokens 1000000000` on a 256-token model: it stops at the context, saying so.
+    let backbone = load("llama3_rope");
+    let exp = expected_text("llama3_rope");
+    let prompt = ids_of(&exp["generation"]["prompt_ids"]);
+    let cfg = GenerationConfig {
+        max_new_tokens: 1_000_000_000,
+        stop_token_ids: Vec::new(),
+        ..GenerationConfig::default()
+    };
+    let out = ferrotune_model::generate(
+        &backbone.model,
+        &backbone.tokenizer,
+        &prompt,
+        &cfg,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(out.finish_reason, ferrotune_model::FinishReason::Context);
+    assert_eq!(out.token_ids.len(), 256 - prompt.len());
+    let long = vec![prompt[0]; 256];
+    let err = ferrotune_model::generate(&backbone.model, &backbone.tokenizer, &long, &cfg, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("256 tokens") && err.contains("context"), "{err}");
+}

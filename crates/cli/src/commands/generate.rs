@@ -63,6 +63,14 @@ pub fn run(args: GenerateArgs, printer: &Printer) -> anyhow::Result<()> {
         return Err(e).context("cannot write to stdout");
     }
     printer.stream("\n")?;
+    if out.finish_reason == ferrotune_model::FinishReason::Context {
+        printer.status(&format!(
+            "stopped at the model's context of {} tokens (the prompt took {}); --max-new-tokens {} asked for more",
+            backbone.model.config().max_position_embeddings,
+            prompt_ids.len(),
+            args.generation.max_new_tokens
+        ));
+    }
     if args.stats {
         eprintln!(
             "{}",

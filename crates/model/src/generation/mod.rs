@@ -102,6 +102,9 @@ pub enum FinishReason {
     StopString,
     /// `max_new_tokens` reached.
     Length,
+    /// The model's context length (`max_position_embeddings`) reached before `max_new_tokens`: the request was
+    /// capped there.
+    Context,
     /// The caller asked to stop (e.g. a chat client went away).
     Cancelled,
 }
@@ -158,10 +161,34 @@ pub fn generate_until(
     if prompt_ids.is_empty() {
         return Err(Error::InvalidGeneration("the prompt is empty".into()));
     }
+    // A request longer than the model's context is capped there (finishing with `Context`).
+    let context = model.config().max_position_embeddings;
+    if prompt_ids.len() >= context {
+        return Err(Error::InvalidGeneration(format!(
+            "the prompt has {} tokens, as many as the model's context of {context}; shorten it",
+            prompt_ids.len()
+        )));
+    }
+    let room = context - prompt_ids.len();
+    let capped = cfg.max_new_tokens > room;
+    let capped_cfg;
+    let cfg = if capped {
+        capped_cfg = GenerationConfig {
+            max_new_tokens: room,
+            min_new_tokens: cfg.min_new_tokens.min(room),
+            ..cfg.clone()
+        };
+        &capped_cfg
+    } else {
+        cfg
+    };
     // No autograd graph while generating (the KV cache would otherwise keep every step's).
     let model = &model.for_inference();
     if cfg.num_beams > 1 && !cancelled() {
-        let generation = beam::beam_search(model, tokenizer, prompt_ids, cfg)?;
+        let mut generation = beam::beam_search(model, tokenizer, prompt_ids, cfg)?;
+        if capped && generation.finish_reason == FinishReason::Length {
+            generation.finish_reason = FinishReason::Context;
+        }
         on_text(&generation.text);
         return Ok(generation);
     }
@@ -174,7 +201,11 @@ pub fn generate_until(
     let start = Instant::now();
     let mut input = Tensor::new(prompt_ids, device)?.unsqueeze(0)?;
     let mut prefill_time = None;
-    let mut finish = FinishReason::Length;
+    let mut finish = if capped {
+        FinishReason::Context
+    } else {
+        FinishReason::Length
+    };
     while generated.len() < cfg.max_new_tokens {
         if cancelled() {
             finish = FinishReason::Cancelled;
