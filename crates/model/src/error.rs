@@ -52,6 +52,13 @@ pub enum Error {
         actual: Vec<usize>,
     },
 
+    #[error("`config.json` in `{}` says `vocab_size: {config}`, but `model.embed_tokens.weight` has {embedding} rows\nhelp: set `vocab_size` to {embedding} in config.json (transformers refuses this checkpoint too)", dir.display())]
+    ConfigVocabMismatch {
+        dir: PathBuf,
+        config: usize,
+        embedding: usize,
+    },
+
     #[error("the tokenizer has {tokenizer} tokens but the embedding has only {embedding} rows\nhelp: the tokenizer does not belong to this model; use the tokenizer.json shipped with the weights")]
     VocabMismatch { tokenizer: usize, embedding: usize },
 

@@ -76,6 +76,11 @@ impl Weights {
         })
     }
 
+    /// The backbone folder the weights are in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Whether the weights hold a tensor called `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.index.contains_key(name)

@@ -488,8 +488,44 @@ fn r20_a_request_past_the_context_is_capped_there() {
     assert_eq!(out.finish_reason, ferrotune_model::FinishReason::Context);
     assert_eq!(out.token_ids.len(), 256 - prompt.len());
     let long = vec![prompt[0]; 256];
-    let err = ferrotune_model::generate(&backbone.model, &backbone.tokenizer, &long, &cfg, &mut |_| {})
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("256 tokens") && err.contains("context"), "{err}");
+    let err = ferrotune_model::generate(
+        &backbone.model,
+        &backbone.tokenizer,
+        &long,
+        &cfg,
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("256 tokens") && err.contains("context"),
+        "{err}"
+    );
+}
+
+#[test]
+fn r20_a_config_vocab_size_other_than_the_embedding_rows_is_refused() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama3_rope");
+    for delta in [1i64, -1] {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+        let cfg_path = dir.path().join("config.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+        let rows = cfg["vocab_size"].as_i64().unwrap();
+        cfg["vocab_size"] = serde_json::json!(rows + delta);
+        std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+        let err = match Backbone::load_folder(dir.path(), DType::F32, &Device::Cpu) {
+            Ok(_) => panic!("vocab_size {} was accepted", rows + delta),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains(&format!("vocab_size: {}", rows + delta))
+                && err.contains(&format!("{rows} rows")),
+            "{err}"
+        );
+    }
 }

@@ -206,6 +206,7 @@ impl From<ferrotune_model::Error> for ApiError {
             | E::MissingShard { .. }
             | E::MissingTensor { .. }
             | E::ShapeMismatch { .. }
+            | E::ConfigVocabMismatch { .. }
             | E::VocabMismatch { .. }
             | E::InvalidGeneration(_)
             | E::UnsupportedDtype(_)

@@ -442,8 +442,15 @@ impl Llama {
                 actual: embed_shape,
             });
         }
-        // Some checkpoints pad the embedding beyond `vocab_size`; the embedding's rows are authoritative.
+        // transformers builds the embedding with `vocab_size` rows and refuses other checkpoints; so do we.
         let vocab = embed_shape[0];
+        if vocab != cfg.vocab_size {
+            return Err(Error::ConfigVocabMismatch {
+                dir: weights.dir().to_path_buf(),
+                config: cfg.vocab_size,
+                embedding: vocab,
+            });
+        }
         let embed_tokens = weights.load("model.embed_tokens.weight", None, dtype, device)?;
         let layers = (0..cfg.num_layers)
             .map(|i| DecoderLayer::load(weights, i, cfg, (dtype, quantization), device))
