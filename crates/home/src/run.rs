@@ -268,6 +268,37 @@ impl RunDir {
             .collect()
     }
 
+    /// What an interrupted run left in the folder: the temporary siblings of files and folders being written
+    /// ([`crate::atomic::temp_sibling`] names) and the `checkpoint.tmp-<pid>` staging folders of older releases.
+    pub fn leftovers(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut found: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                crate::atomic::is_temp_name(&name) || name.starts_with("checkpoint.tmp-")
+            })
+            .map(|e| e.path())
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Removes [`RunDir::leftovers`]; what was removed. Only for a folder no process is writing.
+    pub fn remove_leftovers(&self) -> std::io::Result<Vec<PathBuf>> {
+        let found = self.leftovers();
+        for path in &found {
+            if path.is_dir() {
+                std::fs::remove_dir_all(path)?;
+            } else {
+                std::fs::remove_file(path)?;
+            }
+        }
+        Ok(found)
+    }
+
     /// Whether `name` (an entry of the folder) is one of the run's outputs, cleared by a restart: everything
     /// but `cfg.yaml`.
     pub fn is_output(name: &std::ffi::OsStr) -> bool {
@@ -330,6 +361,19 @@ mod tests {
         assert_eq!((s.status, s.message.as_str()), (RunStatus::Failed, "boom"));
         assert_eq!(s.pid, Some(std::process::id()));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_run_are_found_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        std::fs::create_dir(run.checkpoint()).unwrap();
+        std::fs::create_dir(crate::atomic::temp_sibling(&run.checkpoint())).unwrap();
+        std::fs::create_dir(dir.path().join("checkpoint.tmp-4242")).unwrap();
+        std::fs::write(crate::atomic::temp_sibling(&run.status()), b"{").unwrap();
+        assert_eq!(run.leftovers().len(), 3);
+        assert_eq!(run.remove_leftovers().unwrap().len(), 3);
+        assert!(run.leftovers().is_empty() && run.checkpoint().is_dir());
     }
 
     #[test]

@@ -164,12 +164,18 @@ pub fn resolve_folder(path: &Path, gguf_cache: &Path) -> Result<PathBuf> {
                 source,
             })?;
             lock.lock().map_err(|source| Error::Io {
-                path: lock_path,
+                path: lock_path.clone(),
                 source,
             })?;
-            if !dir.join("config.json").is_file() {
-                crate::gguf::import_gguf(path, &dir)?;
-            }
+            let imported = if dir.join("config.json").is_file() {
+                Ok(())
+            } else {
+                crate::gguf::import_gguf(path, &dir).map(drop)
+            };
+            // The lock file goes with the import, failed or not (a waiter re-checks the folder once it holds
+            // the lock, so removing the file under the lock loses nothing).
+            let _ = std::fs::remove_file(&lock_path);
+            imported?;
         }
         return Ok(dir);
     }

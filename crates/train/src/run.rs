@@ -104,7 +104,8 @@ pub fn preflight(cfg: &Experiment) -> Result<Vec<String>> {
 }
 
 /// Runs (or resumes) an experiment; the returned summary is also what `status.json` says at the end. A config
-/// that fails the pre-flight checks is refused before its output folder is touched.
+/// that fails the pre-flight checks is refused before its output folder is touched. The caller makes sure no
+/// other process trains the same folder (the CLI checks `status.json`'s pid; the runner runs one at a time).
 pub fn run(request: RunRequest, listener: &mut dyn Listener) -> Result<RunSummary> {
     let cfg = request.config;
     let warnings = preflight(cfg)?;
@@ -118,6 +119,18 @@ pub fn run(request: RunRequest, listener: &mut dyn Listener) -> Result<RunSummar
         .map_err(status_io)?;
     for w in warnings {
         files.log(w);
+    }
+    // What a killed run left (a checkpoint being staged, a file being written) is of no use: the last complete
+    // checkpoint is in place. The caller makes sure no other process trains this folder.
+    let removed = run.remove_leftovers().map_err(|source| Error::Io {
+        path: run.root().to_path_buf(),
+        source,
+    })?;
+    for path in removed {
+        files.log(format!(
+            "removed {} left by an interrupted run",
+            path.display()
+        ));
     }
     let result = run_stages(&request, &mut files);
     let (status, message) = match &result {

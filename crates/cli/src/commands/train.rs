@@ -90,6 +90,7 @@ pub fn train(mut cfg: Experiment, resume: bool, printer: &Printer) -> anyhow::Re
     for note in notes {
         printer.status(&note);
     }
+    check_not_running(&ferrotune_home::RunDir::new(cfg.output_dir()), printer)?;
     printer.status(&format!(
         "experiment `{}` → {}",
         cfg.experiment_name,
@@ -163,4 +164,27 @@ pub fn train(mut cfg: Experiment, resume: bool, printer: &Printer) -> anyhow::Re
                 .display()
         )
     })
+}
+
+/// Refuses to train a folder another live process is training (its `status.json` says `running` with that
+/// process's pid); says so when the process that wrote `running` is gone (killed before it could write how it
+/// ended), whose leftovers the run then removes.
+fn check_not_running(run: &ferrotune_home::RunDir, printer: &Printer) -> anyhow::Result<()> {
+    let Some(status) = run.read_status() else {
+        return Ok(());
+    };
+    let (ferrotune_home::RunStatus::Running, Some(pid)) = (status.status, status.pid) else {
+        return Ok(());
+    };
+    if pid != std::process::id() && ferrotune_store::process::ProcessId::of(pid).is_alive() {
+        bail!(
+            "`{}` is being trained by process {pid}\nhelp: wait for it, or stop it first (`kill -TERM {pid}` writes a checkpoint; then resume)",
+            run.root().display()
+        );
+    }
+    printer.status(&format!(
+        "the previous run of `{}` (process {pid}) died without writing how it ended",
+        run.root().display()
+    ));
+    Ok(())
 }

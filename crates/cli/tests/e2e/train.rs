@@ -157,6 +157,9 @@ fn resume_after_kill_9_ends_with_the_same_adapter() {
         "running",
         "a killed run cannot update its status"
     );
+    // What a process killed while staging a checkpoint leaves (the name of older releases' staging folder).
+    let staged = run.join("checkpoint.tmp-999999");
+    std::fs::create_dir(&staged).unwrap();
     let o = ferrotune()
         .arg("train")
         .arg("--resume")
@@ -164,6 +167,12 @@ fn resume_after_kill_9_ends_with_the_same_adapter() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("died without writing how it ended"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!staged.exists(), "the leftover is cleaned");
     assert_eq!(status(&run)["status"], "finished");
     let (a, b) = (tensors(&dir.path().join("full")), tensors(&run));
     assert_eq!(a.len(), b.len());
