@@ -341,13 +341,41 @@ impl<E: Into<ApiError>> From<E> for PageError {
     }
 }
 
+/// A library message in the studio's words: its lines as text and `code` spans (rendered as code, not with
+/// backticks), without the `help:` lines that advise a CLI command (the page links to the studio's own pages).
+fn studio_words(message: &str) -> (Vec<Vec<(String, bool)>>, Vec<Vec<(String, bool)>>) {
+    let spans = |line: &str| -> Vec<(String, bool)> {
+        line.split('`')
+            .enumerate()
+            .filter(|(_, t)| !t.is_empty())
+            .map(|(i, t)| (t.to_string(), i % 2 == 1))
+            .collect()
+    };
+    let mut problem = Vec::new();
+    let mut help = Vec::new();
+    for line in message.lines().filter(|l| !l.trim().is_empty()) {
+        match line.strip_prefix("help: ") {
+            Some(h) if h.contains("ferrotune ") || h.contains("--") => {}
+            Some(h) => help.push(spans(h)),
+            None => problem.push(spans(line)),
+        }
+    }
+    (problem, help)
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let e = self.0;
         let details = e.internal_details();
+        let (problem, help) = studio_words(&e.message);
         let html = crate::views::render(
             "error.html",
-            minijinja::context! { title => "Error", status => e.status.as_u16(), message => e.message },
+            minijinja::context! {
+                title => "Error",
+                status => e.status.as_u16(),
+                problem => problem,
+                help => help,
+            },
         )
         .unwrap_or_else(|_| "error".into());
         let mut response = (e.status, Html(html)).into_response();

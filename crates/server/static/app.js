@@ -272,6 +272,15 @@ pages.experiment = () => {
   };
   draw();
   const logs = $("#logs");
+  const refreshDownloads = async () => {
+    try {
+      const view = await api("GET", base());
+      for (const d of view.downloads) {
+        const note = $(`.not-ready[data-download="${d.name}"]`);
+        if (note) note.hidden = d.ready;
+      }
+    } catch { /* the next status change tries again */ }
+  };
   let source;
   const connect = () => {
     source = new EventSource(`${base()}/events`);
@@ -283,8 +292,11 @@ pages.experiment = () => {
       $("#exp-progress").value = e.progress;
       $("#exp-step").textContent = `step ${e.step}${e.total_steps ? " / " + e.total_steps : ""}`;
       $("#exp-message").textContent = e.message || "";
+      const changed = root.dataset.status !== e.status;
       root.dataset.status = e.status;
       enableActions($$(".actions [data-action]"), e.status);
+      // Tabs that depend on what the run has written follow its status: the downloads it has saved.
+      if (changed) refreshDownloads();
     });
     source.addEventListener("metric", ev => {
       const m = JSON.parse(ev.data);

@@ -65,6 +65,11 @@ async fn library_errors_are_readable_json_and_unknown_routes_say_so() {
         body.contains("no experiment named"),
         "a page, not a stack trace: {body}"
     );
+    // The studio speaks of the studio: no CLI advice, links to its own pages instead.
+    assert!(
+        !body.contains("ferrotune experiment") && body.contains(r#"href="/experiments/new""#),
+        "{body}"
+    );
     let (status, body) = s.get("/compare?names=a").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("at least two experiments"));

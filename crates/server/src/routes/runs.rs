@@ -135,6 +135,27 @@ pub struct ExperimentView {
     #[serde(flatten)]
     pub info: ExperimentInfo,
     pub summary: Summary,
+    /// Every download and whether the run has written it yet.
+    pub downloads: Vec<DownloadView>,
+}
+
+/// One entry of the Downloads tab.
+#[derive(Debug, Serialize)]
+pub struct DownloadView {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub ready: bool,
+}
+
+fn download_views(artifacts: &[(Artifact, bool)]) -> Vec<DownloadView> {
+    artifacts
+        .iter()
+        .map(|&(a, ready)| DownloadView {
+            name: a.name(),
+            title: a.title(),
+            ready,
+        })
+        .collect()
 }
 
 /// The experiment and its run's events so far.
@@ -151,9 +172,15 @@ async fn experiment_show(
     State(state): State<AppState>,
     AppPath(name): AppPath<String>,
 ) -> Result<Json<ExperimentView>, ApiError> {
+    let n = name.clone();
     let (info, events) = find_with_events(&state, name).await?;
+    let artifacts = state.with_store(move |s| Ok(s.artifacts(&n)?)).await?;
     let summary = summary(&info, &events);
-    Ok(Json(ExperimentView { info, summary }))
+    Ok(Json(ExperimentView {
+        info,
+        summary,
+        downloads: download_views(&artifacts),
+    }))
 }
 
 #[derive(Debug, Serialize)]
@@ -338,17 +365,7 @@ async fn experiment_page(
     let (info, events) = find_with_events(&state, name).await?;
     let artifacts = state.with_store(move |s| Ok(s.artifacts(&n)?)).await?;
     let summary = summary(&info, &events);
-    let has_adapter = artifacts.contains(&(Artifact::Adapter, true));
-    let downloads: Vec<_> = artifacts
-        .iter()
-        .map(|(a, ready)| {
-            minijinja::context! {
-                name => a.name(),
-                title => a.title(),
-                ready => ready,
-            }
-        })
-        .collect();
+    let downloads = download_views(&artifacts);
     Ok(views::page(
         &csrf,
         "experiment.html",
@@ -358,8 +375,7 @@ async fn experiment_page(
             info => minijinja::value::Serde(&info),
             config => info.config.clone(),
             summary => minijinja::value::Serde(&summary),
-            has_adapter => has_adapter,
-            downloads => downloads,
+            downloads => minijinja::value::Serde(&downloads),
         },
     )?)
 }
