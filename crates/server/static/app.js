@@ -144,6 +144,15 @@ function drawChart(svg, series, xLabel = "step") {
 }
 
 // ---- shared bits ----------------------------------------------------------------------------------------------
+// Why an answer ended, in words (the API's `finish_reason`).
+const FINISH = {
+  stoptoken: "the model ended its answer",
+  stopstring: "stopped at a stop text",
+  length: "reached the max tokens setting",
+  context: "reached the model's context length",
+  cancelled: "stopped",
+};
+
 function statusBadge(status) { return el("span", { class: `status status-${status}`, text: status }); }
 function utc(secs) { return secs ? new Date(secs * 1000).toISOString().replace("T", " ").slice(0, 16) + " UTC" : "–"; }
 function duration(e) {
@@ -395,9 +404,9 @@ pages.experiment = () => {
       await readEvents(res, (name, data) => {
         const v = JSON.parse(data);
         if (name === "token") { out.textContent += v; box.scrollTop = box.scrollHeight; }
-        else if (name === "info") $("#chat-note").textContent = `Answering with ${v}.`;
+        else if (name === "info") $("#chat-note").textContent = `${v}.`;
         else if (name === "done") { out.textContent = v.text; history.push({ role: "assistant", content: v.text }); out.parentElement.dataset.done = "true";
-          $("#chat-note").textContent += ` ${v.tokens} tokens, ${v.tokens_per_second.toFixed(1)} tokens/s (${v.finish_reason}).`; }
+          $("#chat-note").textContent += ` ${v.tokens} tokens, ${v.tokens_per_second.toFixed(1)} tokens/s${FINISH[v.finish_reason] ? " · " + FINISH[v.finish_reason] : ""}.`; }
         else if (name === "error") throw new Error(v);
       });
     } catch (e) {

@@ -171,6 +171,26 @@ fn answer(
     Ok(())
 }
 
+/// The registered name of the backbone at `path` (its folder name when it is not registered).
+async fn backbone_name(state: &AppState, path: &std::path::Path) -> String {
+    let p = path.to_path_buf();
+    let registered = state
+        .with_store(move |s| {
+            Ok(s.backbones()?
+                .into_iter()
+                .find(|b| b.path == p)
+                .map(|b| b.name))
+        })
+        .await
+        .ok()
+        .flatten();
+    registered.unwrap_or_else(|| {
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string())
+    })
+}
+
 async fn chat_create(
     State(state): State<AppState>,
     AppPath(name): AppPath<String>,
@@ -187,9 +207,14 @@ async fn chat_create(
     .await
     .map_err(|e| ApiError::internal(format!("task failed: {e}")))??;
     let (tx, rx) = mpsc::channel(1024);
+    let backbone = backbone_name(&state, &model.backbone).await;
     let note = match &model.adapter {
-        Some(a) => format!("the backbone with the trained adapter `{}`", a.display()),
-        None => "the backbone alone: this experiment has saved no adapter yet".to_string(),
+        Some(_) => {
+            format!("Answering with {backbone} and the trained adapter of experiment {name}")
+        }
+        None => format!(
+            "Answering with {backbone} alone: experiment {name} has not saved its adapter yet"
+        ),
     };
     let _ = tx
         .send(
