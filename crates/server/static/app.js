@@ -354,7 +354,15 @@ pages.experiment = () => {
       const head = el("tr");
       p.columns.forEach((c, i) => head.append(el("th", { scope: "col", tabindex: 0, "aria-sort": "none", text: c, onclick: () => sortBy(i), onkeydown: ev => { if (ev.key === "Enter") sortBy(i); } })));
       table.tHead.replaceChildren(head);
-      const body = () => table.tBodies[0].replaceChildren(...rows.map(r => el("tr", {}, ...r.map(v => el("td", { text: v })))));
+      // Numbers are shown rounded (the CSV download keeps every digit); special-token markers such as
+      // `<|prompt|>` are hidden unless asked for, so the prompt reads as it was written.
+      const markers = $("#show-markers");
+      const shown = v => {
+        if (v !== "" && !isNaN(Number(v))) return Number(Number(v).toPrecision(4)).toString();
+        return markers && markers.checked ? v : v.replace(/<\|[^|<>]*\|>/g, " ").replace(/\s+/g, " ").trim();
+      };
+      const body = () => table.tBodies[0].replaceChildren(...rows.map(r => el("tr", {}, ...r.map(v => el("td", { text: shown(v), title: v })))));
+      if (markers) markers.addEventListener("change", body);
       const sortBy = i => {
         asc = sortCol === i ? !asc : true; sortCol = i;
         const num = rows.every(r => r[i] === "" || !isNaN(Number(r[i])));
