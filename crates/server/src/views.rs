@@ -121,6 +121,15 @@ pub async fn style() -> Response {
         .into_response()
 }
 
+/// `GET /static/favicon.svg` (and `/favicon.ico`, which browsers ask for on their own).
+pub async fn favicon() -> Response {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        include_str!("../static/favicon.svg"),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,6 +65,9 @@ async fn library_errors_are_readable_json_and_unknown_routes_say_so() {
         body.contains("no experiment named"),
         "a page, not a stack trace: {body}"
     );
+    let (status, icon) = s.get("/favicon.ico").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(icon.starts_with("<svg"), "a favicon, no 404 on every page");
     // The studio speaks of the studio: no CLI advice, links to its own pages instead.
     assert!(
         !body.contains("ferrotune experiment") && body.contains(r#"href="/experiments/new""#),

@@ -48,6 +48,8 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/static/app.js", get(views::script))
         .route("/static/style.css", get(views::style))
+        .route("/static/favicon.svg", get(views::favicon))
+        .route("/favicon.ico", get(views::favicon))
         .fallback(page_not_found)
         .method_not_allowed_fallback(page_method_not_allowed);
     Router::new()
