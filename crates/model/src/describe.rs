@@ -58,3 +58,27 @@ pub fn describe_folder(dir: &Path) -> FolderSummary {
         size_bytes,
     }
 }
+
+/// Checks, as loading does but without reading the weights, that `dir` holds a backbone this crate runs: its
+/// `config.json` names a supported architecture with valid settings, its safetensors headers are whole (every
+/// shard present, no file cut short), and the embedding has the shape the config gives it.
+pub fn check_folder(dir: &Path) -> crate::Result<()> {
+    let config = crate::ModelConfig::from_dir(dir)?;
+    let weights = Weights::open(dir)?;
+    let embed = weights.shape("model.embed_tokens.weight")?;
+    if embed.len() != 2 || embed[1] != config.hidden_size {
+        return Err(crate::Error::ShapeMismatch {
+            name: "model.embed_tokens.weight".into(),
+            expected: vec![config.vocab_size, config.hidden_size],
+            actual: embed,
+        });
+    }
+    if embed[0] != config.vocab_size {
+        return Err(crate::Error::ConfigVocabMismatch {
+            dir: dir.to_path_buf(),
+            config: config.vocab_size,
+            embedding: embed[0],
+        });
+    }
+    Ok(())
+}

@@ -34,7 +34,7 @@ pub mod weights;
 pub use backbone::{parse_dtype, parse_weight_format, Backbone, WeightFormat};
 pub use candle_core::{DType, Device};
 pub use config::ModelConfig;
-pub use describe::{describe_folder, FolderSummary};
+pub use describe::{check_folder, describe_folder, FolderSummary};
 pub use error::{Error, Result};
 pub use ferrotune_data::{chat_template, tokenizer, ChatTemplate, Message, TextTokenizer};
 pub use generation::{generate, generate_until, FinishReason, Generation, GenerationConfig};

@@ -48,7 +48,8 @@ pub fn check_backbone_folder(dir: &Path) -> Result<()> {
     if !has_weights {
         return Err(bad("no `*.safetensors` weights"));
     }
-    Ok(())
+    // The loader's own checks, without reading the weights: architecture, headers, shapes.
+    ferrotune_model::check_folder(dir).map_err(|e| bad(&e.to_string()))
 }
 
 /// Checks a backbone name: it is shown in pickers and typed on the command line.
@@ -133,11 +134,57 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// A copy of the model crate's tiny Llama fixture (a real backbone folder).
     fn folder(dir: &Path) {
         std::fs::create_dir_all(dir).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/llama3_rope");
         for f in ["config.json", "tokenizer.json", "model.safetensors"] {
-            std::fs::write(dir.join(f), "{}").unwrap();
+            std::fs::copy(src.join(f), dir.join(f)).unwrap();
         }
+    }
+
+    #[test]
+    fn r20_registering_checks_what_loading_checks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = Store::open(crate::Home::new(tmp.path().join("home"))).unwrap();
+        let model = tmp.path().join("model");
+        // A truncated weights file.
+        folder(&model);
+        let weights = model.join("model.safetensors");
+        let bytes = std::fs::read(&weights).unwrap();
+        std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+        let err = store
+            .register_backbone("cut", &model, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model.safetensors"), "{err}");
+        // An architecture the loader does not run.
+        folder(&model);
+        let cfg_path = model.join("config.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+        cfg["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
+        std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+        let err = store
+            .register_backbone("gpt2", &model, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("GPT2LMHeadModel"), "{err}");
+        // A vocabulary the embedding does not have.
+        folder(&model);
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+        cfg["vocab_size"] = serde_json::json!(cfg["vocab_size"].as_u64().unwrap() + 5);
+        std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+        let err = store
+            .register_backbone("vocab", &model, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("vocab_size"), "{err}");
+        assert!(
+            store.backbones().unwrap().is_empty(),
+            "nothing half-registered"
+        );
     }
 
     #[test]

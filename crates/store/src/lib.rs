@@ -9,8 +9,8 @@
 //! `dataset.json` is the source of truth; the canonical `train.jsonl`/`validation.jsonl`; the originals),
 //! `experiments/` (one output folder per experiment: its `cfg.yaml`, and whatever the training process writes
 //! there), the experiment lifecycle (queued → running → finished | failed | stopped), the runner process and its
-//! `runner.lock`, and crash detection (a pid plus its start time). *Must not touch*: tensors, models, training
-//! internals (a run is a child `ferrotune train` process; only its files are read), anything network; `assets/`
+//! `runner.lock`, and crash detection (a pid plus its start time). *Must not touch*: tensors, model weights (a backbone
+//! folder is checked with `ferrotune_model::check_folder`, headers only), training internals (a run is a child `ferrotune train` process; only its files are read), anything network; `assets/`
 //! and `backbones/` belong to `ferrotune-home` and `ferrotune-model`. It never prints.
 //!
 //! Layout of the home:
