@@ -174,6 +174,20 @@ pub fn prepare(settings: &DatasetSettings, tokenizer: &TextTokenizer) -> Result<
         });
     }
     let mut warnings = Vec::new();
+    if settings.parent_id_column.is_none() {
+        if let Some(column) = train_source
+            .table
+            .columns
+            .iter()
+            .find(|c| c.eq_ignore_ascii_case("parent_id"))
+        {
+            warnings.push(format!(
+                "the data has a `{column}` column, but `dataset.parent_id_column` is `None`: every row trains as a \
+                 conversation of its own; set `dataset.parent_id_column: {column}` (and `dataset.id_column`) to \
+                 chain the turns"
+            ));
+        }
+    }
     for (name, stats) in [("train", &train_stats), ("validation", &validation_stats)] {
         if stats.truncated > 0 {
             warnings.push(format!(

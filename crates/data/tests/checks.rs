@@ -167,3 +167,26 @@ fn an_empty_file_is_an_error() {
     let err = prepare(&settings(&path), &tokenizer("qwen2_tied")).unwrap_err();
     assert!(matches!(err, Error::EmptyDataset { .. }), "{err:?}");
 }
+
+#[test]
+fn r20_an_unused_parent_id_column_is_named_in_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = crate::common::write(
+        dir.path(),
+        "chat.csv",
+        "id,parent_id,instruction,input,output\n1,,hi,,hello\n2,1,how are you,,fine\n",
+    );
+    let s = ferrotune_data::DatasetSettings {
+        system_column: None,
+        ..crate::common::settings(&path)
+    };
+    let data = ferrotune_data::prepare(&s, &crate::common::tokenizer("qwen2_tied")).unwrap();
+    assert!(
+        data.stats
+            .warnings
+            .iter()
+            .any(|w| w.contains("`parent_id`") && w.contains("dataset.parent_id_column")),
+        "{:?}",
+        data.stats.warnings
+    );
+}

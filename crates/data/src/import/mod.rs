@@ -283,7 +283,7 @@ impl Converter {
                         return Err(Error::MissingParent {
                             path: self.files[info.file as usize].clone(),
                             location: info.origin.to_string(),
-                            column: "parent id".into(),
+                            column: "parent_id".into(),
                             parent: p.clone(),
                             id_column: "id".into(),
                         })
@@ -305,7 +305,7 @@ impl Converter {
                         let id = self.id_of(node);
                         return Err(Error::ParentCycle {
                             path: self.files[info.file as usize].clone(),
-                            column: "parent id".into(),
+                            column: "parent_id".into(),
                             id,
                         });
                     }
