@@ -80,10 +80,14 @@ pub fn fill_demo_defaults(
 }
 
 /// Every problem with the config that stops it from running (settings, the files they name, what this release
-/// cannot do), each with its setting; the warnings are returned for the log.
-pub fn preflight(cfg: &Experiment) -> Result<Vec<String>> {
+/// cannot do), each with its setting; the warnings are returned for the log. A resumed run continues the files
+/// in its folder, so that the folder is not empty is no warning then.
+pub fn preflight(cfg: &Experiment, resume: bool) -> Result<Vec<String>> {
     let mut report = ferrotune_config::validate(cfg);
     report.extend(ferrotune_config::check_environment(cfg));
+    if resume {
+        report.warnings.retain(|w| w.key != "output_directory");
+    }
     let mut problems: Vec<String> = report
         .errors
         .iter()
@@ -108,7 +112,7 @@ pub fn preflight(cfg: &Experiment) -> Result<Vec<String>> {
 /// other process trains the same folder (the CLI checks `status.json`'s pid; the runner runs one at a time).
 pub fn run(request: RunRequest, listener: &mut dyn Listener) -> Result<RunSummary> {
     let cfg = request.config;
-    let warnings = preflight(cfg)?;
+    let warnings = preflight(cfg, request.resume)?;
     let run = RunDir::new(cfg.output_dir());
     let mut files = RunFiles::open(run.clone(), listener)?;
     let status_io = |source| Error::Io {
