@@ -193,3 +193,19 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) 
         source,
     })
 }
+
+/// What is wrong with one line of a `.jsonl` file, placed by column only: the file's line number is the caller's
+/// (serde counts the lines of the one line it was given, which would contradict it).
+pub(crate) fn json_line_problem(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let what = match text.rfind(" at line ") {
+        Some(at) => &text[..at],
+        None => text.as_str(),
+    };
+    if e.line() > 1 {
+        // The value ran past the end of the line (an object broken over two lines, or cut short).
+        format!("invalid JSON: {what} (the line ends before the value does)")
+    } else {
+        format!("invalid JSON: {what} at column {}", e.column())
+    }
+}

@@ -20,11 +20,12 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("`{path}` is not valid JSON: {source}")]
+    #[error("`{}` {}: {message}", path.display(), if *syntax { "is not valid JSON" } else { "does not hold what it should" })]
     Json {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        /// Whether the text is not JSON at all (else it is JSON of the wrong shape: a missing or mistyped field).
+        syntax: bool,
+        message: String,
     },
 
     #[error("unsupported architecture `{name}`\nhelp: supported architectures are {supported}")]
@@ -110,8 +111,9 @@ pub(crate) fn read_to_string(path: &std::path::Path) -> Result<String> {
 /// Reads and parses a JSON file, naming it on failure.
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
     let text = read_to_string(path)?;
-    serde_json::from_str(&text).map_err(|source| Error::Json {
+    serde_json::from_str(&text).map_err(|e| Error::Json {
         path: path.to_path_buf(),
-        source,
+        syntax: !e.is_data(),
+        message: e.to_string(),
     })
 }

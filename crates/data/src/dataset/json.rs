@@ -254,7 +254,7 @@ pub(super) fn read_lines(path: &Path) -> Result<Table> {
             Ok(JsonRow::Other(kind)) => {
                 return Err(line_error(format!("expected a JSON object, found {kind}")))
             }
-            Err(e) => return Err(line_error(format!("invalid JSON: {e}"))),
+            Err(e) => return Err(line_error(crate::error::json_line_problem(&e))),
         }
     }
     Ok(builder.finish(path))

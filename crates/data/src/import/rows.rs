@@ -140,7 +140,7 @@ fn stream_jsonl(path: &Path, sink: &mut RowSink) -> Result<Vec<String>> {
                     kind(&other)
                 )))
             }
-            Err(e) => return Err(line_error(format!("invalid JSON: {e}"))),
+            Err(e) => return Err(line_error(crate::error::json_line_problem(&e))),
         }
     }
     Ok(columns.names)
