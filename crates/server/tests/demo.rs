@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use ferrotune_test_support::model_fixture;
+
 use crate::common::Studio;
 
 fn place_assets(home: &Path, gguf: &[u8]) {
@@ -39,7 +41,7 @@ fn an_empty_home_gets_the_demo_backbone_and_datasets() {
     let s = Studio::new(None);
     let home = s.dir.path().join("home");
     let gguf = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/gguf_llama/model.gguf"),
+        model_fixture("gguf_llama").join("model.gguf"),
     )
     .unwrap();
     place_assets(&home, &gguf);

@@ -5,5 +5,7 @@ mod common;
 mod datasets;
 mod demo;
 mod experiments;
+mod lifecycle;
 mod pages;
+mod run_files;
 mod security;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use ferrotune_config::{
-    BackboneDtype, Experiment, Metric as CfgMetric, ProblemType, SaveCheckpoint,
+    BackboneDtype, Experiment, Metric as CfgMetric, ProblemType, Report, SaveCheckpoint,
 };
 use ferrotune_data::batch::PadOptions;
 use ferrotune_data::{DatasetSettings, Sample, TextTokenizer, ValidationStrategy};
@@ -404,6 +404,8 @@ impl Hooks for RunHooks<'_, '_> {
 pub fn run(request: RunRequest, listener: &mut dyn Listener) -> Result<RunSummary> {
     let cfg = request.config;
     let dir = cfg.output_dir();
+    // Before the run writes its own files into the folder, which would draw the not-empty warning.
+    let report = preflight(cfg, request.resume);
     std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
         path: dir.clone(),
         source,
@@ -415,7 +417,7 @@ pub fn run(request: RunRequest, listener: &mut dyn Listener) -> Result<RunSummar
         listener,
     };
     write_status(&dir, "running", "")?;
-    let result = run_inner(&request, &mut files);
+    let result = run_inner(&request, report, &mut files);
     let (status, message) = match &result {
         Ok(s) => (s.status, String::new()),
         Err(e) => ("failed", e.to_string()),
@@ -429,11 +431,19 @@ pub fn run(request: RunRequest, listener: &mut dyn Listener) -> Result<RunSummar
     result
 }
 
-fn run_inner(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> {
-    let cfg = request.config;
-    // Pre-flight: every setting, then the files, backbone, output folder and disk they name.
+/// Pre-flight: every setting, then the files, backbone, output folder and disk they name. A resumed run
+/// continues the files in its folder, so that the folder is not empty is no warning then.
+fn preflight(cfg: &Experiment, resume: bool) -> Report {
     let mut report = ferrotune_config::validate(cfg);
     report.extend(ferrotune_config::check_environment(cfg));
+    if resume {
+        report.warnings.retain(|w| w.key != "output_directory");
+    }
+    report
+}
+
+fn run_inner(request: &RunRequest, report: Report, files: &mut RunFiles) -> Result<RunSummary> {
+    let cfg = request.config;
     for w in &report.warnings {
         files.emit(Event::Log {
             message: format!("warning: `{}`: {}", w.key, w.message),
