@@ -110,7 +110,7 @@ fn the_bos_is_added_when_the_template_does_not_render_it() {
 #[test]
 fn a_template_that_rewrites_earlier_text_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/qwen2_tied");
+    let fixture = ferrotune_test_support::model_fixture("qwen2_tied");
     let backbone = dir.path().join("backbone");
     std::fs::create_dir(&backbone).unwrap();
     for file in ["tokenizer.json", "tokenizer_config.json"] {

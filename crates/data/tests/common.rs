@@ -3,22 +3,16 @@
 use std::path::{Path, PathBuf};
 
 use ferrotune_data::{DatasetSettings, Sample, TextTokenizer, IGNORE_INDEX};
+use ferrotune_test_support::model_fixture;
 
 /// A tiny fixture tokenizer of the model crate: `qwen2_tied` (no BOS) or `llama3_rope` (BOS `<|endoftext|>`);
 /// both have EOS `<|im_end|>` (id 2) and pad `<|endoftext|>` (id 0).
 pub fn tokenizer(name: &str) -> TextTokenizer {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../model/tests/fixtures")
-        .join(name);
-    TextTokenizer::from_dir(&dir).expect("fixture tokenizer loads")
+    TextTokenizer::from_dir(&model_fixture(name)).expect("fixture tokenizer loads")
 }
 
 /// Writes `content` to `dir/name`.
-pub fn write(dir: &Path, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, content).expect("write fixture");
-    path
-}
+pub use ferrotune_test_support::write_file as write;
 
 /// Settings for `train` with the defaults, a fixed seed and custom validation on the same file (so every row is a
 /// train sample).

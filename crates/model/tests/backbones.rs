@@ -5,14 +5,13 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, D};
 use ferrotune_model::{generate, Backbone, GenerationConfig, Message};
+use ferrotune_test_support::{max_diff, model_fixture};
 use serde_json::Value;
 
 const CASES: [&str; 3] = ["llama3_rope", "mistral_sharded", "qwen2_tied"];
 
 fn fixture(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(case)
+    model_fixture(case)
 }
 
 fn load(case: &str) -> Backbone {
@@ -39,19 +38,6 @@ fn ids_of(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
-
 #[test]
 fn logits_match_transformers_in_f32() {
     for case in CASES {
@@ -59,7 +45,7 @@ fn logits_match_transformers_in_f32() {
         let exp = expected(case);
         let ids = exp["input_ids"].to_dtype(DType::U32).unwrap();
         let logits = backbone.model.forward(&ids, None).unwrap();
-        let diff = max_abs_diff(&logits, &exp["logits"]);
+        let diff = max_diff(&logits, &exp["logits"]);
         assert!(diff <= 1e-4, "{case}: max |Δlogit| = {diff}");
     }
 }
@@ -83,7 +69,7 @@ fn incremental_decoding_with_the_kv_cache_matches() {
             .model
             .forward(&row.narrow(1, 6, 3).unwrap(), Some(&mut cache))
             .unwrap();
-        let diff = max_abs_diff(&step, &exp["logits_step"]);
+        let diff = max_diff(&step, &exp["logits_step"]);
         assert!(diff <= 1e-4, "{case}: max |Δlogit| with cache = {diff}");
     }
 }
@@ -123,7 +109,7 @@ fn bf16_compute_stays_close_to_f32() {
     let ids = exp["input_ids"].to_dtype(DType::U32).unwrap();
     let logits = backbone.model.forward(&ids, None).unwrap();
     assert_eq!(logits.dtype(), DType::F32);
-    let diff = max_abs_diff(&logits, &exp["logits"]);
+    let diff = max_diff(&logits, &exp["logits"]);
     assert!(diff < 0.5, "bf16 max |Δlogit| = {diff}");
     let pred = logits
         .argmax(D::Minus1)
@@ -348,10 +334,7 @@ mod bad_input {
 
     fn copy_fixture(case: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        for entry in std::fs::read_dir(fixture(case)).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-        }
+        ferrotune_test_support::copy_dir(&fixture(case), dir.path());
         dir
     }
 

@@ -3,16 +3,9 @@
 //! the demo backbone's perplexity is the real quality check, in the CLI's e2e tests), and the decoder's linear
 //! weights take the advertised share of their f32 bytes.
 
-use std::path::{Path, PathBuf};
-
 use candle_core::{DType, Device, Tensor};
 use ferrotune_model::{parse_weight_format, Backbone};
-
-fn fixture(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(case)
-}
+use ferrotune_test_support::model_fixture;
 
 fn logits(backbone: &Backbone) -> Vec<f32> {
     let ids = Tensor::new(&[[1u32, 5, 9, 22, 7, 3, 11, 40]], &Device::Cpu).unwrap();
@@ -39,7 +32,7 @@ fn quantized_fixtures_track_the_float_logits_in_a_fraction_of_the_bytes() {
     for case in ["llama3_rope", "mistral_sharded", "qwen2_tied"] {
         let load = |name: &str| {
             Backbone::load_folder(
-                &fixture(case),
+                &model_fixture(case),
                 parse_weight_format(name).unwrap(),
                 &Device::Cpu,
             )

@@ -2,13 +2,14 @@
 
 use axum::http::StatusCode;
 
+use ferrotune_test_support::model_fixture;
+
 use crate::common::Studio;
 
 #[tokio::test]
 async fn backbones_register_describe_and_unregister() {
     let s = Studio::new(None);
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../model/tests/fixtures/llama3_rope");
+    let fixture = model_fixture("llama3_rope");
     let (status, b) = s
         .json(
             "POST",
@@ -40,8 +41,7 @@ async fn backbones_register_describe_and_unregister() {
 #[tokio::test]
 async fn a_gguf_file_is_imported_into_the_home_and_registered() {
     let s = Studio::new(None);
-    let gguf = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../model/tests/fixtures/gguf_llama/model.gguf");
+    let gguf = model_fixture("gguf_llama").join("model.gguf");
     let (status, b) = s
         .json(
             "POST",

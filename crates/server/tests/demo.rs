@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use ferrotune_test_support::model_fixture;
+
 use crate::common::Studio;
 
 fn place_assets(home: &Path, gguf: &[u8]) {
@@ -38,10 +40,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 fn an_empty_home_gets_the_demo_backbone_and_datasets() {
     let s = Studio::new(None);
     let home = s.dir.path().join("home");
-    let gguf = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/gguf_llama/model.gguf"),
-    )
-    .unwrap();
+    let gguf = std::fs::read(model_fixture("gguf_llama").join("model.gguf")).unwrap();
     place_assets(&home, &gguf);
     ferrotune_server::register_in_background(s.state.clone());
     wait_until("the demo registration", || {

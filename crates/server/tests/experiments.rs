@@ -3,7 +3,9 @@
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 
-use crate::common::Studio;
+use ferrotune_test_support::model_fixture;
+
+use crate::common::{sse_events, Studio};
 
 #[tokio::test]
 async fn form_validation_reports_problems_per_setting() {
@@ -54,8 +56,7 @@ async fn form_validation_reports_problems_per_setting() {
 async fn grids_show_their_runs_and_warnings_need_start_anyway() {
     let s = Studio::new(None);
     s.dataset("arith");
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../model/tests/fixtures/llama3_rope");
+    let fixture = model_fixture("llama3_rope");
     let base = |extra: serde_json::Value| {
         let mut values = serde_json::json!({"llm_backbone": fixture, "experiment_name": "g", "grid_search": "true"});
         for (k, v) in extra.as_object().unwrap() {
@@ -117,8 +118,7 @@ async fn grids_show_their_runs_and_warnings_need_start_anyway() {
 async fn chat_streams_tokens_then_done_from_the_backbone_while_no_adapter_exists() {
     let s = Studio::new(None);
     s.dataset("arith");
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../model/tests/fixtures/llama3_rope");
+    let fixture = model_fixture("llama3_rope");
     let cfg = s.dir.path().join("cfg.yaml");
     std::fs::write(
         &cfg,
@@ -152,14 +152,7 @@ async fn chat_streams_tokens_then_done_from_the_backbone_while_no_adapter_exists
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let events: Vec<(&str, &str)> = body
-        .split("\n\n")
-        .filter_map(|block| {
-            let event = block.lines().find_map(|l| l.strip_prefix("event: "))?;
-            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
-            Some((event, data))
-        })
-        .collect();
+    let events = sse_events(&body);
     assert_eq!(events[0].0, "info");
     assert!(events[0].1.contains("no adapter yet"), "{events:?}");
     let tokens: String = events

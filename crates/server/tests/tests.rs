@@ -6,5 +6,7 @@ mod datasets;
 mod demo;
 mod errors;
 mod experiments;
+mod lifecycle;
 mod pages;
+mod run_files;
 mod security;

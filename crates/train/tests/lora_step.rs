@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use ferrotune_model::{adapter, Backbone, ForwardOptions};
+use ferrotune_test_support::{max_diff, model_fixture};
 use ferrotune_train::loss::{batch_loss, LossKind};
 use ferrotune_train::optim::{clip_grad_norm, Optimizer, OptimizerConfig, OptimizerKind, Param};
 
@@ -13,25 +14,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-fn base(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../model/tests/fixtures")
-        .join(case)
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 struct Setup {
@@ -42,7 +24,8 @@ struct Setup {
 }
 
 fn setup(base_case: &str, fixture_dir: &Path) -> Setup {
-    let mut backbone = Backbone::load_folder(&base(base_case), DType::F32, &Device::Cpu).unwrap();
+    let mut backbone =
+        Backbone::load_folder(&model_fixture(base_case), DType::F32, &Device::Cpu).unwrap();
     adapter::load_peft(&mut backbone.model, &fixture_dir.join("adapter")).unwrap();
     let expected =
         candle_core::safetensors::load(fixture_dir.join("expected.safetensors"), &Device::Cpu)

@@ -7,6 +7,7 @@ use candle_core::{DType, Device};
 use ferrotune_data::batch::{collate, collate_packed, pack, PadOptions, PaddingSide};
 use ferrotune_data::Sample;
 use ferrotune_model::{adapter, Backbone, ForwardOptions, Packing};
+use ferrotune_test_support::model_fixture;
 use ferrotune_train::loss::{batch_loss, LossKind};
 
 fn sample(ids: Vec<u32>, masked: usize) -> Sample {
@@ -28,12 +29,18 @@ fn sample(ids: Vec<u32>, masked: usize) -> Sample {
     }
 }
 
-#[test]
-fn packed_rows_score_like_separate_samples() {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/llama3_rope");
-    let mut backbone = Backbone::load_folder(&base, DType::F32, &Device::Cpu).unwrap();
+/// The tiny llama backbone with the adapter of the `lora_step` fixture.
+fn backbone_with_adapter() -> Backbone {
+    let mut backbone =
+        Backbone::load_folder(&model_fixture("llama3_rope"), DType::F32, &Device::Cpu).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lora_step/adapter");
     adapter::load_peft(&mut backbone.model, &fixture).unwrap();
+    backbone
+}
+
+#[test]
+fn packed_rows_score_like_separate_samples() {
+    let backbone = backbone_with_adapter();
     let samples = vec![
         sample((10..22).collect(), 4),
         sample((50..57).collect(), 2),
@@ -127,10 +134,7 @@ fn adapter_grads(model: &ferrotune_model::Llama, loss: &candle_core::Tensor) -> 
 #[test]
 fn padding_free_pieces_have_the_padded_batch_loss_and_gradients() {
     use ferrotune_train::loss::{batch_loss_normalized, concatenate, unpadded_rows, Normalization};
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/llama3_rope");
-    let mut backbone = Backbone::load_folder(&base, DType::F32, &Device::Cpu).unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lora_step/adapter");
-    adapter::load_peft(&mut backbone.model, &fixture).unwrap();
+    let backbone = backbone_with_adapter();
     let model = &backbone.model;
     let samples = vec![
         sample((10..22).collect(), 4),

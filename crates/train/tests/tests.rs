@@ -1,0 +1,12 @@
+//! Integration tests of ferrotune-train: a module per theme, one test binary. The parity modules (`lora_step`,
+//! `packing`, `bleu`) check the maths against torch/PEFT/sacrebleu fixtures; the run modules (`runs`,
+//! `augmentations`, `quantized`) call `ferrotune_train::run::run` in-process on the tiny `llama3_rope` backbone
+//! (helpers in `common`).
+
+mod augmentations;
+mod bleu;
+mod common;
+mod lora_step;
+mod packing;
+mod quantized;
+mod runs;
