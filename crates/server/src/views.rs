@@ -138,11 +138,17 @@ mod tests {
     fn values_are_escaped_in_html_templates() {
         let html = render(
             "error.html",
-            minijinja::context! { title => "t", status => 400, message => "<script>alert(1)</script>" },
+            minijinja::context! {
+                title => "t",
+                status => 400,
+                problem => vec![vec![("<script>alert(1)</script>", false)]],
+                help => vec![vec![("<b>", true)]],
+            },
         )
         .unwrap();
         assert!(!html.contains("<script>alert(1)"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;"), "{html}");
+        assert!(html.contains("<code>&lt;b&gt;</code>"), "{html}");
     }
 
     #[test]

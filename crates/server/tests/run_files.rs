@@ -68,7 +68,9 @@ async fn metrics_logs_predictions_and_first_batch_come_from_the_run_files() {
     assert!(!rows.is_empty());
     assert_eq!(
         rows.len(),
-        csv.matches("\"Add ").count(),
+        ferrotune_data::read_table(&dir.join("validation_predictions.csv"))
+            .unwrap()
+            .len(),
         "one row per validation prompt"
     );
     for row in rows {
@@ -188,10 +190,9 @@ async fn downloads_send_the_config_logs_predictions_and_the_adapter_as_a_zip() {
     let (status, body) = s.get("/api/experiments/tiny/download/weights").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(
-        json(&body)["error"]
-            .as_str()
-            .unwrap()
-            .contains("no download `weights`; there are config, logs, predictions and adapter"),
+        json(&body)["error"].as_str().unwrap().contains(
+            "no download `weights`\nhelp: the downloads are config, logs, predictions, adapter"
+        ),
         "{body}"
     );
 }
@@ -216,7 +217,7 @@ async fn a_stopped_run_has_its_first_batch_but_no_predictions_or_adapter_yet() {
         ),
         (
             "/api/experiments/paused/download/adapter",
-            "no adapter (it is saved when training ends)",
+            "no adapter yet (it is saved when training ends)",
         ),
     ] {
         let (status, body) = s.get(uri).await;

@@ -99,7 +99,7 @@ pub enum Error {
     #[error("experiment `{name}` has no checkpoint to resume from in `{}`\nhelp: a run writes its first checkpoint at its first evaluation; start it again with `ferrotune experiment restart {name}`", dir.display())]
     NoCheckpoint { name: String, dir: PathBuf },
 
-    #[error("experiment `{name}` has no {what} yet (it is written {when})")]
+    #[error("experiment `{name}` has no {what} yet (it is {when})")]
     RunFileMissing {
         name: String,
         what: &'static str,

@@ -95,13 +95,23 @@ impl Artifact {
         }
     }
 
+    /// What it is, in a sentence ("experiment `x` has no … yet").
+    fn noun(self) -> &'static str {
+        match self {
+            Artifact::Config => "config",
+            Artifact::Logs => "log",
+            Artifact::Predictions => "validation predictions",
+            Artifact::Adapter => "adapter",
+        }
+    }
+
     /// When a run writes it (for the "not yet" message).
     fn written_when(self) -> &'static str {
         match self {
-            Artifact::Config => "when the experiment is queued",
-            Artifact::Logs => "when the run starts",
-            Artifact::Predictions => "by the final evaluation",
-            Artifact::Adapter => "when training ends",
+            Artifact::Config => "written when the experiment is queued",
+            Artifact::Logs => "written when the run starts",
+            Artifact::Predictions => "written by the final evaluation",
+            Artifact::Adapter => "saved when training ends",
         }
     }
 }
@@ -188,7 +198,7 @@ impl Store {
         let text = std::fs::read_to_string(&path).map_err(|_| Error::RunFileMissing {
             name: name.into(),
             what: "first batch",
-            when: "when training starts",
+            when: "written when training starts",
         })?;
         serde_json::from_str(&text).map_err(|e| Error::Corrupt {
             path,
@@ -245,7 +255,7 @@ impl Store {
 fn not_yet(name: &str, artifact: Artifact) -> Error {
     Error::RunFileMissing {
         name: name.into(),
-        what: artifact.title(),
+        what: artifact.noun(),
         when: artifact.written_when(),
     }
 }

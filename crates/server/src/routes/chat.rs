@@ -212,9 +212,9 @@ async fn chat_create(
         Some(_) => {
             format!("Answering with {backbone} and the trained adapter of experiment {name}")
         }
-        None => format!(
-            "Answering with {backbone} alone: experiment {name} has not saved its adapter yet"
-        ),
+        None => {
+            format!("Answering with {backbone} alone: experiment {name} has saved no adapter yet")
+        }
     };
     let _ = tx
         .send(

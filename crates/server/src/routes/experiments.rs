@@ -209,16 +209,12 @@ async fn experiments_create(
 
 /// Starts the runner if none runs (the same one `experiment start` starts).
 pub fn start_runner(state: &AppState) -> Result<(), ApiError> {
-    let exe = state.exe.as_ref().ok_or_else(|| {
-        ApiError::internal(
-            "this server was started without the ferrotune binary, so it cannot run experiments",
-        )
-    })?;
+    let exe = state.exe.as_ref().ok_or_else(no_runner)?;
     ferrotune_store::ensure_runner(&state.home, exe)?;
     Ok(())
 }
 
-fn no_runner() -> ApiError {
+pub(crate) fn no_runner() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "this server was started without the ferrotune binary, so it cannot run experiments; start it with `ferrotune serve`",

@@ -218,6 +218,10 @@ async fn requeue(
     let st = state.clone();
     let info = state
         .with_store(move |s| {
+            // Nothing is queued where nothing can run it.
+            if st.exe.is_none() {
+                return Err(super::experiments::no_runner());
+            }
             let info = if afresh {
                 s.restart_experiment(&name)?
             } else {
