@@ -11,9 +11,9 @@ fn int8_and_int4_backbones_train_the_float_adapter_layout_with_finite_losses() {
     let (plain_dir, _) = plain();
     let float = adapter_tensors(plain_dir);
     for (name, dtype, double_quantization, storage) in [
-        ("q8", "int8", "false", "as Int8"),
-        ("q4", "int4", "false", "as Nf4 { double_quant: false }"),
-        ("q4dq", "int4", "true", "as Nf4 { double_quant: true }"),
+        ("q8", "int8", "false", "as int8"),
+        ("q4", "int4", "false", "as NF4,"),
+        ("q4dq", "int4", "true", "as NF4 with double quantization"),
     ] {
         let overrides: Vec<(&str, &str)> = PLAIN
             .iter()

@@ -139,7 +139,7 @@ fn a_finished_run_leaves_its_status_metrics_first_batch_predictions_and_peft_ada
     let config = read_json(&dir.join("adapter/adapter_config.json"));
     assert_eq!(config["peft_type"], "LORA");
     assert_eq!(config["r"], 4);
-    assert_eq!(config["lora_alpha"], 16);
+    assert_eq!(config["lora_alpha"].as_f64(), Some(16.0));
     assert_eq!(
         config["base_model_name_or_path"],
         model_fixture("llama3_rope").display().to_string()
