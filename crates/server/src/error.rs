@@ -341,10 +341,13 @@ impl<E: Into<ApiError>> From<E> for PageError {
     }
 }
 
+/// One line of a message: its pieces, each plain text or `code`.
+type Spans = Vec<(String, bool)>;
+
 /// A library message in the studio's words: its lines as text and `code` spans (rendered as code, not with
 /// backticks), without the `help:` lines that advise a CLI command (the page links to the studio's own pages).
-fn studio_words(message: &str) -> (Vec<Vec<(String, bool)>>, Vec<Vec<(String, bool)>>) {
-    let spans = |line: &str| -> Vec<(String, bool)> {
+fn studio_words(message: &str) -> (Vec<Spans>, Vec<Spans>) {
+    let spans = |line: &str| -> Spans {
         line.split('`')
             .enumerate()
             .filter(|(_, t)| !t.is_empty())

@@ -63,7 +63,6 @@ async fn metrics_logs_predictions_and_first_batch_come_from_the_run_files() {
         predictions["columns"],
         serde_json::json!(["prompt", "target", "prediction", "Perplexity"])
     );
-    let csv = std::fs::read_to_string(dir.join("validation_predictions.csv")).unwrap();
     let rows = predictions["rows"].as_array().unwrap();
     assert!(!rows.is_empty());
     assert_eq!(

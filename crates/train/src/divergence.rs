@@ -26,7 +26,8 @@ impl DivergenceWatch {
     /// Takes optimizer step `step` into account; an error when the run has diverged.
     pub fn observe(&mut self, step: u64, loss: f64, grad_norm: f64) -> Result<()> {
         let first = *self.first_loss.get_or_insert(loss);
-        let vanished = !(grad_norm > 0.0) || !grad_norm.is_finite();
+        // NaN counts as vanished too.
+        let vanished = grad_norm.is_nan() || grad_norm <= 0.0 || grad_norm.is_infinite();
         self.stalled = if vanished { self.stalled + 1 } else { 0 };
         self.high = if loss > FAR_ABOVE * first.max(1e-3) {
             self.high + 1
