@@ -50,6 +50,31 @@ impl Studio {
     }
 
     /// Imports a small dataset whose first prompt is markup.
+    /// Queues experiment `name` on registered dataset `dataset` with `backbone` (nothing runs it: no runner).
+    pub fn queue_on(&self, name: &str, dataset: &str, backbone: &std::path::Path) {
+        let cfg = self.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "llm_backbone: {}\nexperiment_name: {name}\n",
+                backbone.display()
+            ),
+        )
+        .unwrap();
+        let mut store = self.store();
+        let plan = store
+            .plan_experiments(
+                &ferrotune_store::StartOptions {
+                    config: cfg.into(),
+                    dataset: Some(dataset.into()),
+                    ..Default::default()
+                },
+                &|_| Vec::new(),
+            )
+            .unwrap();
+        store.queue_experiments(&plan).unwrap();
+    }
+
     pub fn dataset(&self, name: &str) {
         let file = self.dir.path().join(format!("{name}.json"));
         let rows: Vec<serde_json::Value> = (0..6)

@@ -232,35 +232,12 @@ async fn a_chat_on_a_corrupt_backbone_is_an_internal_error_in_the_stream_and_the
     let s = Studio::new(None);
     s.dataset("arith");
     // A copy of the tiny backbone whose weights file is cut short.
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../model/tests/fixtures/llama3_rope");
     let backbone = s.dir.path().join("broken-backbone");
-    std::fs::create_dir_all(&backbone).unwrap();
-    for entry in std::fs::read_dir(&fixture).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), backbone.join(entry.file_name())).unwrap();
-    }
-    let cfg = s.dir.path().join("cfg.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "llm_backbone: {}\nexperiment_name: talk\n",
-            backbone.display()
-        ),
-    )
-    .unwrap();
-    let mut store = s.store();
-    let plan = store
-        .plan_experiments(
-            &ferrotune_store::StartOptions {
-                config: cfg.into(),
-                dataset: Some("arith".into()),
-                ..Default::default()
-            },
-            &|_| Vec::new(),
-        )
-        .unwrap();
-    store.queue_experiments(&plan).unwrap();
+    ferrotune_test_support::copy_dir(
+        &ferrotune_test_support::model_fixture("llama3_rope"),
+        &backbone,
+    );
+    s.queue_on("talk", "arith", &backbone);
     let weights = backbone.join("model.safetensors");
     let bytes = std::fs::read(&weights).unwrap();
     std::fs::write(&weights, &bytes[..64]).unwrap();

@@ -118,28 +118,7 @@ async fn grids_show_their_runs_and_warnings_need_start_anyway() {
 async fn chat_streams_tokens_then_done_from_the_backbone_while_no_adapter_exists() {
     let s = Studio::new(None);
     s.dataset("arith");
-    let fixture = model_fixture("llama3_rope");
-    let cfg = s.dir.path().join("cfg.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "llm_backbone: {}\nexperiment_name: talk\n",
-            fixture.display()
-        ),
-    )
-    .unwrap();
-    let mut store = s.store();
-    let plan = store
-        .plan_experiments(
-            &ferrotune_store::StartOptions {
-                config: cfg.into(),
-                dataset: Some("arith".into()),
-                ..Default::default()
-            },
-            &|_| Vec::new(),
-        )
-        .unwrap();
-    store.queue_experiments(&plan).unwrap();
+    s.queue_on("talk", "arith", &model_fixture("llama3_rope"));
     let (status, _, body) = s
         .send(
             Request::post("/api/experiments/talk/chat")
