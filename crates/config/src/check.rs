@@ -158,6 +158,20 @@ fn output_dir(report: &mut Report, dir: &Path) {
         );
     }
     let existing = nearest_existing(dir);
+    if existing.is_file() {
+        report.error(
+            Issue::new(
+                key,
+                format!(
+                    "names `{}`, inside `{}`, which is a file",
+                    dir.display(),
+                    existing.display()
+                ),
+            )
+            .with_help("choose a folder path whose parents are folders"),
+        );
+        return;
+    }
     let probe = existing.join(format!(".ferrotune-write-probe-{}", std::process::id()));
     match OpenOptions::new().write(true).create_new(true).open(&probe) {
         Ok(file) => {
@@ -183,11 +197,12 @@ fn output_dir(report: &mut Report, dir: &Path) {
     }
 }
 
-/// The folder itself if it exists, else its nearest existing parent (`.` for a relative path with none).
+/// The path itself if it exists, else its nearest existing parent (`.` for a relative path with none); a file
+/// when a parent of the folder is a file.
 fn nearest_existing(dir: &Path) -> PathBuf {
     let mut current = dir;
     loop {
-        if current.is_dir() {
+        if current.exists() {
             return current.to_path_buf();
         }
         match current.parent() {

@@ -1,5 +1,5 @@
-//! The metadata of every setting ([`Setting`]): key, type, default, range or choices, help, when it applies and
-//! whether a grid search may vary it. It is generated from the schema (`schema/*.rs`), never written by hand, and
+//! The metadata of every setting ([`Setting`]): key, label, type, default, range or choices, help, when it
+//! applies, whether a grid search may vary it and whether it is a basic one. It is generated from the schema (`schema/*.rs`), never written by hand, and
 //! drives YAML, command-line overrides, validation, the docs and the GUI form.
 
 use std::fmt;
@@ -21,6 +21,8 @@ pub struct Setting {
     pub group: &'static str,
     /// The name inside the group (`learning_rate`).
     pub name: &'static str,
+    /// What a form calls it: the name in words ("Batch size"), or the schema's own label ("LoRA r").
+    pub label: String,
     pub kind: Kind,
     /// The default, as it is written in YAML.
     pub default: Value,
@@ -32,6 +34,8 @@ pub struct Setting {
     pub applies_when: Vec<Condition>,
     /// A grid search may give it a list of values.
     pub grid: bool,
+    /// One of the settings people change first: a form shows it open, the others folded.
+    pub basic: bool,
 }
 
 impl Setting {
@@ -54,18 +58,30 @@ impl Setting {
             key,
             group,
             name,
+            label: meta.label.map_or_else(|| label_of(name), String::from),
             kind,
             default,
             range: meta.range,
             help: help.trim(),
             applies_when: meta.when,
             grid: meta.grid,
+            basic: meta.basic,
         }
     }
 
     /// The allowed names, for a choice or a list of choices.
     pub fn choices(&self) -> Option<&'static [&'static str]> {
         self.kind.choices()
+    }
+}
+
+/// A setting's name in words: `batch_size` → "Batch size".
+pub(crate) fn label_of(name: &str) -> String {
+    let words = name.replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -275,6 +291,8 @@ pub(crate) struct Meta {
     grid: bool,
     when: Vec<Condition>,
     path: bool,
+    label: Option<&'static str>,
+    basic: bool,
 }
 
 /// Starts a setting's metadata: no range, always applies, not grid-enabled.
@@ -320,6 +338,18 @@ impl Meta {
         self
     }
 
+    /// Labelled `label` in forms, where the name in words reads poorly (`lora_r` → "LoRA r").
+    pub(crate) fn label(mut self, label: &'static str) -> Self {
+        self.label = Some(label);
+        self
+    }
+
+    /// One of the settings people change first (shown open in the form).
+    pub(crate) fn basic(mut self) -> Self {
+        self.basic = true;
+        self
+    }
+
     /// A string that names a file or folder.
     pub(crate) fn path(mut self) -> Self {
         self.path = true;
@@ -357,6 +387,13 @@ impl Meta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_the_name_in_words_unless_the_schema_says() {
+        assert_eq!(label_of("batch_size"), "Batch size");
+        assert_eq!(setting("training.batch_size").unwrap().label, "Batch size");
+        assert_eq!(setting("training.lora_r").unwrap().label, "LoRA r");
+    }
 
     #[test]
     fn ranges_print_and_test_their_ends() {

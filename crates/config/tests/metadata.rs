@@ -195,3 +195,53 @@ fn the_table_serializes_to_json_for_the_gui() {
         serde_json::json!({"key": "training.lora", "test": {"test": "is", "value": true}})
     );
 }
+
+#[test]
+fn labels_read_as_words_and_the_schema_names_the_awkward_ones() {
+    let label = |key: &str| setting(key).unwrap().label.clone();
+    assert_eq!(label("training.batch_size"), "Batch size");
+    assert_eq!(label("training.learning_rate"), "Learning rate");
+    assert_eq!(label("training.lora_r"), "LoRA r");
+    assert_eq!(label("training.lora_alpha"), "LoRA alpha");
+    assert_eq!(label("llm_backbone"), "Backbone");
+    for s in settings() {
+        assert!(
+            !s.label.is_empty() && !s.label.contains('_'),
+            "{}: label {:?} reads as a key",
+            s.key,
+            s.label
+        );
+        assert!(
+            s.label.starts_with(|c: char| !c.is_lowercase()) || s.label.starts_with("rs"),
+            "{}: label {:?} starts in lower case",
+            s.key,
+            s.label
+        );
+    }
+}
+
+#[test]
+fn the_basic_settings_are_the_dozen_people_change_first() {
+    let basic: Vec<&str> = settings()
+        .iter()
+        .filter(|s| s.basic)
+        .map(|s| s.key)
+        .collect();
+    assert_eq!(
+        basic,
+        [
+            "experiment_name",
+            "llm_backbone",
+            "dataset.train_dataframe",
+            "tokenizer.max_length",
+            "architecture.backbone_dtype",
+            "training.learning_rate",
+            "training.batch_size",
+            "training.epochs",
+            "training.lora",
+            "training.lora_r",
+            "training.lora_alpha",
+            "prediction.metric",
+        ]
+    );
+}

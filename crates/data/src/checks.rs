@@ -5,8 +5,23 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::settings::{DatasetSettings, DEFAULT_SYSTEM_COLUMN};
+use crate::settings::{DatasetSettings, ValidationStrategy, DEFAULT_SYSTEM_COLUMN};
 use crate::table::Table;
+
+/// Checks that every column the settings name is in the data files (training, and validation when custom),
+/// reading only a CSV's header or a Parquet file's schema: the pre-flight check run before anything starts, so a
+/// mistyped column is refused before a run folder exists. The same error as [`crate::prepare`] gives.
+pub fn check_columns(settings: &DatasetSettings) -> Result<()> {
+    let mut files = vec![settings.train_dataframe.as_path()];
+    if settings.validation_strategy == ValidationStrategy::Custom {
+        files.extend(settings.validation_dataframe.as_deref());
+    }
+    for path in files {
+        let table = Table::new(path, crate::read_columns(path)?);
+        resolve_columns(&table, settings)?;
+    }
+    Ok(())
+}
 
 /// Column indices of the settings' columns in one table.
 #[derive(Debug, Clone)]

@@ -46,6 +46,9 @@ pub enum Error {
         found: usize,
     },
 
+    #[error("dataset `{}`, line {line}: a quoted field opens on this line and is never closed (the file ends inside the quotes)\nhelp: close the quote; a quote inside a quoted field is written twice (`\"\"`)", path.display())]
+    UnclosedQuote { path: PathBuf, line: u64 },
+
     #[error("dataset `{}` is not valid CSV{}: {message}", path.display(), at_line(*line))]
     Csv {
         path: PathBuf,
@@ -69,6 +72,9 @@ pub enum Error {
 
     #[error("cannot read Parquet dataset `{}`: {message}", path.display())]
     Parquet { path: PathBuf, message: String },
+
+    #[error("dataset `{}` is not a readable Parquet file: {message}\nhelp: the file is not Parquet or was cut short; write it again (pandas `DataFrame.to_parquet`, polars `write_parquet`)", path.display())]
+    CorruptParquet { path: PathBuf, message: String },
 
     #[error("dataset `{}` has no rows\nhelp: {help}", path.display())]
     EmptyDataset { path: PathBuf, help: String },

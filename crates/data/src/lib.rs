@@ -37,6 +37,7 @@ pub mod split;
 pub mod table;
 pub mod tokenizer;
 
+pub use checks::check_columns;
 pub use batch::{
     collate, collate_packed, pack, pad_token_id, Batch, BatchIter, BatchSampler, PadOptions,
     PaddingSide, Position,

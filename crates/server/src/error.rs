@@ -236,10 +236,12 @@ fn data_class(e: &ferrotune_data::Error) -> Class {
         | E::UnsupportedFormat { .. }
         | E::NotUtf8 { .. }
         | E::RaggedCsv { .. }
+        | E::UnclosedQuote { .. }
         | E::Csv { .. }
         | E::JsonShape { .. }
         | E::JsonLine { .. }
         | E::Parquet { .. }
+        | E::CorruptParquet { .. }
         | E::EmptyDataset { .. }
         | E::MissingColumn { .. }
         | E::EmptyAnswers { .. }

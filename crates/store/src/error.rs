@@ -44,8 +44,12 @@ pub enum Error {
     #[error("cannot find `{}`\nhelp: check the path; import takes a .csv, .parquet, .json or .jsonl file, a folder of them or a .zip archive", path.display())]
     InputNotFound { path: PathBuf },
 
-    #[error("`{}` holds no dataset files\nhelp: a folder or .zip archive is imported by its .csv, .parquet, .json and .jsonl files", path.display())]
-    NoDataFiles { path: PathBuf },
+    #[error("`{}` holds no dataset files{}\nhelp: a folder or .zip archive is imported by its .csv, .parquet, .json and .jsonl files{}", path.display(), skipped_unsafe(unsafe_members), unsafe_help(unsafe_members))]
+    NoDataFiles {
+        path: PathBuf,
+        /// Archive members skipped because their path leaves the archive.
+        unsafe_members: Vec<String>,
+    },
 
     #[error("invalid {kind} name `{name}`: {reason}\nhelp: use letters, digits, `-`, `_` and `.`, not starting with `.` (at most 100 characters)")]
     InvalidName {
@@ -174,5 +178,27 @@ pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error
     move |source| Error::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// `: it skipped N member(s) whose path leaves the archive (`../x.csv`)`, or nothing.
+fn skipped_unsafe(members: &[String]) -> String {
+    if members.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = members.iter().take(3).map(|m| format!("`{m}`")).collect();
+    let more = if members.len() > 3 { ", …" } else { "" };
+    format!(
+        ": {} member(s) were skipped as unsafe because their paths leave the archive ({}{more})",
+        members.len(),
+        names.join(", ")
+    )
+}
+
+fn unsafe_help(members: &[String]) -> &'static str {
+    if members.is_empty() {
+        ""
+    } else {
+        "; archive the files with paths inside the archive (`zip data.zip train.csv`, not `../train.csv`)"
     }
 }

@@ -80,6 +80,7 @@ pub(crate) fn gather(input: &Path, unpack: &Path) -> Result<Vec<Input>> {
         _ => io(input)(e),
     })?;
     let mut inputs = Vec::new();
+    let mut unsafe_members = Vec::new();
     if meta.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(input)
             .map_err(io(input))?
@@ -93,20 +94,23 @@ pub(crate) fn gather(input: &Path, unpack: &Path) -> Result<Vec<Input>> {
             .collect();
         entries.sort();
         for path in entries {
-            inputs.extend(gather_file(&path, unpack)?);
+            inputs.extend(gather_file(&path, unpack, &mut unsafe_members)?);
         }
     } else {
-        inputs = gather_file(input, unpack)?;
+        inputs = gather_file(input, unpack, &mut unsafe_members)?;
     }
     if inputs.is_empty() {
         return Err(Error::NoDataFiles {
             path: input.to_path_buf(),
+            unsafe_members,
         });
     }
     Ok(inputs)
 }
 
-fn gather_file(path: &Path, unpack: &Path) -> Result<Vec<Input>> {
+/// The data files of one file (a zip archive's members unpacked); members whose path would leave the archive
+/// (`../x.csv`, `/etc/x.csv`) are skipped and their names added to `unsafe_members`.
+fn gather_file(path: &Path, unpack: &Path, unsafe_members: &mut Vec<String>) -> Result<Vec<Input>> {
     if !is_zip(path) {
         return Ok(vec![Input {
             source: path.display().to_string(),
@@ -129,6 +133,7 @@ fn gather_file(path: &Path, unpack: &Path) -> Result<Vec<Input>> {
     for i in 0..zip.len() {
         let mut member = zip.by_index(i).map_err(|e| bad(&e))?;
         let Some(inner) = member.enclosed_name() else {
+            unsafe_members.push(String::from_utf8_lossy(member.name_raw()).into_owned());
             continue;
         };
         let name = inner.to_string_lossy().into_owned();

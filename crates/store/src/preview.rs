@@ -34,6 +34,7 @@ impl Store {
         let Some(first) = inputs.first() else {
             return Err(Error::NoDataFiles {
                 path: input.to_path_buf(),
+                unsafe_members: Vec::new(),
             });
         };
         let table = ferrotune_data::read_table(&first.path)?;

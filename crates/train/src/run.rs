@@ -22,7 +22,9 @@ use crate::load::resolve_backbone;
 use crate::memory::{self, MemoryEstimate, RunShape};
 use crate::objective::{self, Inputs};
 use crate::optim::Optimizer;
-use crate::settings::{loop_settings, lora_spec, prediction_config, unsupported, weight_format};
+use crate::settings::{
+    column_issues, loop_settings, lora_spec, prediction_config, unsupported, weight_format,
+};
 use crate::trainer::{self, Outcome, Position};
 
 /// How to run an experiment.
@@ -97,6 +99,7 @@ pub fn preflight(cfg: &Experiment, resume: bool) -> Result<Vec<String>> {
         })
         .collect();
     problems.extend(unsupported(cfg).into_iter().map(|i| i.message));
+    problems.extend(column_issues(cfg).iter().map(ToString::to_string));
     if !problems.is_empty() {
         return Err(Error::Setting(problems.join("\n")));
     }

@@ -4,6 +4,7 @@
 
 use ferrotune_config::{BackboneDtype, Experiment, Issue, MixedPrecisionDtype, ProblemType};
 use ferrotune_data::batch::PadOptions;
+use ferrotune_data::DatasetSettings;
 use ferrotune_model::lora::LoraSpec;
 use ferrotune_model::{Backbone, DType, Device, GenerationConfig, Quantization, WeightFormat};
 
@@ -49,6 +50,46 @@ pub fn unsupported(cfg: &Experiment) -> Vec<Issue> {
         "training runs on the CPU in this release (`environment.device: cpu`)",
     );
     out
+}
+
+/// Every check this crate adds to the config's own (`validate`, `check_environment`) before a run: what this
+/// release cannot do ([`unsupported`]) and the data files' columns ([`column_issues`]). `train`, `experiment
+/// start`, the studio and `config validate` all run these.
+pub fn checks_before_training(cfg: &Experiment) -> Vec<Issue> {
+    let mut out = unsupported(cfg);
+    out.extend(column_issues(cfg));
+    out
+}
+
+/// The columns the dataset settings name that the data files lack (only the header or schema is read). Files
+/// that do not exist are left to `check_environment`, which names them.
+pub fn column_issues(cfg: &Experiment) -> Vec<Issue> {
+    let settings = DatasetSettings::from_experiment(cfg);
+    let custom = settings.validation_strategy == ferrotune_data::ValidationStrategy::Custom;
+    let files_exist = settings.train_dataframe.is_file()
+        && (!custom || settings.validation_dataframe.as_deref().is_some_and(|p| p.is_file()));
+    if !files_exist {
+        return Vec::new();
+    }
+    match ferrotune_data::check_columns(&settings) {
+        Ok(()) => Vec::new(),
+        Err(e) => {
+            let key = match &e {
+                ferrotune_data::Error::MissingColumn { setting, .. } => setting.clone(),
+                _ => "dataset.train_dataframe".to_string(),
+            };
+            let text = e.to_string();
+            let (message, help) = match text.split_once("\nhelp: ") {
+                Some((m, h)) => (m.to_string(), Some(h.to_string())),
+                None => (text, None),
+            };
+            let issue = Issue::new(key, format!("is not in the data: {message}"));
+            vec![match help {
+                Some(h) => issue.with_help(h),
+                None => issue,
+            }]
+        }
+    }
 }
 
 /// How the config keeps the backbone in memory for training. Mixed precision: the frozen backbone computes in

@@ -98,8 +98,14 @@ fn load(layers: &LayersArgs) -> anyhow::Result<Experiment> {
 fn validate_file(args: ValidateArgs, printer: &Printer) -> anyhow::Result<()> {
     let cfg = load(&args.layers)?;
     let mut report = validate(&cfg);
+    for issue in ferrotune_train::settings::unsupported(&cfg) {
+        report.error(issue);
+    }
     if !args.settings_only {
         report.extend(check_environment(&cfg));
+        for issue in ferrotune_train::settings::column_issues(&cfg) {
+            report.error(issue);
+        }
     }
     for issue in &report.errors {
         printer.line(&format!("error: {}", indent_help(issue)))?;

@@ -173,7 +173,7 @@ fn start(args: StartArgs, printer: &Printer) -> anyhow::Result<()> {
         name: args.name,
     };
     let plan = store
-        .plan_experiments(&options, &ferrotune_train::settings::unsupported)
+        .plan_experiments(&options, &ferrotune_train::settings::checks_before_training)
         .map_err(name_help)?;
     for w in &plan.warnings {
         printer.status(&format!("warning: {w}"));

@@ -90,6 +90,9 @@ pub fn train(mut cfg: Experiment, resume: bool, printer: &Printer) -> anyhow::Re
     for note in notes {
         printer.status(&note);
     }
+    // Refused before anything is written: the run folder is not created for a config that cannot run.
+    ferrotune_train::run::preflight(&cfg, resume)
+        .with_context(|| format!("experiment `{}` not started", cfg.experiment_name))?;
     check_not_running(&ferrotune_home::RunDir::new(cfg.output_dir()), printer)?;
     printer.status(&format!(
         "experiment `{}` → {}",
@@ -155,14 +158,14 @@ pub fn train(mut cfg: Experiment, resume: bool, printer: &Printer) -> anyhow::Re
     };
     let result = run(request, &mut listener);
     bar.finish_and_clear();
-    result.with_context(|| {
-        format!(
+    let log = ferrotune_home::RunDir::new(cfg.output_dir()).log();
+    result.with_context(|| match log.is_file() {
+        true => format!(
             "experiment `{}` failed (see {})",
             cfg.experiment_name,
-            ferrotune_home::RunDir::new(cfg.output_dir())
-                .log()
-                .display()
-        )
+            log.display()
+        ),
+        false => format!("experiment `{}` failed", cfg.experiment_name),
     })
 }
 

@@ -21,7 +21,7 @@ settings_struct! {
     /// Architecture: the backbone's weight type, memory savers and the starting weights.
     pub struct Architecture in "architecture." {
         /// Type of the frozen backbone weights; `int8` (absmax) and `int4` (NF4) quantize the decoder's linear weights in blocks of 64 and need LoRA; they compute in float32, or in the mixed-precision dtype.
-        backbone_dtype: BackboneDtype = BackboneDtype::Float32 => meta();
+        backbone_dtype: BackboneDtype = BackboneDtype::Float32 => meta().basic();
         /// With `int4`: also store the 4-bit blocks' scales in 8 bits (QLoRA's double quantization), ≈ 0.03 fewer bytes per weight.
         double_quantization: bool = false => meta().when("architecture.backbone_dtype", "int4");
         /// Recompute activations in the backward pass instead of keeping them: less memory, slower steps.

@@ -13,6 +13,6 @@ settings_struct! {
         /// Probability of replacing the previous turn of a chained conversation with a random one.
         random_parent_probability: f64 = 0.0 => meta().min(0.0).max(1.0).unless("dataset.parent_id_column", "None");
         /// NEFTune: scale of the uniform noise added to input embeddings while training (0: off).
-        neftune_noise_alpha: f64 = 0.0 => meta().min(0.0).grid();
+        neftune_noise_alpha: f64 = 0.0 => meta().label("NEFTune noise alpha").min(0.0).grid();
     }
 }

@@ -26,43 +26,43 @@ settings_struct! {
     /// Dataset: the training and validation files and how prompt and answer texts are built from their columns.
     pub struct Dataset in "dataset." {
         /// Training data: a .csv, .parquet, .json or .jsonl file.
-        train_dataframe: String = String::new() => meta().path();
+        train_dataframe: String = String::new() => meta().label("Training data").basic().path();
         /// `automatic` holds out part of the training data; `custom` reads `validation_dataframe`.
         validation_strategy: ValidationStrategy = ValidationStrategy::Automatic => meta();
         /// Validation data: a .csv, .parquet, .json or .jsonl file.
-        validation_dataframe: String = String::new() => meta().path().when("dataset.validation_strategy", "custom");
+        validation_dataframe: String = String::new() => meta().label("Validation data").path().when("dataset.validation_strategy", "custom");
         /// Share of the training data held out for validation.
         validation_size: f64 = 0.01 => meta().above(0.0).below(1.0).when("dataset.validation_strategy", "automatic");
         /// Share of the data to use (1.0: all of it); handy for quick trial runs.
         data_sample: f64 = 1.0 => meta().above(0.0).max(1.0);
         /// Which data `data_sample` applies to.
-        data_sample_choice: Vec<DataSampleChoice> = DataSampleChoice::ALL.to_vec() => meta().unless("dataset.data_sample", 1.0);
+        data_sample_choice: Vec<DataSampleChoice> = DataSampleChoice::ALL.to_vec() => meta().label("Data sample applies to").unless("dataset.data_sample", 1.0);
         /// Column with the system prompt, or `None` for no system prompt.
         system_column: String = "system".into() => meta();
         /// Columns joined (with `prompt_column_separator`) into the prompt.
-        prompt_column: Vec<String> = vec!["instruction".into(), "input".into()] => meta();
+        prompt_column: Vec<String> = vec!["instruction".into(), "input".into()] => meta().label("Prompt columns");
         /// Text between the prompt columns.
         prompt_column_separator: String = "\n\n".into() => meta();
         /// Column with the answer the model learns to give.
         answer_column: String = "output".into() => meta();
         /// Column with the id of the previous turn (chained conversations), or `None`.
-        parent_id_column: String = "None".into() => meta();
+        parent_id_column: String = "None".into() => meta().label("Parent-id column");
         /// Column with the id of each row (what `parent_id_column` refers to), or `None`.
         id_column: String = "None".into() => meta().unless("dataset.parent_id_column", "None");
         /// Format conversations with the backbone's chat template instead of the marker texts below.
         use_chat_template: bool = false => meta();
         /// Marker text before the system prompt.
-        text_system_start: String = "<|system|>".into() => meta().unless("dataset.system_column", "None").when("dataset.use_chat_template", false);
+        text_system_start: String = "<|system|>".into() => meta().label("System marker").unless("dataset.system_column", "None").when("dataset.use_chat_template", false);
         /// Marker text before each prompt.
-        text_prompt_start: String = "<|prompt|>".into() => meta().when("dataset.use_chat_template", false);
+        text_prompt_start: String = "<|prompt|>".into() => meta().label("Prompt marker").when("dataset.use_chat_template", false);
         /// Marker text between prompt and answer.
-        text_answer_separator: String = "<|answer|>".into() => meta().when("dataset.use_chat_template", false);
+        text_answer_separator: String = "<|answer|>".into() => meta().label("Answer marker").when("dataset.use_chat_template", false);
         /// Add the end-of-sequence token after the system prompt.
-        add_eos_token_to_system: bool = true => meta().unless("dataset.system_column", "None").when("dataset.use_chat_template", false);
+        add_eos_token_to_system: bool = true => meta().label("EOS token after the system prompt").unless("dataset.system_column", "None").when("dataset.use_chat_template", false);
         /// Add the end-of-sequence token after each prompt.
-        add_eos_token_to_prompt: bool = true => meta().when("dataset.use_chat_template", false);
+        add_eos_token_to_prompt: bool = true => meta().label("EOS token after each prompt").when("dataset.use_chat_template", false);
         /// Add the end-of-sequence token after each answer.
-        add_eos_token_to_answer: bool = true => meta().when("dataset.use_chat_template", false);
+        add_eos_token_to_answer: bool = true => meta().label("EOS token after each answer").when("dataset.use_chat_template", false);
         /// Build each sample from a whole conversation only, not from each of its partial chains.
         limit_chained_samples: bool = false => meta().unless("dataset.parent_id_column", "None");
         /// Compute the loss on answers only, not on prompts.

@@ -46,9 +46,9 @@ settings_struct! {
     /// An experiment: the top-level settings and one struct per group.
     pub struct Experiment in "" {
         /// Name of the experiment; empty: an adjective-animal name is drawn when the run starts.
-        experiment_name: String = String::new() => meta();
+        experiment_name: String = String::new() => meta().basic();
         /// Backbone: a Hugging Face folder or a .gguf file; empty: the demo backbone (SmolLM2-135M-Instruct).
-        llm_backbone: String = String::new() => meta().path().grid();
+        llm_backbone: String = String::new() => meta().label("Backbone").basic().path().grid();
         /// Folder for checkpoints, logs and predictions; `{experiment_name}` is replaced by the experiment's name.
         output_directory: String = "output/{experiment_name}".into() => meta().path();
         /// What the experiment trains.

@@ -20,17 +20,17 @@ settings_struct! {
     /// Prediction: the validation metric and how validation answers are generated.
     pub struct Prediction in "prediction." {
         /// Validation metric.
-        metric: Metric = Metric::Perplexity => meta();
+        metric: Metric = Metric::Perplexity => meta().basic();
         /// Fewest new tokens before an answer may end.
-        min_length_inference: u32 = 2 => meta().min(0.0);
+        min_length_inference: u32 = 2 => meta().label("Min new tokens").min(0.0);
         /// Most new tokens per answer.
-        max_length_inference: u32 = 256 => meta().min(1.0);
+        max_length_inference: u32 = 256 => meta().label("Max new tokens").min(1.0);
         /// Batch size when generating (0: the training `batch_size`).
-        batch_size_inference: u32 = 0 => meta().min(0.0);
+        batch_size_inference: u32 = 0 => meta().label("Batch size when generating").min(0.0);
         /// Sample the next token instead of taking the most likely one.
         do_sample: bool = false => meta();
         /// Beam search with this many beams (1: none); not with `do_sample`.
-        num_beams: u32 = 1 => meta().min(1.0);
+        num_beams: u32 = 1 => meta().label("Beams").min(1.0);
         /// Sampling temperature (higher: more random).
         temperature: f64 = 0.0 => meta().min(0.0).when("prediction.do_sample", true);
         /// Penalty (> 1) for tokens already in the prompt or answer; 1: none.

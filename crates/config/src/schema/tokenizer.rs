@@ -7,7 +7,7 @@ settings_struct! {
     /// Tokenizer: how long a tokenized sample may be and how batches are padded.
     pub struct Tokenizer in "tokenizer." {
         /// Longest sample in tokens (prompt and answer together); longer samples are cut, keeping the end.
-        max_length: u32 = 512 => meta().min(16.0).max(1_048_576.0).grid();
+        max_length: u32 = 512 => meta().basic().min(16.0).max(1_048_576.0).grid();
         /// Pad each batch to this quantile of its lengths (1.0: to the longest sample; lower cuts outliers).
         padding_quantile: f64 = 1.0 => meta().min(0.0).max(1.0);
     }

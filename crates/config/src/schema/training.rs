@@ -69,19 +69,19 @@ settings_struct! {
         /// Optimizer of the trained weights.
         optimizer: Optimizer = Optimizer::AdamW => meta().grid();
         /// Peak learning rate (reached after warmup).
-        learning_rate: f64 = 1e-4 => meta().above(0.0).grid();
+        learning_rate: f64 = 1e-4 => meta().basic().above(0.0).grid();
         /// Modules (name prefixes, e.g. `lm_head`) trained with `differential_learning_rate` instead.
         differential_learning_rate_layers: Vec<String> = Vec::new() => meta();
         /// Learning rate of the `differential_learning_rate_layers`.
         differential_learning_rate: f64 = 1e-5 => meta().above(0.0).grid().when_not_empty("training.differential_learning_rate_layers");
         /// Samples per optimizer step on each device (before gradient accumulation).
-        batch_size: u32 = 2 => meta().min(1.0).grid();
+        batch_size: u32 = 2 => meta().basic().min(1.0).grid();
         /// Passes over the training data (0: evaluate only).
-        epochs: u32 = 1 => meta().min(0.0).grid();
+        epochs: u32 = 1 => meta().basic().min(0.0).grid();
         /// Learning-rate schedule after warmup.
         schedule: Schedule = Schedule::Cosine => meta().grid();
         /// The schedule decays to this share of the learning rate, not to 0.
-        min_learning_rate_ratio: f64 = 0.0 => meta().min(0.0).max(1.0).grid().unless("training.schedule", "Constant");
+        min_learning_rate_ratio: f64 = 0.0 => meta().label("Minimum learning-rate ratio").min(0.0).max(1.0).grid().unless("training.schedule", "Constant");
         /// Epochs (may be fractional) over which the learning rate rises linearly from 0.
         warmup_epochs: f64 = 0.0 => meta().min(0.0).grid();
         /// Decoupled weight decay (AdamW) or L2 penalty (the others).
@@ -89,21 +89,21 @@ settings_struct! {
         /// Clip the gradient norm to this value (0: no clipping).
         gradient_clip: f64 = 0.0 => meta().min(0.0).grid();
         /// Batches whose gradients are summed before each optimizer step.
-        grad_accumulation: u32 = 1 => meta().min(1.0).grid();
+        grad_accumulation: u32 = 1 => meta().label("Gradient accumulation").min(1.0).grid();
         /// Train low-rank adapters (LoRA) on a frozen backbone instead of all weights.
-        lora: bool = true => meta();
+        lora: bool = true => meta().label("LoRA").basic();
         /// DoRA: LoRA with a learned magnitude per output feature.
-        use_dora: bool = false => meta().when("training.lora", true);
+        use_dora: bool = false => meta().label("DoRA").when("training.lora", true);
         /// Rank of the LoRA matrices.
-        lora_r: u32 = 4 => meta().min(1.0).max(4096.0).grid().when("training.lora", true);
+        lora_r: u32 = 4 => meta().label("LoRA r").basic().min(1.0).max(4096.0).grid().when("training.lora", true);
         /// LoRA scaling numerator: updates are scaled by `lora_alpha / lora_r` (by `lora_alpha / sqrt(lora_r)` with rsLoRA).
-        lora_alpha: u32 = 16 => meta().min(1.0).grid().when("training.lora", true);
+        lora_alpha: u32 = 16 => meta().label("LoRA alpha").basic().min(1.0).grid().when("training.lora", true);
         /// Dropout probability on the LoRA input.
-        lora_dropout: f64 = 0.05 => meta().min(0.0).below(1.0).grid().when("training.lora", true);
+        lora_dropout: f64 = 0.05 => meta().label("LoRA dropout").min(0.0).below(1.0).grid().when("training.lora", true);
         /// rsLoRA: scale updates by `lora_alpha / sqrt(lora_r)`, which keeps large ranks stable.
-        use_rslora: bool = false => meta().when("training.lora", true);
+        use_rslora: bool = false => meta().label("rsLoRA").when("training.lora", true);
         /// Linear layers that get adapters; empty: every linear layer but the output head.
-        lora_target_modules: Vec<LoraModule> = Vec::new() => meta().when("training.lora", true);
+        lora_target_modules: Vec<LoraModule> = Vec::new() => meta().label("LoRA target modules").when("training.lora", true);
         /// Which checkpoints to keep.
         save_checkpoint: SaveCheckpoint = SaveCheckpoint::Last => meta();
         /// Evaluate every this many epochs (may be fractional, e.g. 0.25).

@@ -20,9 +20,18 @@ pub(crate) fn convert_error(path: &Path, e: ::csv::Error) -> Error {
             expected_len,
             len,
         } => {
+            let record_line = pos.as_ref().map(|p| p.line()).or(line).unwrap_or(0);
+            if let Some(start) = pos.as_ref().map(|p| p.byte()) {
+                if quotes_unbalanced_from(path, start) {
+                    return Error::UnclosedQuote {
+                        path: path.to_path_buf(),
+                        line: record_line,
+                    };
+                }
+            }
             return Error::RaggedCsv {
                 path: path.to_path_buf(),
-                line: pos.as_ref().map(|p| p.line()).or(line).unwrap_or(0),
+                line: record_line,
                 expected: *expected_len as usize,
                 found: *len as usize,
             }
@@ -47,6 +56,30 @@ pub(crate) fn convert_error(path: &Path, e: ::csv::Error) -> Error {
             message,
         },
     }
+}
+
+/// Whether the file holds an odd number of `"` from byte `start` to its end: a record whose field count is
+/// wrong because a quote opened in it was never closed (the reader then takes the rest of the file as one field).
+fn quotes_unbalanced_from(path: &Path, start: u64) -> bool {
+    use std::io::{BufRead, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    if file.seek(SeekFrom::Start(start)).is_err() {
+        return false;
+    }
+    let mut reader = std::io::BufReader::new(file);
+    let mut quotes = 0u64;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        quotes += chunk.iter().filter(|&&b| b == b'"').count() as u64;
+        let n = chunk.len();
+        reader.consume(n);
+    }
+    quotes % 2 == 1
 }
 
 pub(crate) fn field_text(path: &Path, line: u64, field: &[u8]) -> Result<String> {

@@ -4,7 +4,7 @@
 
 pub(crate) mod csv;
 mod json;
-mod parquet;
+pub(crate) mod parquet;
 
 use std::path::Path;
 

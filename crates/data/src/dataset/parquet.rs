@@ -9,10 +9,14 @@ use ::parquet::record::Field;
 use crate::error::{Error, Result};
 use crate::table::{RowOrigin, Table};
 
-fn parquet_error(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Parquet {
+/// A Parquet reader error on `path`, in our words (the library's "Parquet error: " prefix dropped).
+pub(crate) fn parquet_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::CorruptParquet {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: e
+            .to_string()
+            .trim_start_matches("Parquet error: ")
+            .to_string(),
     }
 }
 

@@ -295,10 +295,7 @@ fn stream_json_array(path: &Path, sink: &mut RowSink) -> Result<Vec<String>> {
 
 fn stream_parquet(path: &Path, sink: &mut RowSink) -> Result<Vec<String>> {
     use ::parquet::file::reader::{FileReader, SerializedFileReader};
-    let parquet_error = |e: &dyn fmt::Display| Error::Parquet {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
+    let parquet_error = |e: &dyn fmt::Display| crate::dataset::parquet::parquet_error(path, e);
     let reader =
         SerializedFileReader::new(crate::dataset::open(path)?).map_err(|e| parquet_error(&e))?;
     let columns: Vec<String> = reader

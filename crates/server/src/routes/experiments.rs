@@ -142,7 +142,7 @@ fn review(
         dataset: form.dataset.clone().filter(|d| !d.is_empty()),
         name: None,
     };
-    let review = store.review_experiments(&options, &ferrotune_train::settings::unsupported)?;
+    let review = store.review_experiments(&options, &ferrotune_train::settings::checks_before_training)?;
     Ok((review, errors))
 }
 
