@@ -27,10 +27,11 @@ pub fn escape(s: &str) -> String {
 }
 
 /// A bar chart titled `title` (an accessible `<svg role="img">` with a `<title>` and one `<rect>` per bar, each
-/// with its value as a tooltip).
-pub fn bar_chart(title: &str, x_label: &str, bars: &[Bar]) -> String {
+/// with its value as a tooltip); both axes labelled: `x_label` under the bars, `y_label` (what is counted) beside
+/// the counts.
+pub fn bar_chart(title: &str, x_label: &str, y_label: &str, bars: &[Bar]) -> String {
     let (w, h) = (360.0_f64, 180.0_f64);
-    let (left, bottom, top) = (40.0, 34.0, 10.0);
+    let (left, bottom, top) = (44.0, 34.0, 10.0);
     let plot_w = w - left - 8.0;
     let plot_h = h - bottom - top;
     let max = bars.iter().map(|b| b.value).max().unwrap_or(0).max(1) as f64;
@@ -42,14 +43,24 @@ pub fn bar_chart(title: &str, x_label: &str, bars: &[Bar]) -> String {
     );
     let _ = write!(
         svg,
-        r#"<line x1="{left}" y1="{y}" x2="{x2}" y2="{y}" class="axis"/><text x="{tx}" y="{ty}" class="axis-label">{xl}</text><text x="4" y="{top2}" class="axis-label">{max}</text>"#,
+        concat!(
+            r#"<line x1="{left}" y1="{y}" x2="{x2}" y2="{y}" class="axis"/><line x1="{left}" y1="{top}" x2="{left}" y2="{y}" class="axis"/>"#,
+            r#"<text x="{tx}" y="{ty}" class="axis-label" text-anchor="middle">{xl}</text>"#,
+            r#"<text x="{tick_x}" y="{top2}" class="tick" text-anchor="end">{max}</text><text x="{tick_x}" y="{y}" class="tick" text-anchor="end">0</text>"#,
+            r#"<text x="10" y="{my}" class="axis-label" text-anchor="middle" transform="rotate(-90 10 {my})">{yl}</text>"#,
+        ),
+        left = left,
+        top = top,
         y = top + plot_h,
         x2 = left + plot_w,
-        tx = left + plot_w / 2.0 - 20.0,
+        tx = left + plot_w / 2.0,
         ty = h - 4.0,
         xl = escape(x_label),
+        tick_x = left - 4.0,
         top2 = top + 8.0,
         max = max as u64,
+        my = top + plot_h / 2.0,
+        yl = escape(y_label),
     );
     let n = bars.len().max(1) as f64;
     let slot = plot_w / n;
@@ -64,7 +75,8 @@ pub fn bar_chart(title: &str, x_label: &str, bars: &[Bar]) -> String {
             label = escape(&b.label),
             v = b.value,
         );
-        if bars.len() <= 12 {
+        // Every label while they fit, else the first and the last.
+        if bars.len() <= 12 || i == 0 || i + 1 == bars.len() {
             let _ = write!(
                 svg,
                 r#"<text x="{cx:.1}" y="{ly:.1}" class="tick" text-anchor="middle">{label}</text>"#,
@@ -109,10 +121,15 @@ mod tests {
                 value: 4,
             },
         ];
-        let svg = bar_chart("t&t", "words", &bars);
+        let svg = bar_chart("t&t", "words", "prompts", &bars);
         assert_eq!(svg.matches("<rect").count(), 2);
         assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
         assert!(svg.contains("t&amp;t"));
+        // Both axes say what they measure.
+        assert!(
+            svg.contains(">words</text>") && svg.contains(">prompts</text>"),
+            "{svg}"
+        );
         // The larger bar fills the plot height (136 px), the smaller one half of it.
         assert!(
             svg.contains(r#"height="136.0""#) && svg.contains(r#"height="68.0""#),

@@ -343,26 +343,16 @@ impl<E: Into<ApiError>> From<E> for PageError {
     }
 }
 
-/// One line of a message: its pieces, each plain text or `code`.
-type Spans = Vec<(String, bool)>;
-
-/// A library message in the studio's words: its lines as text and `code` spans (rendered as code, not with
-/// backticks), without the `help:` lines that advise a CLI command (the page links to the studio's own pages).
-fn studio_words(message: &str) -> (Vec<Spans>, Vec<Spans>) {
-    let spans = |line: &str| -> Spans {
-        line.split('`')
-            .enumerate()
-            .filter(|(_, t)| !t.is_empty())
-            .map(|(i, t)| (t.to_string(), i % 2 == 1))
-            .collect()
-    };
+/// A library message in the studio's words: its lines (the page renders their `code` spans as code), without the
+/// `help:` lines that advise a CLI command (the page links to the studio's own pages).
+fn studio_words(message: &str) -> (Vec<String>, Vec<String>) {
     let mut problem = Vec::new();
     let mut help = Vec::new();
     for line in message.lines().filter(|l| !l.trim().is_empty()) {
         match line.strip_prefix("help: ") {
             Some(h) if h.contains("ferrotune ") || h.contains("--") => {}
-            Some(h) => help.push(spans(h)),
-            None => problem.push(spans(line)),
+            Some(h) => help.push(h.to_string()),
+            None => problem.push(line.to_string()),
         }
     }
     (problem, help)

@@ -56,6 +56,10 @@ fn environment() -> &'static Environment<'static> {
         env.add_filter("urlencode", |s: String| {
             crate::security::urlencode(&s).replace('/', "%2F")
         });
+        env.add_filter("code_spans", |s: String| {
+            Value::from_safe_string(code_spans(&s))
+        });
+        env.add_filter("better", |metric: String| better_words(&metric));
         env.add_filter("bytes", |n: u64| human_bytes(n));
         env.add_filter("count", |n: u64| match n {
             n if n >= 1_000_000_000 => format!("{:.2} B", n as f64 / 1e9),
@@ -71,6 +75,31 @@ fn environment() -> &'static Environment<'static> {
         });
         env
     })
+}
+
+/// A line of a message or help text as HTML: escaped, with its `code` spans as `<code>` (not backticks).
+pub fn code_spans(line: &str) -> String {
+    line.split('`')
+        .enumerate()
+        .filter(|(_, t)| !t.is_empty())
+        .map(|(i, t)| {
+            let text = crate::charts::escape(t);
+            if i % 2 == 1 {
+                format!("<code>{text}</code>")
+            } else {
+                text
+            }
+        })
+        .collect()
+}
+
+/// Which way the metric `name` improves, in words ("lower is better").
+pub fn better_words(name: &str) -> &'static str {
+    if ferrotune_store::tracking::higher_is_better(name) {
+        "higher is better"
+    } else {
+        "lower is better"
+    }
 }
 
 /// `n` bytes as `1.2 GiB`.
@@ -141,14 +170,14 @@ mod tests {
             minijinja::context! {
                 title => "t",
                 status => 400,
-                problem => vec![vec![("<script>alert(1)</script>", false)]],
-                help => vec![vec![("<b>", true)]],
+                problem => vec!["<script>alert(1)</script>"],
+                help => vec!["`<b>` then"],
             },
         )
         .unwrap();
         assert!(!html.contains("<script>alert(1)"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;"), "{html}");
-        assert!(html.contains("<code>&lt;b&gt;</code>"), "{html}");
+        assert!(html.contains("<code>&lt;b&gt;</code> then"), "{html}");
     }
 
     #[test]

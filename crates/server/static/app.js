@@ -86,14 +86,30 @@ function fmt(v) {
   if (a >= 1000 || a < 0.001) return v.toExponential(1);
   return Number(v.toPrecision(3)).toString();
 }
-// series: [{name, points: [[x, y], …]}]; draws axes, one path and its points per series.
+// Tick values for [lo, hi]: multiples of a 1-2-5 step, about `n` of them; integers only when `integer`.
+function niceTicks(lo, hi, n, integer = false) {
+  let step = 10 ** Math.floor(Math.log10((hi - lo) / n || 1));
+  for (const m of [1, 2, 5, 10]) { if ((hi - lo) / (step * m) <= n) { step *= m; break; } }
+  if (integer) step = Math.max(1, Math.round(step));
+  const ticks = [];
+  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
+  return { ticks, step };
+}
+// A tick's text with as many decimals as the step needs, so that neighbours never read the same.
+function tickText(v, step) {
+  const a = Math.abs(v);
+  if (v !== 0 && (a >= 1e5 || a < 1e-3)) return v.toExponential(Math.max(0, Math.min(3, Math.ceil(Math.log10(a / step)))));
+  return v.toFixed(Math.max(0, -Math.floor(Math.log10(step) + 1e-9)));
+}
+// series: [{name, points: [[x, y], …]}]; draws axes, one path and its points per series, and a legend when there
+// are several series.
 function drawChart(svg, series, xLabel = "step") {
   if (!svg) return;
   while (svg.firstChild) svg.removeChild(svg.firstChild);
-  const W = 480, H = 240, L = 52, R = 10, T = 10, B = 30;
+  const W = 480, H = 240, L = 64, R = 12, T = 12, B = 40;
   const all = series.flatMap(s => s.points);
   if (!all.length) {
-    const t = svgEl("text", { x: W / 2 - 40, y: H / 2, class: "axis-label" });
+    const t = svgEl("text", { x: W / 2, y: H / 2, class: "axis-label", "text-anchor": "middle" });
     t.textContent = "no points yet";
     svg.append(t);
     svg.dataset.points = "0";
@@ -101,25 +117,28 @@ function drawChart(svg, series, xLabel = "step") {
   }
   let [x0, x1] = [Math.min(...all.map(p => p[0])), Math.max(...all.map(p => p[0]))];
   let [y0, y1] = [Math.min(...all.map(p => p[1])), Math.max(...all.map(p => p[1]))];
-  if (x0 === x1) { x0 -= 1; x1 += 1; }
+  const singleX = x0 === x1;
+  if (singleX) { x0 -= 1; x1 += 1; }
   if (y0 === y1) { const d = Math.abs(y0) * 0.1 || 1; y0 -= d; y1 += d; }
   const sx = x => L + (x - x0) / (x1 - x0) * (W - L - R);
   const sy = y => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
-  for (let i = 0; i <= 4; i++) {
-    const y = y0 + (y1 - y0) * i / 4;
+  const yt = niceTicks(y0, y1, 4);
+  for (const y of yt.ticks) {
     svg.append(svgEl("line", { x1: L, x2: W - R, y1: sy(y), y2: sy(y), class: "grid" }));
-    const t = svgEl("text", { x: 4, y: sy(y) + 3, class: "tick" });
-    t.textContent = fmt(y);
+    const t = svgEl("text", { x: L - 6, y: sy(y) + 4, class: "tick", "text-anchor": "end" });
+    t.textContent = tickText(y, yt.step);
     svg.append(t);
   }
   svg.append(svgEl("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }));
   svg.append(svgEl("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }));
-  for (const x of [x0, (x0 + x1) / 2, x1]) {
-    const t = svgEl("text", { x: sx(x) - 8, y: H - B + 14, class: "tick" });
-    t.textContent = fmt(Math.round(x * 100) / 100);
+  const integerX = all.every(p => Number.isInteger(p[0]));
+  const xt = singleX ? { ticks: [x0 + 1], step: 1 } : niceTicks(x0, x1, 5, integerX);
+  for (const x of xt.ticks) {
+    const t = svgEl("text", { x: sx(x), y: H - B + 16, class: "tick", "text-anchor": "middle" });
+    t.textContent = tickText(x, xt.step);
     svg.append(t);
   }
-  const xl = svgEl("text", { x: W / 2 - 10, y: H - 3, class: "axis-label" });
+  const xl = svgEl("text", { x: (L + W - R) / 2, y: H - 4, class: "axis-label", "text-anchor": "middle" });
   xl.textContent = xLabel;
   svg.append(xl);
   series.forEach((s, i) => {
@@ -132,14 +151,25 @@ function drawChart(svg, series, xLabel = "step") {
     svg.append(path);
     if (s.points.length <= 200) {
       for (const p of s.points) {
-        const c = svgEl("circle", { cx: sx(p[0]).toFixed(1), cy: sy(p[1]).toFixed(1), r: 2.5, class: `point s${i % 4}` });
+        const c = svgEl("circle", { cx: sx(p[0]).toFixed(1), cy: sy(p[1]).toFixed(1), r: 3, class: `point s${i % 4}` });
         const t = svgEl("title");
-        t.textContent = `${s.name} step ${p[0]}: ${fmt(p[1])}`;
+        t.textContent = `${s.name} ${xLabel} ${p[0]}: ${fmt(p[1])}`;
         c.append(t);
         svg.append(c);
       }
     }
   });
+  if (series.length > 1) {
+    const legend = svgEl("g", { class: "legend" });
+    series.forEach((s, i) => {
+      const y = T + 6 + i * 18;
+      legend.append(svgEl("rect", { x: W - R - 120, y: y - 8, width: 12, height: 12, class: `s${i % 4}` }));
+      const t = svgEl("text", { x: W - R - 104, y: y + 2, class: "tick" });
+      t.textContent = s.name.length > 14 ? s.name.slice(0, 13) + "…" : s.name;
+      legend.append(t);
+    });
+    svg.append(legend);
+  }
   svg.dataset.points = String(all.length);
 }
 
@@ -219,7 +249,7 @@ pages.experiments = () => {
       box.checked = selected.has(e.name);
       const buttons = el("td", {});
       for (const a of ["stop", "resume", "restart", "rename", "delete"]) {
-        buttons.append(el("button", { type: "button", class: a === "delete" ? "danger" : "", "data-action": a, text: a, onclick: async () => {
+        buttons.append(el("button", { type: "button", class: a === "delete" ? "danger" : "", "data-action": a, text: a[0].toUpperCase() + a.slice(1), onclick: async () => {
           const r = await act(e.name, a);
           if (r && r.renamed && selected.delete(e.name)) selected.add(r.renamed);
           if (r === "deleted") selected.delete(e.name);
@@ -227,15 +257,14 @@ pages.experiments = () => {
         } }));
       }
       enableActions($$("button", buttons), e.status);
-      const backbone = (e.backbone || "").split("/").filter(Boolean).pop();
       tbody.append(el("tr", { "data-name": e.name, "data-status": e.status },
         el("td", {}, box),
         el("td", {}, el("a", { href: `/experiments/${enc(e.name)}`, text: e.name })),
         el("td", { text: e.dataset || "–" }),
-        el("td", { text: backbone || "–" }),
+        el("td", { text: e.backbone_label || "demo", title: e.backbone || "the demo backbone" }),
         el("td", {}, statusBadge(e.status), e.message ? el("small", { class: "error-message", text: " " + e.message.split("\n")[0] }) : ""),
         el("td", {}, el("progress", { max: 1, value: e.progress, "aria-label": `progress of ${e.name}` }), ` ${Math.round(e.progress * 100)} %`),
-        el("td", { text: e.best_metric != null ? `${e.metric_name}: ${fmt(e.best_metric)}` : "–" }),
+        el("td", { title: e.metric_direction }, e.best_metric != null ? `${e.metric_name} ${fmt(e.best_metric)} ` : "–", e.best_metric != null ? el("small", { class: "muted", text: `(${e.metric_direction})` }) : ""),
         el("td", { text: utc(e.started) }),
         el("td", { text: duration(e) }),
         buttons));
@@ -429,8 +458,7 @@ pages["experiment-new"] = () => {
   const input = key => $(`[name="${CSS.escape(key)}"]`, form);
   const valueOf = key => { const i = input(key); return !i ? null : i.type === "checkbox" ? String(i.checked) : i.value; };
   const dataset = $("#pick-dataset");
-  const datasetKeys = ["dataset.train_dataframe", "dataset.validation_dataframe", "dataset.prompt_column", "dataset.answer_column",
-    "dataset.system_column", "dataset.parent_id_column", "dataset.id_column", "dataset.validation_strategy"];
+  const datasetKeys = dataset.dataset.keys.split(" ");
   const holds = (cond) => {
     const v = valueOf(cond.key);
     if (v === null) return true;
@@ -448,9 +476,19 @@ pages["experiment-new"] = () => {
       if (dataset.value && datasetKeys.includes(f.dataset.key)) visible = false;
       f.hidden = !visible;
     }
+    for (const d of $$("details.advanced", form)) d.hidden = $$(".field", d).every(f => f.hidden);
   };
-  form.addEventListener("input", refresh);
-  form.addEventListener("change", refresh);
+  const checkButton = $("#check-start");
+  // A check whose only findings were warnings arms the button to start anyway, until the form changes.
+  let warned = false;
+  // An edit makes the last verdict stale: it goes, and the button checks again.
+  const edited = () => {
+    warned = false; checkButton.textContent = "Check and start";
+    $("#verdict").hidden = true;
+    for (const id of ["#verdict-errors", "#verdict-warnings", "#verdict-runs"]) $(id).textContent = "";
+  };
+  form.addEventListener("input", () => { edited(); refresh(); });
+  form.addEventListener("change", () => { edited(); refresh(); });
   dataset.addEventListener("change", refresh);
   refresh();
   $("#pick-backbone").addEventListener("change", ev => { if (ev.target.value) { input("llm_backbone").value = ev.target.value; refresh(); } });
@@ -488,32 +526,40 @@ pages["experiment-new"] = () => {
     for (const e of v.errors || []) {
       const slot = e.key && $(`#err-${CSS.escape(e.key)}`);
       const text = e.message + (e.help ? `\nhelp: ${e.help}` : "");
-      if (slot) { slot.textContent += (slot.textContent ? "\n" : "") + text; slot.parentElement.classList.add("has-error"); slot.parentElement.hidden = false; }
-      else general.push((e.key ? `${e.key}: ` : "") + text);
+      if (slot) {
+        slot.textContent += (slot.textContent ? "\n" : "") + text;
+        const field = slot.parentElement;
+        field.classList.add("has-error"); field.hidden = false;
+        const folded = field.closest("details"); if (folded) { folded.hidden = false; folded.open = true; }
+      } else general.push((e.key ? `${e.key}: ` : "") + text);
     }
     verdictBox.hidden = false;
-    $("#verdict-errors").textContent = (v.errors || []).length ? `${v.errors.length} problem(s) to fix${general.length ? ":\n" + general.join("\n") : " (shown beside the fields)."}` : "";
+    const errors = (v.errors || []).length, warnings = (v.warnings || []).length, runs = v.runs || [];
+    $("#verdict-errors").textContent = errors ? `${errors} problem${errors === 1 ? "" : "s"} to fix${general.length ? ":\n" + general.join("\n") : " (shown beside the fields)."}` : "";
     $("#verdict-warnings").textContent = (v.warnings || []).map(w => `warning: ${w.key ? w.key + " " : ""}${w.message}`).join("\n");
-    const runs = v.runs || [];
-    $("#verdict-runs").textContent = (v.errors || []).length ? "" : `This starts ${runs.length} experiment${runs.length === 1 ? "" : "s"}: ${runs.join(", ")}.`;
-    const confirmBtn = $("#confirm-start");
-    confirmBtn.hidden = (v.errors || []).length > 0;
-    confirmBtn.textContent = (v.warnings || []).length ? "Start anyway" : `Start ${runs.length} experiment${runs.length === 1 ? "" : "s"}`;
-    (general.length || !(v.errors || []).length ? verdictBox : $(".field.has-error", form) || verdictBox).scrollIntoView({ block: "center" });
+    const plural = `${runs.length} experiment${runs.length === 1 ? "" : "s"}`;
+    $("#verdict-runs").textContent = errors ? "" : warnings ? `Press “Start anyway” to start ${plural}: ${runs.join(", ")}.` : `Starting ${plural}: ${runs.join(", ")}.`;
+    if (errors) ($(".field.has-error", form) || verdictBox).scrollIntoView({ block: "center" });
+  };
+  const start = async anyway => {
+    const queued = await api("POST", "/api/experiments", collect(anyway));
+    location.href = queued.length === 1 ? `/experiments/${enc(queued[0].name)}` : "/experiments";
   };
   form.addEventListener("submit", async ev => {
     ev.preventDefault();
-    try { showVerdict(await api("POST", "/api/experiments/validate", collect(false))); }
-    catch (e) { flash(e.message, true); }
-  });
-  $("#confirm-start").addEventListener("click", async () => {
+    checkButton.disabled = true;
     try {
-      const queued = await api("POST", "/api/experiments", collect(true));
-      location.href = queued.length === 1 ? `/experiments/${enc(queued[0].name)}` : "/experiments";
+      if (warned) { await start(true); return; }
+      const v = await api("POST", "/api/experiments/validate", collect(false));
+      showVerdict(v);
+      if ((v.errors || []).length) return;
+      if ((v.warnings || []).length) { warned = true; checkButton.textContent = "Start anyway"; return; }
+      await start(false);
     } catch (e) {
       if (e.status === 422) showVerdict({ errors: e.body.errors || [{ key: "", message: e.message }], warnings: e.body.warnings || [] });
+      else if (e.status === 409) { showVerdict({ errors: [], warnings: e.body.warnings || [], runs: [] }); warned = true; checkButton.textContent = "Start anyway"; }
       else flash(e.message, true);
-    }
+    } finally { checkButton.disabled = false; }
   });
 };
 

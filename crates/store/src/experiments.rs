@@ -153,6 +153,19 @@ impl Store {
         Ok(review.plan)
     }
 
+    /// The settings a registered dataset (`--dataset`) sets: its canonical tables and their columns. A form hides
+    /// them while a registered dataset is picked.
+    pub const SET_BY_REGISTERED_DATASET: [&'static str; 8] = [
+        "dataset.train_dataframe",
+        "dataset.validation_dataframe",
+        "dataset.prompt_column",
+        "dataset.answer_column",
+        "dataset.system_column",
+        "dataset.parent_id_column",
+        "dataset.id_column",
+        "dataset.validation_strategy",
+    ];
+
     /// Like [`Store::plan_experiments`], but returns the plan together with every problem found, each with the
     /// key of its setting (`""` for the whole experiment), so a form can show them beside their fields.
     pub fn review_experiments(

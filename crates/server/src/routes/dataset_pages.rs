@@ -103,19 +103,22 @@ async fn dataset_page(
         bar_chart(
             "Words per prompt",
             "words",
+            "prompts",
             &histogram_bars(&stats.prompt_words),
         ),
         bar_chart(
             "Words per answer",
             "words",
+            "answers",
             &histogram_bars(&stats.answer_words),
         ),
         bar_chart(
             "Words per conversation",
             "words",
+            "conversations",
             &histogram_bars(&stats.conversation_words),
         ),
-        bar_chart("Turns per conversation", "turns", &turns),
+        bar_chart("Turns per conversation", "turns", "conversations", &turns),
     ];
     let titles = [
         "Words per prompt",

@@ -142,7 +142,8 @@ fn review(
         dataset: form.dataset.clone().filter(|d| !d.is_empty()),
         name: None,
     };
-    let review = store.review_experiments(&options, &ferrotune_train::settings::checks_before_training)?;
+    let review =
+        store.review_experiments(&options, &ferrotune_train::settings::checks_before_training)?;
     Ok((review, errors))
 }
 
@@ -241,33 +242,77 @@ pub struct ExperimentRow {
     pub info: ExperimentInfo,
     /// `llm_backbone` of its config.
     pub backbone: String,
+    /// What the table shows for it: the registered backbone's name, else the folder's or file's name
+    /// ("" for the demo backbone).
+    pub backbone_label: String,
+    /// Which way its metric improves, in words ("lower is better").
+    pub metric_direction: &'static str,
 }
 
-/// The table rows of `list`.
-pub fn rows(list: Vec<ExperimentInfo>) -> Vec<ExperimentRow> {
-    list.into_iter()
+/// The rows of the experiments table, backbones named as they were registered.
+pub fn rows(store: &mut Store) -> Result<Vec<ExperimentRow>, ApiError> {
+    let registered = store.backbones()?;
+    Ok(store
+        .experiments()?
+        .into_iter()
         .map(|info| {
             let backbone = Experiment::from_yaml_str(&info.config, &info.name)
                 .map(|c| c.llm_backbone)
                 .unwrap_or_default();
-            ExperimentRow { info, backbone }
+            let backbone_label = backbone_label(&backbone, &registered);
+            let metric_direction =
+                crate::views::better_words(info.metric_name.as_deref().unwrap_or(""));
+            ExperimentRow {
+                metric_direction,
+                info,
+                backbone,
+                backbone_label,
+            }
         })
-        .collect()
+        .collect())
+}
+
+/// The registered backbone's folder that `path` names (what the form's picker shows selected), or "".
+fn backbone_choice(path: &str, registered: &[ferrotune_store::BackboneEntry]) -> String {
+    let name = backbone_label(path, registered);
+    registered
+        .iter()
+        .find(|b| b.name == name && !path.is_empty())
+        .map(|b| b.path.display().to_string())
+        .unwrap_or_default()
+}
+
+/// The registered name of the backbone at `path`, else the last part of the path.
+fn backbone_label(path: &str, registered: &[ferrotune_store::BackboneEntry]) -> String {
+    let wanted = std::path::Path::new(path.trim_end_matches('/'));
+    let same = |p: &std::path::Path| {
+        p == wanted || matches!((p.canonicalize(), wanted.canonicalize()), (Ok(a), Ok(b)) if a == b)
+    };
+    registered
+        .iter()
+        .find(|b| same(&b.path) || b.gguf.as_deref().is_some_and(same))
+        .map(|b| b.name.clone())
+        .unwrap_or_else(|| {
+            wanted
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
 }
 
 async fn experiments_index(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<ExperimentRow>>, ApiError> {
-    Ok(Json(rows(
-        state.with_store(|s| Ok(s.experiments()?)).await?,
-    )))
+    Ok(Json(state.with_store(|s| rows(s)).await?))
 }
 
 /// One row of the form: a setting with its current text.
 #[derive(Debug, Serialize)]
 struct Field {
     key: &'static str,
-    name: &'static str,
+    label: String,
+    /// Shown open; the others are folded per group.
+    basic: bool,
     help: &'static str,
     kind: &'static str,
     choices: Vec<&'static str>,
@@ -301,7 +346,8 @@ async fn experiment_new_page(
             let base = match &from {
                 Some(name) => {
                     let info = s.experiment(name)?;
-                    Some(Experiment::from_yaml_str(&info.config, name)?)
+                    let cfg = Experiment::from_yaml_str(&info.config, name)?;
+                    Some((cfg, info.dataset))
                 }
                 None => None,
             };
@@ -311,7 +357,8 @@ async fn experiment_new_page(
     let defaults = form_values(&Experiment::default());
     let mut values = defaults.clone();
     values.extend(state.settings().experiment_defaults);
-    if let Some(base) = &base {
+    let mut dataset = q.get("dataset").cloned().unwrap_or_default();
+    if let Some((base, base_dataset)) = &base {
         values.extend(form_values(base));
         // A copy gets its own name.
         values.insert("experiment_name".into(), String::new());
@@ -319,14 +366,29 @@ async fn experiment_new_page(
             "output_directory".into(),
             defaults["output_directory"].clone(),
         );
+        // A copy of a run on a registered dataset stays linked to it; the dataset's own tables stay inside it.
+        if let Some(d) = base_dataset
+            .as_ref()
+            .filter(|d| datasets.iter().any(|r| &r.name == *d))
+        {
+            dataset = d.clone();
+            for key in Store::SET_BY_REGISTERED_DATASET {
+                values.insert(key.into(), defaults.get(key).cloned().unwrap_or_default());
+            }
+        }
     }
+    let backbone = backbone_choice(
+        values.get("llm_backbone").map_or("", String::as_str),
+        &backbones,
+    );
     let fields_of = |group: &str| -> Vec<Field> {
         settings()
             .iter()
             .filter(|s| s.group == group)
             .map(|s| Field {
                 key: s.key,
-                name: s.name,
+                label: s.label.clone(),
+                basic: s.basic,
                 help: s.help,
                 kind: kind_name(&s.kind),
                 choices: match &s.kind {
@@ -351,6 +413,7 @@ async fn experiment_new_page(
         .into_iter()
         .map(|b| minijinja::context! { name => b.name, path => b.path.display().to_string() })
         .collect();
+    let dataset_keys = Store::SET_BY_REGISTERED_DATASET.join(" ");
     Ok(views::page(
         &csrf,
         "experiment_new.html",
@@ -360,7 +423,9 @@ async fn experiment_new_page(
             sections => sections,
             datasets => datasets.iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
             backbones => backbones,
-            dataset => q.get("dataset").cloned().unwrap_or_default(),
+            dataset => dataset,
+            dataset_keys => dataset_keys,
+            backbone => backbone,
             from => q.get("from").cloned().unwrap_or_default(),
         },
     )?)

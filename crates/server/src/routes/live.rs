@@ -47,9 +47,8 @@ async fn events_all(
     tokio::spawn(async move {
         let mut last = String::new();
         loop {
-            if let Ok(list) = state.with_store(|s| Ok(s.experiments()?)).await {
-                let text =
-                    serde_json::to_string(&super::experiments::rows(list)).unwrap_or_default();
+            if let Ok(list) = state.with_store(|s| super::experiments::rows(s)).await {
+                let text = serde_json::to_string(&list).unwrap_or_default();
                 if text != last {
                     if tx
                         .send(Event::default().event("experiments").data(text.clone()))
