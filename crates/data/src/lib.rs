@@ -37,12 +37,12 @@ pub mod split;
 pub mod table;
 pub mod tokenizer;
 
-pub use checks::check_columns;
 pub use batch::{
     collate, collate_packed, pack, pad_token_id, Batch, BatchIter, BatchSampler, PadOptions,
     PaddingSide, Position,
 };
 pub use chat_template::{ChatTemplate, Message};
+pub use checks::check_columns;
 pub use dataset::{read_columns, read_table, Format};
 pub use error::{Error, Result};
 pub use format::{Sample, IGNORE_INDEX};

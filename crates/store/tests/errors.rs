@@ -49,7 +49,9 @@ fn broken_quoting_names_the_line() {
         Mapping::default(),
     );
     assert!(
-        err.contains("line 3") && err.contains("never closed") && err.contains("help: close the quote"),
+        err.contains("line 3")
+            && err.contains("never closed")
+            && err.contains("help: close the quote"),
         "{err}"
     );
 }

@@ -67,7 +67,11 @@ pub fn column_issues(cfg: &Experiment) -> Vec<Issue> {
     let settings = DatasetSettings::from_experiment(cfg);
     let custom = settings.validation_strategy == ferrotune_data::ValidationStrategy::Custom;
     let files_exist = settings.train_dataframe.is_file()
-        && (!custom || settings.validation_dataframe.as_deref().is_some_and(|p| p.is_file()));
+        && (!custom
+            || settings
+                .validation_dataframe
+                .as_deref()
+                .is_some_and(|p| p.is_file()));
     if !files_exist {
         return Vec::new();
     }

@@ -34,7 +34,7 @@ pub(crate) fn convert_error(path: &Path, e: ::csv::Error) -> Error {
                 line: record_line,
                 expected: *expected_len as usize,
                 found: *len as usize,
-            }
+            };
         }
         ::csv::ErrorKind::Utf8 { pos, .. } => {
             return Error::NotUtf8 {
