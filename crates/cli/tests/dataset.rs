@@ -375,3 +375,40 @@ fn a_zip_of_files_imports_as_one_dataset() {
 fn zip_writer(path: &Path) -> zip::ZipWriter<std::fs::File> {
     zip::ZipWriter::new(std::fs::File::create(path).unwrap())
 }
+
+#[test]
+fn doctor_finds_a_died_run_and_its_leftovers_and_repairs_them() {
+    let h = Home::new();
+    // A plain `train` folder killed with SIGKILL: status.json still says running, a checkpoint was being staged.
+    let run = h.root().join("elsewhere/run");
+    std::fs::create_dir_all(run.join("checkpoint")).unwrap();
+    std::fs::create_dir_all(run.join("checkpoint.tmp-4194399")).unwrap();
+    std::fs::write(
+        run.join("status.json"),
+        r#"{"status":"running","message":"","pid":4194399}"#,
+    )
+    .unwrap();
+    let folder = run.display().to_string();
+    let out = h.ok(&["doctor", &folder]);
+    assert!(
+        out.contains(&format!("died: {folder}: its training process (pid 4194399) ended"))
+            && out.contains("leftover: ")
+            && out.contains("checkpoint.tmp-4194399")
+            && out.contains("doctor --repair"),
+        "{out}"
+    );
+    assert!(!out.ends_with("ok\n"), "{out}");
+    assert!(run.join("checkpoint.tmp-4194399").is_dir(), "reporting changes nothing");
+
+    let out = h.ok(&["doctor", "--repair", &folder]);
+    assert!(out.contains("repaired: ") && out.contains("status failed"), "{out}");
+    assert!(!run.join("checkpoint.tmp-4194399").exists());
+    assert!(run.join("checkpoint").is_dir(), "the last checkpoint stays");
+    let status: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["status"], "failed");
+    assert!(h.ok(&["doctor", &folder]).ends_with("ok\n"));
+
+    let o = h.run(&["doctor", "no/such/run"]);
+    assert_clean_failure(&o, &["run folder `no/such/run`", "help:"]);
+}

@@ -500,6 +500,14 @@ fn a_failed_checkpoint_write_keeps_the_previous_checkpoint() {
 
     let o = run(Some(limit), true).output().unwrap();
     assert!(!o.status.success(), "the checkpoint write must fail");
+    // The message names the file that could not be written, says the cause once, and what to do.
+    let err = stderr(&o);
+    assert!(
+        err.contains("cannot write `") && err.contains("adapter_model.safetensors"),
+        "{err}"
+    );
+    assert_eq!(err.matches("File too large").count(), 1, "{err}");
+    assert!(err.contains("help: the file outgrew"), "{err}");
     let status = read_json(&dir.join("status.json")).unwrap();
     assert_eq!(status["status"], "failed", "{status}");
     assert_eq!(

@@ -147,11 +147,11 @@ pub fn save_peft(model: &Llama, spec: &LoraSpec, base_model: &str, dir: &Path) -
     let write = || -> Result<()> {
         let json = serde_json::to_string_pretty(&config)
             .map_err(|e| Error::InvalidAdapter(e.to_string()))?;
-        std::fs::write(tmp.join("adapter_config.json"), json).map_err(|source| Error::Io {
+        std::fs::write(tmp.join("adapter_config.json"), json).map_err(|source| Error::Write {
             path: tmp.join("adapter_config.json"),
             source,
         })?;
-        candle_core::safetensors::save(&tensors, tmp.join("adapter_model.safetensors"))?;
+        crate::weights::save_safetensors(&tensors, &tmp.join("adapter_model.safetensors"))?;
         ferrotune_home::atomic::replace_dir(&tmp, dir).map_err(|source| Error::Io {
             path: dir.into(),
             source,

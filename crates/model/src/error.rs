@@ -13,6 +13,16 @@ pub enum Error {
     #[error("`{path}` does not exist")]
     NotFound { path: PathBuf },
 
+    #[error("`{}` is a file, not a backbone folder\nhelp: pass the folder that holds it (config.json, *.safetensors, tokenizer.json), or a `.gguf` file", path.display())]
+    NotAFolder { path: PathBuf },
+
+    #[error("cannot write `{}`: {source}{}", path.display(), write_help(source))]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("cannot read `{path}`: {source}")]
     Io {
         path: PathBuf,
@@ -43,10 +53,10 @@ pub enum Error {
     #[error("`{path}` is not a valid safetensors file ({message})\nhelp: the file is corrupt or truncated; copy it again")]
     CorruptWeights { path: PathBuf, message: String },
 
-    #[error("tensor `{name}` is missing from the backbone weights in `{dir}`")]
+    #[error("tensor `{name}` is missing from the backbone weights in `{dir}`\nhelp: the weights are incomplete or of another model; copy the whole checkpoint (every `*.safetensors` file) again")]
     MissingTensor { name: String, dir: PathBuf },
 
-    #[error("tensor `{name}` has shape {actual:?}, expected {expected:?}")]
+    #[error("tensor `{name}` has shape {actual:?}, but `config.json` gives it {expected:?}\nhelp: the weights and `config.json` come from different models; use the config.json saved with these weights")]
     ShapeMismatch {
         name: String,
         expected: Vec<usize>,
@@ -116,4 +126,19 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) 
         syntax: !e.is_data(),
         message: e.to_string(),
     })
+}
+
+/// The advice for a failed write whose cause the user can fix (a full disk, a file size limit), as a `help:`
+/// line; empty otherwise. Every writer's error message ends with it.
+pub fn write_help(source: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match source.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+            "\nhelp: the disk is full: free space (or choose another output_directory) and resume; what was complete before is kept"
+        }
+        ErrorKind::FileTooLarge => {
+            "\nhelp: the file outgrew this process's file size limit (`ulimit -f`): raise it and resume; what was complete before is kept"
+        }
+        _ => "",
+    }
 }

@@ -227,3 +227,52 @@ fn shard_files(index_path: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
         })
         .collect()
 }
+
+/// Writes `tensors` to the safetensors file `path`; a failed write names the file (and says when the disk is full).
+pub fn save_safetensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    fn io_of(e: candle_core::Error) -> std::result::Result<std::io::Error, candle_core::Error> {
+        match e {
+            candle_core::Error::Io(io) => Ok(io),
+            candle_core::Error::SafeTensor(safetensors::SafeTensorError::IoError(io)) => Ok(io),
+            candle_core::Error::WithBacktrace { inner, .. } => io_of(*inner),
+            other => Err(other),
+        }
+    }
+    candle_core::safetensors::save(tensors, path).map_err(|e| match io_of(e) {
+        Ok(source) => Error::Write {
+            path: path.to_path_buf(),
+            source,
+        },
+        Err(other) => Error::Candle(other),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_names_the_file_and_a_full_disk_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = Tensor::zeros((4, 4), DType::F32, &Device::Cpu).unwrap();
+        let tensors = HashMap::from([("w".to_string(), t)]);
+        let path = tmp.path().join("missing/adapter_model.safetensors");
+        let err = save_safetensors(&tensors, &path).unwrap_err();
+        assert!(matches!(err, Error::Write { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot write `{}`: ", path.display())),
+            "{err}"
+        );
+        // What a full disk (ENOSPC, 28) or a file size limit (EFBIG, 27) gives on Linux.
+        for (code, help) in [(28, "the disk is full"), (27, "ulimit -f")] {
+            let err = Error::Write {
+                path: path.clone(),
+                source: std::io::Error::from_raw_os_error(code),
+            };
+            let text = err.to_string();
+            assert!(text.contains("\nhelp: ") && text.contains(help), "{text}");
+            assert_eq!(text.lines().count(), 2, "{text}");
+        }
+    }
+}

@@ -37,6 +37,7 @@
 //!   [`Store::stop_experiment`], [`Store::resume_experiment`], [`Store::restart_experiment`],
 //!   [`Store::delete_experiment`], [`Store::rename_experiment`], [`Store::compare_experiments`]. Readers
 //!   ([`Store::experiments`], [`Store::experiment`]) first run [`tracking::reconcile`].
+//! - [`run_health`]: run folders whose process died, and what interrupted writes left (`doctor`).
 //! - [`rebuild_index`] recreates the registry from the `dataset.json` files and the experiment folders.
 //!
 //! Start reading at [`Store`], [`registry::MIGRATIONS`] and [`runner`].
@@ -54,6 +55,7 @@ mod preview;
 pub mod process;
 mod rebuild;
 pub mod registry;
+pub mod run_health;
 pub mod runner;
 mod runs;
 pub mod tracking;

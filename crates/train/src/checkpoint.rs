@@ -54,7 +54,7 @@ pub fn save(
         if tensors.is_empty() {
             std::fs::write(&path, b"").map_err(io(&path))?;
         } else {
-            candle_core::safetensors::save(&tensors, &path)?;
+            ferrotune_model::weights::save_safetensors(&tensors, &path)?;
         }
         let json = serde_json::to_string_pretty(state).map_err(|e| Error::Checkpoint {
             path: tmp.clone(),

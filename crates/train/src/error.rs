@@ -29,7 +29,7 @@ pub enum Error {
     #[error("checkpoint `{path}`: {message}")]
     Checkpoint { path: PathBuf, message: String },
 
-    #[error("i/o error on `{path}`: {source}")]
+    #[error("i/o error on `{}`: {source}{}", path.display(), ferrotune_model::error::write_help(source))]
     Io {
         path: PathBuf,
         #[source]
