@@ -391,17 +391,24 @@ fn doctor_finds_a_died_run_and_its_leftovers_and_repairs_them() {
     let folder = run.display().to_string();
     let out = h.ok(&["doctor", &folder]);
     assert!(
-        out.contains(&format!("died: {folder}: its training process (pid 4194399) ended"))
-            && out.contains("leftover: ")
+        out.contains(&format!(
+            "died: {folder}: its training process (pid 4194399) ended"
+        )) && out.contains("leftover: ")
             && out.contains("checkpoint.tmp-4194399")
             && out.contains("doctor --repair"),
         "{out}"
     );
     assert!(!out.ends_with("ok\n"), "{out}");
-    assert!(run.join("checkpoint.tmp-4194399").is_dir(), "reporting changes nothing");
+    assert!(
+        run.join("checkpoint.tmp-4194399").is_dir(),
+        "reporting changes nothing"
+    );
 
     let out = h.ok(&["doctor", "--repair", &folder]);
-    assert!(out.contains("repaired: ") && out.contains("status failed"), "{out}");
+    assert!(
+        out.contains("repaired: ") && out.contains("status failed"),
+        "{out}"
+    );
     assert!(!run.join("checkpoint.tmp-4194399").exists());
     assert!(run.join("checkpoint").is_dir(), "the last checkpoint stays");
     let status: Value =

@@ -196,7 +196,9 @@ impl From<ferrotune_model::Error> for ApiError {
             E::Data(inner) => data_class(inner),
             E::Gguf(inner) => gguf_class(inner),
             // A corrupt or truncated weights file is damage on the server's disk, not a wrong request.
-            E::Io { .. } | E::Write { .. } | E::CorruptWeights { .. } | E::Candle(_) => Class::Internal,
+            E::Io { .. } | E::Write { .. } | E::CorruptWeights { .. } | E::Candle(_) => {
+                Class::Internal
+            }
             E::NotFound { .. } => Class::User(StatusCode::NOT_FOUND),
             E::MissingConfig { .. }
             | E::NotAFolder { .. }

@@ -45,7 +45,10 @@ impl RunCheck {
             let message = died_message(pid);
             run.write_status(RunStatus::Failed, &message)
                 .map_err(io(&run.status()))?;
-            done.push(format!("{}: status failed ({message})", run.status().display()));
+            done.push(format!(
+                "{}: status failed ({message})",
+                run.status().display()
+            ));
         }
         for path in run.remove_leftovers().map_err(io(run.root()))? {
             done.push(format!("removed {}", path.display()));
@@ -56,7 +59,9 @@ impl RunCheck {
 
 /// Why a died run failed, in words.
 pub fn died_message(pid: Option<u32>) -> String {
-    let process = pid.map_or("its training process".to_string(), |p| format!("its training process (pid {p})"));
+    let process = pid.map_or("its training process".to_string(), |p| {
+        format!("its training process (pid {p})")
+    });
     format!("{process} ended without finishing (killed, out of memory, or the machine stopped); the last checkpoint is kept")
 }
 
@@ -125,7 +130,12 @@ mod tests {
         let dir = folder_with_status("running", 4_194_399);
         std::fs::create_dir(dir.path().join("checkpoint.tmp-4194399")).unwrap();
         let check = check_run(dir.path());
-        assert_eq!(check.life, RunLife::Died { pid: Some(4_194_399) });
+        assert_eq!(
+            check.life,
+            RunLife::Died {
+                pid: Some(4_194_399)
+            }
+        );
         assert_eq!(check.leftovers.len(), 1);
         let done = check.repair().unwrap();
         assert_eq!(done.len(), 2, "{done:?}");
@@ -140,7 +150,12 @@ mod tests {
         let dir = folder_with_status("running", std::process::id());
         std::fs::create_dir(dir.path().join("checkpoint.tmp-1")).unwrap();
         let check = check_run(dir.path());
-        assert_eq!(check.life, RunLife::Running { pid: std::process::id() });
+        assert_eq!(
+            check.life,
+            RunLife::Running {
+                pid: std::process::id()
+            }
+        );
         assert!(!check.needs_repair());
     }
 

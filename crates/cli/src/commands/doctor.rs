@@ -122,10 +122,7 @@ fn check_runs(store: &Store, args: &DoctorArgs, printer: &Printer) -> anyhow::Re
     }
     for check in &checks {
         if let RunLife::Running { pid } = check.life {
-            printer.line(&format!(
-                "running: {} (pid {pid})",
-                check.folder.display()
-            ))?;
+            printer.line(&format!("running: {} (pid {pid})", check.folder.display()))?;
         }
     }
     if !fine && !args.repair {
