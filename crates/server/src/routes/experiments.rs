@@ -303,7 +303,7 @@ fn backbone_label(path: &str, registered: &[ferrotune_store::BackboneEntry]) -> 
 async fn experiments_index(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<ExperimentRow>>, ApiError> {
-    Ok(Json(state.with_store(|s| rows(s)).await?))
+    Ok(Json(state.with_store(rows).await?))
 }
 
 /// One row of the form: a setting with its current text.

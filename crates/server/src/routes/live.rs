@@ -47,7 +47,7 @@ async fn events_all(
     tokio::spawn(async move {
         let mut last = String::new();
         loop {
-            if let Ok(list) = state.with_store(|s| super::experiments::rows(s)).await {
+            if let Ok(list) = state.with_store(super::experiments::rows).await {
                 let text = serde_json::to_string(&list).unwrap_or_default();
                 if text != last {
                     if tx
