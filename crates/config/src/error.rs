@@ -9,7 +9,7 @@ use serde::Serialize;
 /// backticks and end with a `help:` line when there is a fix.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read `{path}`: {source}")]
+    #[error("cannot read `{}`: {source}{}", path.display(), read_help(source))]
     Read {
         path: PathBuf,
         #[source]
@@ -23,7 +23,7 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("{origin} is not valid YAML: {message}")]
+    #[error("{origin} is not valid YAML: {message}\nhelp: {}", yaml_help(message))]
     Yaml { origin: String, message: String },
 
     /// Settings that do not fit the schema: unknown keys, wrong types or choices. All of them, not just the first.
@@ -41,6 +41,26 @@ impl Error {
             Error::Settings { issues, .. } => issues,
             _ => &[],
         }
+    }
+}
+
+/// The fix for a file that cannot be read, when there is one the user can apply.
+fn read_help(source: &std::io::Error) -> &'static str {
+    match source.kind() {
+        std::io::ErrorKind::NotFound => {
+            "\nhelp: check the path; a relative path starts in the folder ferrotune runs in"
+        }
+        std::io::ErrorKind::IsADirectory => "\nhelp: give the experiment file (YAML), not a folder",
+        _ => "",
+    }
+}
+
+/// The fix for a YAML parse error: anchors that expand without end (an alias bomb), else the syntax at the line.
+fn yaml_help(message: &str) -> &'static str {
+    if message.contains("repetition limit") || message.contains("recursion limit") {
+        "its anchors and aliases (`&name`, `*name`) expand to too much; write the values out instead"
+    } else {
+        "fix the syntax at that line: `key: value` pairs, a group's settings indented under it by two spaces"
     }
 }
 

@@ -179,9 +179,9 @@ pub fn resolve_folder(path: &Path, gguf_cache: &Path) -> Result<PathBuf> {
         }
         return Ok(dir);
     }
-    if path.is_file() {
-        return Err(Error::MissingConfig {
-            dir: path.to_path_buf(),
+    if !path.is_dir() {
+        return Err(Error::NotAFolder {
+            path: path.to_path_buf(),
         });
     }
     Ok(path.to_path_buf())

@@ -61,7 +61,7 @@ pub fn describe_folder(dir: &Path) -> FolderSummary {
 
 /// Checks, as loading does but without reading the weights, that `dir` holds a backbone this crate runs: its
 /// `config.json` names a supported architecture with valid settings, its safetensors headers are whole (every
-/// shard present, no file cut short), and the embedding has the shape the config gives it.
+/// shard present, no file cut short), and every tensor the model reads is there with the shape the config gives it.
 pub fn check_folder(dir: &Path) -> crate::Result<()> {
     let config = crate::ModelConfig::from_dir(dir)?;
     let weights = Weights::open(dir)?;
@@ -80,5 +80,43 @@ pub fn check_folder(dir: &Path) -> crate::Result<()> {
             embedding: embed[0],
         });
     }
+    let has_lm_head = weights.contains("lm_head.weight");
+    for (name, expected) in crate::models::llama::expected_tensors(&config, has_lm_head) {
+        let actual = weights.shape(&name)?;
+        if actual != expected {
+            return Err(crate::Error::ShapeMismatch {
+                name,
+                expected,
+                actual,
+            });
+        }
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r20_the_checked_tensors_are_the_ones_the_fixtures_store() {
+        for case in ["llama3_rope", "mistral_sharded", "qwen2_tied"] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(case);
+            check_folder(&dir).unwrap();
+            let config = crate::ModelConfig::from_dir(&dir).unwrap();
+            let weights = Weights::open(&dir).unwrap();
+            let has_lm_head = weights.contains("lm_head.weight");
+            let mut expected: Vec<String> =
+                crate::models::llama::expected_tensors(&config, has_lm_head)
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .collect();
+            let mut stored: Vec<String> = weights.names().map(String::from).collect();
+            expected.sort();
+            stored.sort();
+            assert_eq!(expected, stored, "{case}");
+        }
+    }
 }

@@ -10,7 +10,7 @@ pub enum Error {
     #[error("`{dir}` is not a backbone folder: it has no `config.json`\nhelp: a backbone is a Hugging Face model folder (config.json, *.safetensors, tokenizer.json) or a `.gguf` file")]
     MissingConfig { dir: PathBuf },
 
-    #[error("`{path}` does not exist")]
+    #[error("`{}` does not exist\nhelp: check the path; a backbone is a Hugging Face model folder (config.json, *.safetensors, tokenizer.json) or a `.gguf` file", path.display())]
     NotFound { path: PathBuf },
 
     #[error("`{}` is a file, not a backbone folder\nhelp: pass the folder that holds it (config.json, *.safetensors, tokenizer.json), or a `.gguf` file", path.display())]

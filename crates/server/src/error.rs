@@ -267,6 +267,7 @@ fn gguf_class(e: &ferrotune_model::gguf::GgufError) -> Class {
         E::Read { .. } | E::Write { .. } | E::Dequantize { .. } => Class::Internal,
         E::OutputExists { .. } => Class::User(StatusCode::CONFLICT),
         E::NotGguf { .. }
+        | E::IsAFolder { .. }
         | E::UnsupportedVersion { .. }
         | E::Truncated { .. }
         | E::Malformed { .. }

@@ -32,6 +32,16 @@ pub fn check_backbone_folder(dir: &Path) -> Result<()> {
         path: dir.to_path_buf(),
         reason: reason.into(),
     };
+    if dir.is_file() {
+        let is_gguf = dir
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        return Err(bad(if is_gguf {
+            "it is a `.gguf` file, which is imported first (GGUF import writes a folder and can register it)"
+        } else {
+            "it is a file, not a folder (pass the folder that holds `config.json`)"
+        }));
+    }
     if !dir.is_dir() {
         return Err(bad("no such folder"));
     }

@@ -90,14 +90,7 @@ pub fn preflight(cfg: &Experiment, resume: bool) -> Result<Vec<String>> {
     if resume {
         report.warnings.retain(|w| w.key != "output_directory");
     }
-    let mut problems: Vec<String> = report
-        .errors
-        .iter()
-        .map(|i| match &i.help {
-            Some(help) => format!("`{}`: {}\nhelp: {help}", i.key, i.message),
-            None => format!("`{}`: {}", i.key, i.message),
-        })
-        .collect();
+    let mut problems: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
     problems.extend(unsupported(cfg).into_iter().map(|i| i.message));
     problems.extend(column_issues(cfg).iter().map(ToString::to_string));
     if !problems.is_empty() {

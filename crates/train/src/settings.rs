@@ -34,11 +34,7 @@ pub fn unsupported(cfg: &Experiment) -> Vec<Issue> {
         "training.sample_packing",
         "`training.sample_packing` cannot be combined with the parent augmentations yet; turn one off",
     );
-    no(
-        crate::eval::Metric::from_config(cfg.prediction.metric).is_none(),
-        "prediction.metric",
-        "the GPT judge metric comes in a later release; use `prediction.metric: Perplexity` or `BLEU`",
-    );
+    // `prediction.metric: GPT` is refused by the config's own `validate` (said once, there).
     no(
         !cfg.environment.gpus.is_empty(),
         "environment.gpus",

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use ferrotune_store::Store;
 
+use super::with_help;
 use crate::printer::{command, Printer};
 
 #[derive(Debug, Subcommand)]
@@ -45,6 +46,18 @@ pub fn run(cmd: BackboneCommand, printer: &Printer) -> anyhow::Result<()> {
             out,
             register,
         } => {
+            // A name that cannot be registered is refused before the import writes anything.
+            if let Some(name) = &register {
+                let store = Store::from_env()?;
+                ferrotune_store::check_backbone_name(name)
+                    .map_err(|e| name_help(e, "--register"))?;
+                if store.backbone(name).is_ok() {
+                    return Err(name_help(
+                        ferrotune_store::Error::BackboneExists { name: name.clone() },
+                        "--register",
+                    ));
+                }
+            }
             printer.status(&format!(
                 "importing {} into {}",
                 file.display(),
@@ -61,13 +74,17 @@ pub fn run(cmd: BackboneCommand, printer: &Printer) -> anyhow::Result<()> {
                 summary.out_dir.display()
             ))?;
             if let Some(name) = register {
-                Store::from_env()?.register_backbone(&name, &out, Some(&file))?;
+                Store::from_env()?
+                    .register_backbone(&name, &out, Some(&file))
+                    .map_err(|e| name_help(e, "--register"))?;
                 printer.status(&format!("registered as `{name}`"));
             }
             Ok(())
         }
         BackboneCommand::Register { path, name } => {
-            let entry = Store::from_env()?.register_backbone(&name, &path, None)?;
+            let entry = Store::from_env()?
+                .register_backbone(&name, &path, None)
+                .map_err(|e| name_help(e, "--name"))?;
             printer.line(&format!(
                 "registered `{}`: {}",
                 entry.name,
@@ -98,5 +115,17 @@ pub fn run(cmd: BackboneCommand, printer: &Printer) -> anyhow::Result<()> {
             ));
             Ok(())
         }
+    }
+}
+
+/// A registration error; a bad or taken name also says that `flag` sets it.
+fn name_help(err: ferrotune_store::Error, flag: &str) -> anyhow::Error {
+    match err {
+        ferrotune_store::Error::InvalidName { .. }
+        | ferrotune_store::Error::BackboneExists { .. } => with_help(
+            err,
+            &format!("on the command line, `{flag}` sets the backbone's name"),
+        ),
+        other => other.into(),
     }
 }

@@ -47,6 +47,17 @@ pub fn run(args: GenerateArgs, printer: &Printer) -> anyhow::Result<()> {
         backbone.tokenizer.encode(&args.prompt, true)?
     };
     let cfg = args.generation.config(&backbone);
+    cfg.validate()?;
+    // A request past the model's context is capped there (the model crate stops at it); say so once, up front.
+    let context = backbone.model.config().max_position_embeddings;
+    let room = context.saturating_sub(prompt_ids.len());
+    if room > 0 && args.generation.max_new_tokens > room {
+        printer.status(&format!(
+            "note: --max-new-tokens {} is more than the model's context leaves: it holds {context} tokens and the prompt takes {}, so at most {room} new tokens are generated",
+            args.generation.max_new_tokens,
+            prompt_ids.len()
+        ));
+    }
     let mut write_error = None;
     let out = generate(
         &backbone.model,
@@ -63,14 +74,6 @@ pub fn run(args: GenerateArgs, printer: &Printer) -> anyhow::Result<()> {
         return Err(e).context("cannot write to stdout");
     }
     printer.stream("\n")?;
-    if out.finish_reason == ferrotune_model::FinishReason::Context {
-        printer.status(&format!(
-            "stopped at the model's context of {} tokens (the prompt took {}); --max-new-tokens {} asked for more",
-            backbone.model.config().max_position_embeddings,
-            prompt_ids.len(),
-            args.generation.max_new_tokens
-        ));
-    }
     if args.stats {
         eprintln!(
             "{}",

@@ -155,8 +155,8 @@ pub fn device() -> anyhow::Result<Device> {
 /// Sampling and stopping settings shared by `generate` and `chat`.
 #[derive(Debug, Args)]
 pub struct GenerationArgs {
-    /// Maximum number of new tokens.
-    #[arg(long, default_value_t = 256)]
+    /// Maximum number of new tokens (at least 1; capped at what the model's context leaves after the prompt).
+    #[arg(long, default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_new_tokens: usize,
     /// Minimum number of new tokens before a stop token or string may end the answer.
     #[arg(long, default_value_t = 0)]

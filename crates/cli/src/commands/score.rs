@@ -32,7 +32,12 @@ fn read_texts(path: &PathBuf) -> anyhow::Result<Vec<String>> {
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let n = i + 1;
         let line =
-            line.with_context(|| format!("`{}` line {n} is not valid UTF-8", path.display()))?;
+            line.with_context(|| {
+                format!(
+                    "`{}` line {n} is not valid UTF-8\nhelp: re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+                    path.display()
+                )
+            })?;
         if line.trim().is_empty() {
             continue;
         }
@@ -52,7 +57,10 @@ fn read_texts(path: &PathBuf) -> anyhow::Result<Vec<String>> {
         }
     }
     if texts.is_empty() {
-        bail!("`{}` holds no texts", path.display());
+        bail!(
+            "`{}` holds no texts (it is empty or only blank lines)\nhelp: write one object like {{\"text\": \"...\"}} per line",
+            path.display()
+        );
     }
     Ok(texts)
 }

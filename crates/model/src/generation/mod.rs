@@ -165,7 +165,7 @@ pub fn generate_until(
     let context = model.config().max_position_embeddings;
     if prompt_ids.len() >= context {
         return Err(Error::InvalidGeneration(format!(
-            "the prompt has {} tokens, as many as the model's context of {context}; shorten it",
+            "the prompt has {} tokens and the model's context holds {context} tokens, which leaves no room for an answer; shorten the prompt",
             prompt_ids.len()
         )));
     }

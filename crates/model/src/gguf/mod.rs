@@ -47,6 +47,9 @@ pub enum GgufError {
         source: std::io::Error,
     },
 
+    #[error("`{}` is a folder, not a `.gguf` file\nhelp: a Hugging Face model folder needs no import: register it as it is (`backbone register DIR --name NAME`) or pass it to `--model`; to import, pass the `.gguf` file", path.display())]
+    IsAFolder { path: PathBuf },
+
     #[error("`{}` is not a GGUF file: it starts with {} instead of the magic `GGUF`\nhelp: pass a `.gguf` file as written by llama.cpp (convert_hf_to_gguf.py / llama-quantize); a Hugging Face folder needs no import", path.display(), hex(start))]
     NotGguf { path: PathBuf, start: Vec<u8> },
 
@@ -181,6 +184,11 @@ pub struct ImportSummary {
 
 /// Import `gguf_path` into a Hugging Face folder at `out_dir` (created; must not exist or be empty).
 pub fn import_gguf(gguf_path: &Path, out_dir: &Path) -> Result<ImportSummary, GgufError> {
+    if gguf_path.is_dir() {
+        return Err(GgufError::IsAFolder {
+            path: gguf_path.to_path_buf(),
+        });
+    }
     let file = GgufFile::open(gguf_path)?;
     let mut warnings = Vec::new();
     let arch = config::architecture(&file)?;
