@@ -2,7 +2,7 @@
 //! stale; `FERROTUNE_BLESS=1 cargo test -p ferrotune-config` rewrites it.
 
 use crate::meta::{groups, Setting};
-use crate::schema::Experiment;
+use crate::schema::{Experiment, ProblemType};
 use crate::validate::{CHAT_TEMPLATE_TOKENS, MIN_CONTENT_TOKENS};
 use crate::yaml::render_value;
 
@@ -28,6 +28,38 @@ pub fn settings_markdown() -> String {
         for s in settings {
             out.push_str(&row(s));
         }
+    }
+    out.push_str(&problem_types());
+    out
+}
+
+/// The per-type table: each problem type's losses, metrics and the defaults it changes.
+fn problem_types() -> String {
+    let mut out = String::from(
+        "\n## Problem types\n\n`problem_type` decides the losses and metrics a run may use and changes some defaults \
+         (settings still at one type's default take the new type's when the type changes).\n\n\
+         | problem_type | losses (first: default) | metrics | other defaults |\n|---|---|---|---|\n",
+    );
+    for &pt in ProblemType::ALL {
+        let quoted = |names: Vec<&str>| {
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let losses = quoted(pt.losses().iter().map(|l| l.as_str()).collect());
+        let metrics = quoted(pt.metrics().iter().map(|m| m.as_str()).collect());
+        let defaults: Vec<String> = pt
+            .default_overrides()
+            .iter()
+            .filter(|(k, _)| *k != "training.loss_function")
+            .map(|(k, v)| format!("`{k}: {}`", render_value(v)))
+            .collect();
+        out.push_str(&format!(
+            "| `{pt}` | {losses} | {metrics} | {} |\n",
+            defaults.join(", ")
+        ));
     }
     out
 }

@@ -31,6 +31,7 @@ mod macros;
 mod meta;
 mod names;
 mod overrides;
+mod problem;
 mod schema;
 mod suggest;
 mod validate;

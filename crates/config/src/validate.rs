@@ -26,6 +26,7 @@ pub fn validate(cfg: &Experiment) -> Report {
     training(cfg, &mut report);
     prediction(cfg, &mut report);
     max_length(cfg, &mut report);
+    crate::problem::check(cfg, &mut report);
     report
 }
 
@@ -108,7 +109,7 @@ fn without_effect(cfg: &Experiment, report: &mut Report) {
             Some(values) => serde_yaml_ng::Value::Sequence(values.clone()),
             None => cfg.get(s.key).unwrap_or_default(),
         };
-        if current == s.default {
+        if current == cfg.problem_type.default_of(s) {
             continue;
         }
         let failing: Vec<String> = s

@@ -72,7 +72,15 @@ impl Experiment {
                 return issues;
             }
         };
-        for (key, value) in map {
+        // The problem type first: it sets the defaults the other keys are read against.
+        let type_first = map
+            .iter()
+            .filter(|(k, _)| k.as_str() == Some("problem_type"))
+            .chain(
+                map.iter()
+                    .filter(|(k, _)| k.as_str() != Some("problem_type")),
+            );
+        for (key, value) in type_first {
             let Some(key) = key.as_str() else {
                 issues.push(Issue::new(render_value(key), "is not a setting name"));
                 continue;

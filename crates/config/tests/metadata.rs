@@ -87,6 +87,7 @@ fn grid_flags_are_on_the_chosen_settings() {
             "llm_backbone",
             "tokenizer.max_length",
             "training.batch_size",
+            "training.beta",
             "training.differential_learning_rate",
             "training.epochs",
             "training.grad_accumulation",
@@ -98,6 +99,7 @@ fn grid_flags_are_on_the_chosen_settings() {
             "training.min_learning_rate_ratio",
             "training.optimizer",
             "training.schedule",
+            "training.simpo_gamma",
             "training.warmup_epochs",
             "training.weight_decay",
         ]
@@ -145,7 +147,7 @@ fn every_group_and_setting_is_described() {
             s.key
         );
     }
-    assert_eq!(settings().len(), 81);
+    assert_eq!(settings().len(), 85);
 }
 
 #[test]

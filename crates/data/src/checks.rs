@@ -28,6 +28,8 @@ pub fn check_columns(settings: &DatasetSettings) -> Result<()> {
 pub(crate) struct Columns {
     pub prompt: Vec<usize>,
     pub answer: usize,
+    /// Preference pairs: the rejected answer's column and, if set, its prompt's.
+    pub rejected: Option<(usize, Option<usize>)>,
     pub system: Option<usize>,
     /// (parent id column, id column), when conversations are chained.
     pub chain: Option<(usize, usize)>,
@@ -51,6 +53,17 @@ pub(crate) fn resolve_columns(table: &Table, settings: &DatasetSettings) -> Resu
         .map(|c| find(c, "prompt_column"))
         .collect::<Result<Vec<_>>>()?;
     let answer = find(&settings.answer_column, "answer_column")?;
+    let rejected = match &settings.rejected_answer_column {
+        Some(name) => Some((
+            find(name, "rejected_answer_column")?,
+            settings
+                .rejected_prompt_column
+                .as_deref()
+                .map(|c| find(c, "rejected_prompt_column"))
+                .transpose()?,
+        )),
+        None => None,
+    };
     let system = match &settings.system_column {
         Some(name) if name == DEFAULT_SYSTEM_COLUMN => table.column(name),
         Some(name) => Some(find(name, "system_column")?),
@@ -65,48 +78,36 @@ pub(crate) fn resolve_columns(table: &Table, settings: &DatasetSettings) -> Resu
     Ok(Columns {
         prompt,
         answer,
+        rejected,
         system,
         chain,
     })
 }
 
-/// The closest of `candidates` to `name`: a case-insensitive match, else the smallest edit distance within a
-/// third of the name's length (at least 2).
+/// The closest of `candidates` to `name` ([`ferrotune_config::did_you_mean`]'s rule).
 pub(crate) fn closest(name: &str, candidates: &[String]) -> Option<String> {
-    let lower = name.to_lowercase();
-    if let Some(c) = candidates.iter().find(|c| c.to_lowercase() == lower) {
-        return Some(c.clone());
-    }
-    let limit = (name.chars().count() / 3).max(2);
-    candidates
-        .iter()
-        .map(|c| (edit_distance(&lower, &c.to_lowercase()), c))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.clone())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    ferrotune_config::did_you_mean(name, candidates.iter().map(String::as_str)).map(str::to_string)
 }
 
 /// Errors when every answer is empty.
 pub(crate) fn check_answers(table: &Table, cols: &Columns) -> Result<()> {
-    if (0..table.len()).all(|r| table.text(r, cols.answer).is_empty()) {
-        return Err(Error::EmptyAnswers {
-            path: table.path.clone(),
-            column: table.columns[cols.answer].clone(),
-        });
+    let answer_columns = std::iter::once(cols.answer).chain(cols.rejected.map(|(c, _)| c));
+    for column in answer_columns {
+        if (0..table.len()).all(|r| table.text(r, column).is_empty()) {
+            return Err(Error::EmptyAnswers {
+                path: table.path.clone(),
+                column: table.columns[column].clone(),
+            });
+        }
+    }
+    if let Some((rejected, _)) = cols.rejected {
+        if (0..table.len()).all(|r| table.text(r, rejected) == table.text(r, cols.answer)) {
+            return Err(Error::NoPreference {
+                path: table.path.clone(),
+                chosen: table.columns[cols.answer].clone(),
+                rejected: table.columns[rejected].clone(),
+            });
+        }
     }
     Ok(())
 }

@@ -80,6 +80,23 @@ pub(crate) fn turn(table: &Table, cols: &Columns, settings: &DatasetSettings, ro
     }
 }
 
+/// The rejected version of `row`'s turn (preference pairs): its rejected answer, after the rejected prompt when
+/// that column is set, else after the same prompt. `None` without a rejected column.
+pub(crate) fn rejected_turn(
+    table: &Table,
+    cols: &Columns,
+    settings: &DatasetSettings,
+    row: usize,
+) -> Option<Turn> {
+    let (answer, prompt) = cols.rejected?;
+    let mut t = turn(table, cols, settings, row);
+    if let Some(prompt) = prompt {
+        t.prompt = table.text(row, prompt).to_string();
+    }
+    t.answer = table.text(row, answer).to_string();
+    Some(t)
+}
+
 /// A conversation's name: its root row's id, or the root's 0-based row index without ids.
 pub(crate) fn conversation_id(table: &Table, cols: &Columns, root: usize) -> String {
     match cols.chain {

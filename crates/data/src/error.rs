@@ -151,6 +151,13 @@ pub enum Error {
         help: String,
     },
 
+    #[error("in `{}` every rejected answer (column `{rejected}`) equals its chosen answer (column `{chosen}`), so there is no preference to learn\nhelp: check `dataset.answer_column` and `dataset.rejected_answer_column`", path.display())]
+    NoPreference {
+        path: PathBuf,
+        chosen: String,
+        rejected: String,
+    },
+
     #[error("every answer imported from `{}` (column `{column}`) is empty\nhelp: the model learns from the answers; name the answer column (`mapping.answer`)", path.display())]
     NoAnswers { path: PathBuf, column: String },
 }

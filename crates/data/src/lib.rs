@@ -47,7 +47,7 @@ pub use dataset::{read_columns, read_table, Format};
 pub use error::{Error, Result};
 pub use format::{Sample, IGNORE_INDEX};
 pub use inspect::{dump_batch, save_first_batch, BatchDump};
-pub use prepare::{prepare, DataStats, PreparedData, SideStats};
+pub use prepare::{prepare, DataStats, PreparedData, Rejected, SideStats};
 pub use settings::{DatasetSettings, ValidationStrategy};
 pub use table::{RowOrigin, Table};
 pub use tokenizer::{GenerationDefaults, TextTokenizer, TokenIds};

@@ -24,6 +24,17 @@ pub struct PreparedData {
     /// With parent augmentation (`skip_parent_probability` / `random_parent_probability` > 0): for each epoch,
     /// the training samples re-assembled with that epoch's draws (same count and order as `train`).
     pub train_epochs: Option<Vec<Vec<Sample>>>,
+    /// Preference pairs (`dataset.rejected_answer_column` set): the rejected sample of each sample of `train` and
+    /// `validation`, index by index — the same conversation whose last turn has the rejected answer (and the
+    /// rejected prompt, if set); earlier turns keep their chosen answers.
+    pub rejected: Option<Rejected>,
+}
+
+/// The rejected halves of preference pairs, aligned with [`PreparedData::train`] and [`PreparedData::validation`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub train: Vec<Sample>,
+    pub validation: Vec<Sample>,
 }
 
 impl PreparedData {
@@ -165,8 +176,12 @@ pub fn prepare(settings: &DatasetSettings, tokenizer: &TextTokenizer) -> Result<
             (train, validation)
         }
     };
-    let (train, train_stats) = train;
-    let (validation, validation_stats) = validation;
+    let (train, train_stats, train_rejected) = train;
+    let (validation, validation_stats, validation_rejected) = validation;
+    let rejected = match (train_rejected, validation_rejected) {
+        (Some(train), Some(validation)) => Some(Rejected { train, validation }),
+        _ => None,
+    };
     if train.iter().all(|s| s.label_count() == 0) {
         return Err(Error::NoTrainableLabels {
             samples: train.len(),
@@ -211,8 +226,12 @@ pub fn prepare(settings: &DatasetSettings, tokenizer: &TextTokenizer) -> Result<
             warnings,
         },
         train_epochs: augmenting.then_some(train_epochs),
+        rejected,
     })
 }
+
+/// One side's samples, their counts, and with preference pairs the rejected sample of each.
+type SideSamples = (Vec<Sample>, SideStats, Option<Vec<Sample>>);
 
 /// Tokenizes the samples of `source` whose conversation is in `groups` (sorted).
 fn side(
@@ -220,7 +239,7 @@ fn side(
     groups: &[usize],
     encoder: &Encoder,
     augment: Option<&mut Vec<Vec<Sample>>>,
-) -> Result<(Vec<Sample>, SideStats)> {
+) -> Result<SideSamples> {
     let mut in_side = vec![false; source.n_groups];
     for &g in groups {
         in_side[g] = true;
@@ -253,6 +272,22 @@ fn side(
     let samples = par_map(encoder.settings().workers, &chains, |chain| {
         build(chain, chain[0])
     })?;
+    let rejected = match source.cols.rejected {
+        None => None,
+        Some(_) => Some(par_map(encoder.settings().workers, &chains, |chain| {
+            let end = chain[chain.len() - 1];
+            let last =
+                conversation::rejected_turn(&source.table, &source.cols, encoder.settings(), end)
+                    .expect("a rejected column is set");
+            let last_ids = encoder.turn_ids(&last)?;
+            let mut chain_turns: Vec<&Turn> = chain.iter().map(|&r| &turns[slot[r]]).collect();
+            let mut chain_ids: Vec<&TurnIds> = chain.iter().map(|&r| &turn_ids[slot[r]]).collect();
+            *chain_turns.last_mut().expect("a chain has a row") = &last;
+            *chain_ids.last_mut().expect("a chain has a row") = &last_ids;
+            let id = conversation::conversation_id(&source.table, &source.cols, chain[0]);
+            encoder.sample(&chain_turns, &chain_ids, id, end)
+        })?),
+    };
     if let Some(out) = augment {
         let settings = encoder.settings();
         for epoch in 0..settings.epochs.max(1) as u64 {
@@ -301,7 +336,7 @@ fn side(
             total as f64 / samples.len() as f64
         },
     };
-    Ok((samples, stats))
+    Ok((samples, stats, rejected))
 }
 
 /// A draw that is true with probability `p`.

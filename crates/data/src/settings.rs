@@ -1,4 +1,4 @@
-//! The dataset settings of a causal-LM experiment, with H2O LLM Studio's names, read from the experiment config
+//! The dataset settings of an experiment, with H2O LLM Studio's names, read from the experiment config
 //! ([`DatasetSettings::from_experiment`]; its defaults are the config's); [`DatasetSettings::validate`] checks
 //! what can be checked without files.
 
@@ -33,6 +33,10 @@ pub struct DatasetSettings {
     pub prompt_column: Vec<String>,
     pub prompt_column_separator: String,
     pub answer_column: String,
+    /// Preference pairs (DPO): the column of the rejected answer to each row's (chosen) answer.
+    pub rejected_answer_column: Option<String>,
+    /// Preference pairs: the column of the rejected answer's prompt (the chosen one's prompt when unset).
+    pub rejected_prompt_column: Option<String>,
     /// Column with the id of the previous turn; chains rows into conversations.
     pub parent_id_column: Option<String>,
     /// Column with each row's id (`id` when unset and `parent_id_column` is set).
@@ -80,6 +84,7 @@ impl DatasetSettings {
     pub fn from_experiment(cfg: &ferrotune_config::Experiment) -> Self {
         let d = &cfg.dataset;
         let column = |c: &str| ferrotune_config::column_name(c).map(String::from);
+        let pairs = cfg.problem_type == ferrotune_config::ProblemType::TextDpoModeling;
         DatasetSettings {
             train_dataframe: ferrotune_config::expand_path(&d.train_dataframe),
             validation_strategy: d.validation_strategy,
@@ -96,6 +101,8 @@ impl DatasetSettings {
             prompt_column: d.prompt_column.clone(),
             prompt_column_separator: d.prompt_column_separator.clone(),
             answer_column: d.answer_column.clone(),
+            rejected_answer_column: pairs.then(|| column(&d.rejected_answer_column)).flatten(),
+            rejected_prompt_column: pairs.then(|| column(&d.rejected_prompt_column)).flatten(),
             parent_id_column: column(&d.parent_id_column),
             id_column: column(&d.id_column),
             text_system_start: d.text_system_start.clone(),

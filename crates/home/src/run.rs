@@ -113,6 +113,9 @@ pub enum Event {
         /// Wall time of the step (its micro-batches, backward passes and the optimizer update).
         #[serde(default)]
         step_seconds: f64,
+        /// Preference tuning: the step's rewards.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rewards: Option<Rewards>,
     },
     /// An evaluation finished.
     Evaluation {
@@ -126,6 +129,9 @@ pub enum Event {
         metric_name: String,
         #[serde(deserialize_with = "number_or_nan")]
         metric: f64,
+        /// Preference tuning: the validation pairs' rewards.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rewards: Option<Rewards>,
     },
     /// A checkpoint was written.
     Checkpoint { step: u64, path: String },
@@ -138,6 +144,41 @@ pub enum Event {
     },
     /// A free-form log line.
     Log { message: String },
+}
+
+/// The implicit rewards of preference tuning (means over the pairs): β times the policy's log-probability of
+/// an answer over the reference's (or over nothing, for the losses without a reference model).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Rewards {
+    #[serde(deserialize_with = "number_or_nan")]
+    pub chosen: f64,
+    #[serde(deserialize_with = "number_or_nan")]
+    pub rejected: f64,
+    /// Share of pairs whose chosen reward is above the rejected one.
+    #[serde(deserialize_with = "number_or_nan")]
+    pub accuracy: f64,
+    /// Mean of chosen minus rejected reward.
+    #[serde(deserialize_with = "number_or_nan")]
+    pub margin: f64,
+}
+
+impl Rewards {
+    /// The mean of `parts` weighted by their pair counts; `None` when there are none.
+    pub fn mean(parts: &[(Rewards, usize)]) -> Option<Rewards> {
+        let n: usize = parts.iter().map(|(_, k)| k).sum();
+        if n == 0 {
+            return None;
+        }
+        let avg = |f: fn(&Rewards) -> f64| {
+            parts.iter().map(|(r, k)| f(r) * *k as f64).sum::<f64>() / n as f64
+        };
+        Some(Rewards {
+            chosen: avg(|r| r.chosen),
+            rejected: avg(|r| r.rejected),
+            accuracy: avg(|r| r.accuracy),
+            margin: avg(|r| r.margin),
+        })
+    }
 }
 
 /// JSON has no NaN: serde_json writes a non-finite number as `null`, read back here as NaN (a diverged value).
@@ -326,6 +367,12 @@ mod tests {
                 grad_norm: 0.5,
                 tokens_per_second: 100.0,
                 step_seconds: 0.25,
+                rewards: Some(Rewards {
+                    chosen: 0.5,
+                    rejected: -0.25,
+                    accuracy: 1.0,
+                    margin: 0.75,
+                }),
             },
             Event::PeakMemory {
                 step: 9,

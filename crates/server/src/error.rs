@@ -138,6 +138,23 @@ impl From<ferrotune_store::Error> for ApiError {
     fn from(e: ferrotune_store::Error) -> Self {
         use ferrotune_store::Error as E;
         let class = match &e {
+            // The store's help names CLI commands; the studio and the API point at their own pages.
+            E::DatasetNotFound { name, suggestion } => {
+                return ApiError::not_found(not_found_in_studio(
+                    "dataset",
+                    name,
+                    suggestion,
+                    "/datasets",
+                ))
+            }
+            E::ExperimentNotFound { name, suggestion } => {
+                return ApiError::not_found(not_found_in_studio(
+                    "experiment",
+                    name,
+                    suggestion,
+                    "/",
+                ))
+            }
             E::Data(inner) => return data_class(inner).answer(e.to_string()),
             E::InArchive { source, .. } => return data_class(source).answer(e.to_string()),
             E::Config(inner) => return config_error(inner),
@@ -148,10 +165,8 @@ impl From<ferrotune_store::Error> for ApiError {
             | E::Spawn { .. }
             | E::Signal { .. }
             | E::Corrupt { .. } => Class::Internal,
-            E::DatasetNotFound { .. }
-            | E::RunFileMissing { .. }
+            E::RunFileMissing { .. }
             | E::UnknownArtifact { .. }
-            | E::ExperimentNotFound { .. }
             | E::BackboneNotFound { .. }
             | E::InputNotFound { .. } => Class::User(StatusCode::NOT_FOUND),
             E::DatasetExists { .. }
@@ -170,6 +185,15 @@ impl From<ferrotune_store::Error> for ApiError {
         };
         class.answer(e.to_string())
     }
+}
+
+/// `no dataset named `x``, with a near name if there is one and the studio page that lists them all.
+fn not_found_in_studio(kind: &str, name: &str, suggestion: &Option<String>, page: &str) -> String {
+    let near = match suggestion {
+        Some(s) => format!("did you mean `{s}`? "),
+        None => String::new(),
+    };
+    format!("no {kind} named `{name}`\nhelp: {near}the page {page} lists every {kind}")
 }
 
 impl From<ferrotune_config::Error> for ApiError {
@@ -248,6 +272,7 @@ fn data_class(e: &ferrotune_data::Error) -> Class {
         | E::EmptyDataset { .. }
         | E::MissingColumn { .. }
         | E::EmptyAnswers { .. }
+        | E::NoPreference { .. }
         | E::DuplicateId { .. }
         | E::MissingParent { .. }
         | E::ParentCycle { .. }

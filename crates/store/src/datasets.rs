@@ -216,6 +216,7 @@ impl Store {
 
     /// The dataset `name` (an error suggests the closest name).
     pub fn dataset(&self, name: &str) -> Result<DatasetInfo> {
+        dataset::check_name(name)?;
         self.registry
             .dataset(name)?
             .ok_or_else(|| self.not_found(name))
@@ -270,18 +271,8 @@ impl Store {
 
     fn not_found(&self, name: &str) -> Error {
         let names = self.registry.dataset_names().unwrap_or_default();
-        let limit = (name.chars().count() / 3).max(2);
-        let suggestion = names
-            .iter()
-            .map(|n| {
-                (
-                    strsim::levenshtein(&n.to_lowercase(), &name.to_lowercase()),
-                    n,
-                )
-            })
-            .filter(|(d, _)| *d <= limit)
-            .min_by_key(|(d, _)| *d)
-            .map(|(_, n)| n.clone());
+        let suggestion = ferrotune_config::did_you_mean(name, names.iter().map(String::as_str))
+            .map(str::to_string);
         Error::DatasetNotFound {
             name: name.to_string(),
             suggestion,

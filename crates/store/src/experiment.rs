@@ -244,12 +244,8 @@ pub(crate) fn not_found(registry: &Registry, name: &str) -> Error {
         .experiments()
         .map(|all| all.into_iter().map(|e| e.name).collect())
         .unwrap_or_default();
-    let suggestion = names
-        .iter()
-        .map(|n| (strsim::jaro_winkler(name, n), n))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, n)| n.clone());
+    let suggestion =
+        ferrotune_config::did_you_mean(name, names.iter().map(String::as_str)).map(str::to_string);
     Error::ExperimentNotFound {
         name: name.to_string(),
         suggestion,

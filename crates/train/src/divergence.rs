@@ -17,17 +17,28 @@ pub const FAR_ABOVE: f64 = 3.0;
 /// Watches the train loss and gradient norm of each optimizer step.
 #[derive(Debug, Clone, Default)]
 pub struct DivergenceWatch {
+    can_be_flat: bool,
     first_loss: Option<f64>,
     stalled: u32,
     high: u32,
 }
 
 impl DivergenceWatch {
+    /// A watch; with `can_be_flat`, a zero gradient norm is a sound state (only a non-finite one is not).
+    pub fn new(can_be_flat: bool) -> Self {
+        DivergenceWatch {
+            can_be_flat,
+            ..Self::default()
+        }
+    }
+
     /// Takes optimizer step `step` into account; an error when the run has diverged.
     pub fn observe(&mut self, step: u64, loss: f64, grad_norm: f64) -> Result<()> {
         let first = *self.first_loss.get_or_insert(loss);
         // NaN counts as vanished too.
-        let vanished = grad_norm.is_nan() || grad_norm <= 0.0 || grad_norm.is_infinite();
+        let vanished = grad_norm.is_nan()
+            || grad_norm.is_infinite()
+            || (grad_norm <= 0.0 && !self.can_be_flat);
         self.stalled = if vanished { self.stalled + 1 } else { 0 };
         self.high = if loss > FAR_ABOVE * first.max(1e-3) {
             self.high + 1

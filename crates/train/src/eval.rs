@@ -68,6 +68,8 @@ pub struct Evaluation {
     pub perplexity: f64,
     pub metric: f64,
     pub predictions: Vec<Prediction>,
+    /// Preference tuning: the validation pairs' rewards.
+    pub rewards: Option<ferrotune_home::Rewards>,
 }
 
 /// Evaluates `model` on `samples`. With `generation`, every sample's answer is generated and scored.
@@ -149,6 +151,7 @@ pub fn evaluate(
         perplexity,
         metric: metric_value,
         predictions,
+        rewards: None,
     })
 }
 

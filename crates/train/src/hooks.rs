@@ -118,6 +118,7 @@ impl Hooks for RunHooks<'_, '_> {
             perplexity: ev.perplexity,
             metric_name: metric.name().into(),
             metric: ev.metric,
+            rewards: ev.rewards,
         });
         // Nothing is saved from weights that evaluate to NaN: the last good checkpoint stays the one to resume.
         if !ev.loss.is_finite() {

@@ -20,11 +20,20 @@ pub enum LossKind {
 }
 
 impl From<ferrotune_config::LossFunction> for LossKind {
+    /// The averaging of a causal-LM loss; the preference losses' token terms (ORPO's NLL, the evaluation of the
+    /// chosen answers) are token-averaged.
     fn from(l: ferrotune_config::LossFunction) -> Self {
         use ferrotune_config::LossFunction as L;
         match l {
             L::TokenAveragedCrossEntropy => Self::TokenAveraged,
             L::SampleAveragedCrossEntropy => Self::SampleAveraged,
+            L::DpoLoss
+            | L::DpoHingeLoss
+            | L::DpoIpoLoss
+            | L::KtoPairLoss
+            | L::CpoLoss
+            | L::SimPoLoss
+            | L::OrpoLoss => Self::TokenAveraged,
         }
     }
 }
@@ -131,6 +140,47 @@ pub fn concatenate(rows: &[(usize, Vec<u32>, Vec<i64>)]) -> (Vec<u32>, Vec<i64>,
     (ids, labels, packing)
 }
 
+/// The labelled positions of rows of equal length `t`: each predicting position `row·t + i` (flat) and the
+/// label it predicts (`labels[row][i + 1]`).
+pub fn labelled_positions(labels: &[Vec<i64>]) -> (Vec<u32>, Vec<u32>) {
+    let t = labels.first().map_or(0, Vec::len);
+    let (mut positions, mut targets) = (Vec::new(), Vec::new());
+    for (r, row) in labels.iter().enumerate() {
+        for (i, &label) in row.iter().enumerate().skip(1) {
+            if label != IGNORE_INDEX {
+                positions.push((r * t + i - 1) as u32);
+                targets.push(label as u32);
+            }
+        }
+    }
+    (positions, targets)
+}
+
+/// Forward pass of rows of equal length and the negative log-likelihood `(n)` (f32, differentiable with
+/// respect to the adapters) of `targets` at the flat predicting `positions`: logits only where they are needed.
+pub fn token_nll(
+    model: &Llama,
+    input_ids: &[Vec<u32>],
+    positions: &[u32],
+    targets: &[u32],
+    options: &ForwardOptions,
+) -> Result<Tensor> {
+    let b = input_ids.len();
+    let t = input_ids.first().map_or(0, Vec::len);
+    let device = model.device();
+    let flat: Vec<u32> = input_ids.iter().flatten().copied().collect();
+    let ids = Tensor::from_vec(flat, (b, t), device)?;
+    let hidden = model.hidden_states_with(&ids, None, options)?;
+    let h = hidden.dim(D::Minus1)?;
+    let selected = hidden
+        .reshape((b * t, h))?
+        .index_select(&Tensor::new(positions, device)?, 0)?;
+    let logits = model.logits(&selected)?; // (n, vocab) f32
+    Ok(ferrotune_model::kernels::cross_entropy::cross_entropy(
+        &logits, targets,
+    )?)
+}
+
 /// Forward pass and loss of a right-padded batch. `input_ids` and `labels` are rows of equal length.
 pub fn batch_loss(
     model: &Llama,
@@ -179,17 +229,8 @@ pub fn batch_loss_normalized(
             "every label of these rows is masked\nhelp: check `dataset.mask_prompt_labels` and `tokenizer.max_length` (answers may be cut away)".into(),
         ));
     }
-    let device = model.device();
-    let flat: Vec<u32> = input_ids.iter().flatten().copied().collect();
-    let ids = Tensor::from_vec(flat, (b, t), device)?;
-    let hidden = model.hidden_states_with(&ids, None, options)?;
-    let h = hidden.dim(D::Minus1)?;
-    let selected = hidden
-        .reshape((b * t, h))?
-        .index_select(&Tensor::new(positions.as_slice(), device)?, 0)?;
-    let logits = model.logits(&selected)?; // (n, vocab) f32
-    let nll = ferrotune_model::kernels::cross_entropy::cross_entropy(&logits, &targets)?; // (n)
-    let weights = Tensor::new(weights.as_slice(), device)?;
+    let nll = token_nll(model, input_ids, &positions, &targets, options)?;
+    let weights = Tensor::new(weights.as_slice(), model.device())?;
     let loss = (&nll * weights)?.sum_all()?;
     let token_nll = nll.detach().to_dtype(DType::F64)?.to_vec1::<f64>()?;
     let mut rows = vec![(0.0, 0usize); b];

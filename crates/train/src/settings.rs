@@ -21,6 +21,37 @@ pub fn unsupported(cfg: &Experiment) -> Vec<Issue> {
     };
     match cfg.problem_type {
         ProblemType::TextCausalLanguageModeling => {}
+        ProblemType::TextDpoModeling => {
+            let dpo = "with `problem_type: text_dpo_modeling`";
+            no(
+                cfg.training.sample_packing,
+                "training.sample_packing",
+                &format!("is not available {dpo}: the pairs of a batch already run as one padding-free row; turn it off"),
+            );
+            no(
+                cfg.augmentation.skip_parent_probability > 0.0
+                    || cfg.augmentation.random_parent_probability > 0.0,
+                "augmentation.skip_parent_probability",
+                &format!(
+                    "the parent augmentations are not available {dpo}; set both probabilities to 0"
+                ),
+            );
+            no(
+                cfg.augmentation.neftune_noise_alpha > 0.0,
+                "augmentation.neftune_noise_alpha",
+                &format!("NEFTune is not available {dpo}; set it to 0"),
+            );
+            no(
+                cfg.augmentation.token_mask_probability > 0.0,
+                "augmentation.token_mask_probability",
+                &format!("token masking is not available {dpo}; set it to 0"),
+            );
+            no(
+                cfg.training.train_validation_data,
+                "training.train_validation_data",
+                &format!("is not available {dpo} yet; turn it off"),
+            );
+        }
     }
     no(
         !cfg.training.lora,

@@ -197,9 +197,10 @@ pub fn train(
         hooks.evaluate(model, pos, 0.0)?;
     }
     let mut grads: HashMap<String, Tensor> = HashMap::new();
-    let mut divergence = DivergenceWatch::default();
+    let mut divergence = DivergenceWatch::new(objective.can_be_flat());
     let mut window_loss = 0.0;
     let mut window_tokens = 0usize;
+    let mut window_rewards = Vec::new();
     let mut window_start = Instant::now();
     while pos.micro_step < plan.total_micro_steps {
         if stop.load(Ordering::Relaxed) && pos.micro_step.is_multiple_of(accum) {
@@ -226,6 +227,7 @@ pub fn train(
             },
         )?;
         let (loss_value, tokens) = (micro.loss, micro.tokens);
+        window_rewards.extend(micro.rewards);
         window_loss += loss_value;
         window_tokens += tokens;
         pos.micro_step += 1;
@@ -264,7 +266,9 @@ pub fn train(
                     0.0
                 },
                 step_seconds: elapsed,
+                rewards: ferrotune_home::Rewards::mean(&window_rewards),
             });
+            window_rewards.clear();
             window_loss = 0.0;
             window_tokens = 0;
             window_start = Instant::now();

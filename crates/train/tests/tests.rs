@@ -6,6 +6,8 @@
 mod augmentations;
 mod bleu;
 mod common;
+mod dpo;
+mod dpo_parity;
 mod lora_step;
 mod packing;
 mod quantized;

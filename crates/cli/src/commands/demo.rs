@@ -47,7 +47,7 @@ pub fn run(args: DemoArgs, printer: &Printer) -> anyhow::Result<()> {
         .tokenizer
         .encode_chat(&[Message::new("user", args.prompt.clone())])?;
     let gen = GenerationArgs {
-        max_new_tokens: 128,
+        max_new_tokens: Some(128),
         min_new_tokens: 0,
         temperature: 0.0,
         top_k: None,

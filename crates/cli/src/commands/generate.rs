@@ -48,13 +48,17 @@ pub fn run(args: GenerateArgs, printer: &Printer) -> anyhow::Result<()> {
     };
     let cfg = args.generation.config(&backbone);
     cfg.validate()?;
-    // A request past the model's context is capped there (the model crate stops at it); say so once, up front.
+    // A request past the model's context is capped there (the model crate stops at it); say so once, up front,
+    // when the user asked for it (the default is capped quietly).
     let context = backbone.model.config().max_position_embeddings;
     let room = context.saturating_sub(prompt_ids.len());
-    if room > 0 && args.generation.max_new_tokens > room {
+    if let Some(asked) = args
+        .generation
+        .max_new_tokens
+        .filter(|&n| room > 0 && n > room)
+    {
         printer.status(&format!(
-            "note: --max-new-tokens {} is more than the model's context leaves: it holds {context} tokens and the prompt takes {}, so at most {room} new tokens are generated",
-            args.generation.max_new_tokens,
+            "note: --max-new-tokens {asked} is more than the model's context leaves: it holds {context} tokens and the prompt takes {}, so at most {room} new tokens are generated",
             prompt_ids.len()
         ));
     }

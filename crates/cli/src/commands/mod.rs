@@ -155,9 +155,10 @@ pub fn device() -> anyhow::Result<Device> {
 /// Sampling and stopping settings shared by `generate` and `chat`.
 #[derive(Debug, Args)]
 pub struct GenerationArgs {
-    /// Maximum number of new tokens (at least 1; capped at what the model's context leaves after the prompt).
-    #[arg(long, default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    pub max_new_tokens: usize,
+    /// Maximum number of new tokens [default: 256] (at least 1; capped at what the model's context leaves after
+    /// the prompt, with a note when this was given).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_new_tokens: Option<usize>,
     /// Minimum number of new tokens before a stop token or string may end the answer.
     #[arg(long, default_value_t = 0)]
     pub min_new_tokens: usize,
@@ -185,10 +186,18 @@ pub struct GenerationArgs {
 }
 
 impl GenerationArgs {
+    /// The default of `--max-new-tokens`.
+    pub const DEFAULT_MAX_NEW_TOKENS: usize = 256;
+
+    /// `--max-new-tokens`, or its default.
+    pub fn max_new_tokens(&self) -> usize {
+        self.max_new_tokens.unwrap_or(Self::DEFAULT_MAX_NEW_TOKENS)
+    }
+
     /// The generation config for `backbone` (its stop token ids plus these settings).
     pub fn config(&self, backbone: &Backbone) -> GenerationConfig {
         GenerationConfig {
-            max_new_tokens: self.max_new_tokens,
+            max_new_tokens: self.max_new_tokens(),
             min_new_tokens: self.min_new_tokens,
             temperature: self.temperature,
             top_k: self.top_k,

@@ -349,6 +349,7 @@ fn unknown_mapped_column(lab: &Lab) {
             "mapped.csv",
             "no column `replies`",
             "its columns are `question`, `reply`",
+            "did you mean `reply`?",
             "--answer-column",
         ],
     );

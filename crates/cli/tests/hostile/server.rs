@@ -9,7 +9,7 @@ use crate::lab::{s, Lab, Reply, Snapshot};
 pub const CASES: &[Case] = &[
     Case {
         id: "server.traversal-in-dataset-name",
-        guards: "`GET /api/datasets/..%2F..%2Fetc` is a JSON 404 naming `../../etc`, never a file outside the home",
+        guards: "`GET /api/datasets/..%2F..%2Fetc` is a JSON 400 (invalid name, like DELETE), an unknown name a 404 pointing at the Datasets page, never a file outside the home",
         check: Check::Run(traversal_in_dataset_name),
     },
     Case {
@@ -138,7 +138,13 @@ fn traversal_in_dataset_name(lab: &Lab) {
     let r = unchanged(lab, || {
         lab.server().json("GET", "/api/datasets/..%2F..%2Fetc", "")
     });
-    r.is_api_error(404, &["`../../etc`"]);
+    r.is_api_error(400, &["invalid dataset name `../../etc`", "help:"]);
+    // A plain unknown name is a 404 whose help points at the studio's page, not at a CLI command.
+    let r = unchanged(lab, || {
+        lab.server().json("GET", "/api/datasets/no-such-set", "")
+    });
+    r.is_api_error(404, &["no dataset named `no-such-set`", "/datasets"]);
+    assert!(!r.body.contains("ferrotune dataset"), "{}", r.body);
     let r = lab
         .server()
         .json("GET", "/api/datasets/..%2F..%2Fetc%2Fpasswd/rows", "");

@@ -43,8 +43,12 @@ settings_struct! {
         prompt_column: Vec<String> = vec!["instruction".into(), "input".into()] => meta().label("Prompt columns");
         /// Text between the prompt columns.
         prompt_column_separator: String = "\n\n".into() => meta();
-        /// Column with the answer the model learns to give.
+        /// Column with the answer the model learns to give (DPO: the chosen answer).
         answer_column: String = "output".into() => meta();
+        /// DPO: column with the prompt of the rejected answer, or `None` for the same prompt as the chosen one.
+        rejected_prompt_column: String = "None".into() => meta().when("problem_type", "text_dpo_modeling");
+        /// DPO: column with the rejected answer (the one not preferred).
+        rejected_answer_column: String = "rejected_response".into() => meta().when("problem_type", "text_dpo_modeling");
         /// Column with the id of the previous turn (chained conversations), or `None`.
         parent_id_column: String = "None".into() => meta().label("Parent-id column");
         /// Column with the id of each row (what `parent_id_column` refers to), or `None`.
@@ -90,6 +94,16 @@ impl Dataset {
     /// The answer column, if one is set (validation requires it).
     pub fn answer_column_name(&self) -> Option<&str> {
         column_name(&self.answer_column)
+    }
+
+    /// The rejected-prompt column (DPO), if one is set.
+    pub fn rejected_prompt_column_name(&self) -> Option<&str> {
+        column_name(&self.rejected_prompt_column)
+    }
+
+    /// The rejected-answer column (DPO), if one is set.
+    pub fn rejected_answer_column_name(&self) -> Option<&str> {
+        column_name(&self.rejected_answer_column)
     }
 
     /// The parent-id column, if conversations are chained.

@@ -32,10 +32,13 @@ use crate::names::{generate_name, mix};
 use crate::value::{choice_enum, describe, Mismatch};
 
 choice_enum! {
-    /// What the experiment trains. DPO, classification and regression come later as further variants.
+    /// What the experiment trains (H2O LLM Studio's names). What each type changes — its defaults, losses and
+    /// metrics — is declared in `crate::problem`.
     pub enum ProblemType {
         /// Next-token prediction of answers given prompts (supervised fine-tuning).
         TextCausalLanguageModeling = "text_causal_language_modeling",
+        /// Preference tuning on pairs of a chosen and a rejected answer (DPO and its variants, ORPO).
+        TextDpoModeling = "text_dpo_modeling",
     }
 }
 
@@ -102,6 +105,13 @@ impl Experiment {
             if !setting.kind.is_list() {
                 return self.set_grid(setting, items);
             }
+        }
+        if setting.key == "problem_type" {
+            // A type brings its defaults (see `crate::problem`).
+            let mut probe = self.clone();
+            probe.set_checked(setting, value)?;
+            self.switch_problem_type(probe.problem_type);
+            return Ok(());
         }
         self.set_checked(setting, value)?;
         self.grid.remove(setting.key);

@@ -5,12 +5,26 @@ use crate::meta::meta;
 use crate::value::choice_enum;
 
 choice_enum! {
-    /// How token losses are averaged.
+    /// The loss; each problem type takes its own (`ProblemType::losses`).
     pub enum LossFunction {
-        /// Mean over all answer tokens of the batch.
+        /// Causal LM: mean over all answer tokens of the batch.
         TokenAveragedCrossEntropy = "TokenAveragedCrossEntropy",
-        /// Mean over samples of each sample's mean token loss.
+        /// Causal LM: mean over samples of each sample's mean token loss.
         SampleAveragedCrossEntropy = "SampleAveragedCrossEntropy",
+        /// DPO (Rafailov et al., 2023): −log σ(β·(policy − reference log-ratio of chosen over rejected)).
+        DpoLoss = "DPOLoss",
+        /// DPO with the hinge loss max(0, 1 − β·logits) on token-averaged log-probabilities.
+        DpoHingeLoss = "DPOHingeLoss",
+        /// IPO (Azar et al., 2023): (logits − 1/(2β))² on token-averaged log-probabilities.
+        DpoIpoLoss = "DPOIPOLoss",
+        /// Paired KTO (Ethayarajh et al., 2024), as H2O LLM Studio computes it.
+        KtoPairLoss = "KTOPairLoss",
+        /// CPO (Xu et al., 2024): DPO's sigmoid loss without a reference model.
+        CpoLoss = "CPOLoss",
+        /// SimPO (Meng et al., 2024): length-normalised, no reference model, target margin `simpo_gamma`.
+        SimPoLoss = "SimPOLoss",
+        /// ORPO (Hong et al., 2024): the chosen answers' NLL plus β times an odds-ratio loss; no reference model.
+        OrpoLoss = "ORPOLoss",
     }
 }
 
@@ -64,8 +78,12 @@ choice_enum! {
 settings_struct! {
     /// Training: loss, optimizer, learning-rate schedule, batches, LoRA and checkpoints.
     pub struct Training in "training." {
-        /// How token losses are averaged into the batch loss.
+        /// The loss: for causal LM how token losses are averaged; for DPO which preference loss.
         loss_function: LossFunction = LossFunction::TokenAveragedCrossEntropy => meta();
+        /// Preference losses: β, the strength of the preference (and, with a reference model, how far the model may move from it).
+        beta: f64 = 0.2 => meta().label("Beta").min(0.05).max(1.0).grid().when("problem_type", "text_dpo_modeling");
+        /// SimPO's target reward margin γ.
+        simpo_gamma: f64 = 1.0 => meta().label("SimPO gamma").min(0.05).max(2.0).grid().when("problem_type", "text_dpo_modeling").when("training.loss_function", "SimPOLoss");
         /// Optimizer of the trained weights.
         optimizer: Optimizer = Optimizer::AdamW => meta().grid();
         /// Peak learning rate (reached after warmup).

@@ -557,6 +557,17 @@ impl Llama {
         model
     }
 
+    /// A view of this model with every adapter switched off: the backbone alone, sharing its weights (no copy).
+    /// Preference tuning's reference model; its forward passes record no autograd graph (nothing in it is a
+    /// trained variable).
+    pub fn without_adapters(&self) -> Llama {
+        let mut model = self.clone();
+        for (_, _, linear) in model.linears_mut() {
+            linear.set_lora(None);
+        }
+        model
+    }
+
     /// The resolved configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg

@@ -151,6 +151,7 @@ impl Objective for CausalLm<'_> {
         Ok(MicroStep {
             loss,
             tokens: ids.iter().map(Vec::len).sum(),
+            rewards: None,
         })
     }
 

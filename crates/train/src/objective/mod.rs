@@ -6,6 +6,7 @@
 //! one file here implementing [`Objective`], and one arm in [`for_problem`].
 
 mod causal_lm;
+pub mod dpo;
 
 use std::path::Path;
 
@@ -15,6 +16,7 @@ use ferrotune_data::{PreparedData, TextTokenizer};
 use ferrotune_model::{CheckpointGrads, GenerationConfig, Llama};
 
 pub use causal_lm::CausalLm;
+pub use dpo::Dpo;
 
 use crate::error::Result;
 use crate::eval::{Evaluation, Metric};
@@ -44,6 +46,8 @@ pub struct MicroStep {
     pub loss: f64,
     /// Tokens processed (for tokens per second).
     pub tokens: usize,
+    /// Preference tuning: the micro-batch's rewards and its number of pairs.
+    pub rewards: Option<(ferrotune_home::Rewards, usize)>,
 }
 
 /// A problem type's part of training and evaluation.
@@ -62,6 +66,12 @@ pub trait Objective {
 
     /// The metric that ranks evaluations.
     fn metric(&self) -> Metric;
+
+    /// Whether a zero gradient can be a sound state rather than a sign of divergence (a hinge loss whose pairs
+    /// all clear their margin).
+    fn can_be_flat(&self) -> bool {
+        false
+    }
 
     /// Evaluates the model on the validation data; `generate` asks for generated answers too (the final
     /// evaluation's predictions file).
@@ -87,5 +97,6 @@ pub struct Inputs<'a> {
 pub fn for_problem<'a>(inputs: Inputs<'a>) -> Result<Box<dyn Objective + 'a>> {
     match inputs.config.problem_type {
         ProblemType::TextCausalLanguageModeling => Ok(Box::new(CausalLm::new(inputs)?)),
+        ProblemType::TextDpoModeling => Ok(Box::new(Dpo::new(inputs)?)),
     }
 }
