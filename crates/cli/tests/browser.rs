@@ -516,6 +516,39 @@ async fn the_studio_in_a_real_browser() {
     .await;
     assert!(best.as_str().unwrap().contains("lower is better"), "{best}");
 
+    // 6b. The problem type is the form's first choice: picking DPO reloads the form with its defaults and losses.
+    c.goto(&format!("{url}/experiments/new?dataset=arith"))
+        .await
+        .unwrap();
+    let first = wait_js(
+        &c,
+        "the first field",
+        "document.querySelector('#experiment-form .field')?.dataset.key",
+    )
+    .await;
+    assert_eq!(first, json!("problem_type"));
+    c.execute(
+        "const s = document.getElementById('f-problem_type'); s.value = 'text_dpo_modeling'; s.dispatchEvent(new Event('change', { bubbles: true }));",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let dpo = wait_js(
+        &c,
+        "the DPO form",
+        "new URLSearchParams(location.search).get('problem_type') === 'text_dpo_modeling' && document.readyState === 'complete' && [document.querySelector('#pick-dataset').value, [...document.getElementById('f-training.loss_function').options].map(o => o.value).join(' '), document.querySelector('[data-key=\"training.beta\"]').hidden]",
+    )
+    .await;
+    assert_eq!(
+        dpo,
+        json!([
+            "arith",
+            "DPOLoss DPOHingeLoss DPOIPOLoss KTOPairLoss CPOLoss SimPOLoss ORPOLoss",
+            false
+        ]),
+        "the registered dataset stays picked; DPO's losses and beta show"
+    );
+
     // 7. Delete an experiment (the table updates itself).
     c.goto(&format!("{url}/experiments")).await.unwrap();
     css(

@@ -297,7 +297,7 @@ pages.experiment = () => {
     });
   });
   // Live: status, metrics, logs.
-  const series = { train_loss: [], lr: [], validation_loss: [], metric: [] };
+  const series = { train_loss: [], lr: [], validation_loss: [], metric: [], chosen: [], rejected: [], margin: [], accuracy: [], validation_margin: [], validation_accuracy: [] };
   let metricName = "";
   let redraw = null;
   const schedule = () => { if (!redraw) redraw = setTimeout(() => { redraw = null; draw(); }, 100); };
@@ -307,6 +307,17 @@ pages.experiment = () => {
     drawChart($("#chart-validation_loss"), [{ name: "validation loss", points: series.validation_loss }]);
     drawChart($("#chart-metric"), [{ name: metricName || "metric", points: series.metric }]);
     $("#metric-name").textContent = metricName ? `(${metricName})` : "";
+    // Preference tuning's rewards (runs of other problem types have none, and the figures stay hidden).
+    const rewards = series.chosen.length > 0 || series.validation_margin.length > 0;
+    $("#fig-rewards").hidden = !rewards;
+    $("#fig-margin").hidden = !rewards;
+    if (rewards) {
+      drawChart($("#chart-rewards"), [{ name: "chosen", points: series.chosen }, { name: "rejected", points: series.rejected }]);
+      drawChart($("#chart-margin"), [
+        { name: "margin", points: series.margin }, { name: "validation margin", points: series.validation_margin },
+        { name: "accuracy", points: series.accuracy }, { name: "validation accuracy", points: series.validation_accuracy },
+      ]);
+    }
   };
   draw();
   const logs = $("#logs");
@@ -341,10 +352,18 @@ pages.experiment = () => {
       if (m.event === "step") {
         series.train_loss.push([m.step, m.loss]);
         series.lr.push([m.step, m.lr]);
+        if (m.rewards) {
+          series.chosen.push([m.step, m.rewards.chosen]); series.rejected.push([m.step, m.rewards.rejected]);
+          series.margin.push([m.step, m.rewards.margin]); series.accuracy.push([m.step, m.rewards.accuracy]);
+        }
       } else if (m.event === "evaluation") {
         series.validation_loss.push([m.step, m.validation_loss]);
         series.metric.push([m.step, m.metric]);
         metricName = m.metric_name;
+        if (m.rewards) {
+          series.validation_margin.push([m.step, m.rewards.margin]);
+          series.validation_accuracy.push([m.step, m.rewards.accuracy]);
+        }
       }
       schedule();
     });
@@ -492,7 +511,20 @@ pages["experiment-new"] = () => {
   dataset.addEventListener("change", refresh);
   refresh();
   $("#pick-backbone").addEventListener("change", ev => { if (ev.target.value) { input("llm_backbone").value = ev.target.value; refresh(); } });
+  // The problem type decides the defaults, losses and metrics the form offers: the page reloads with them.
+  const problemType = input("problem_type");
+  problemType.addEventListener("change", () => {
+    const q = new URLSearchParams(location.search);
+    q.delete("from");
+    q.set("problem_type", problemType.value);
+    if (dataset.value) q.set("dataset", dataset.value);
+    location.search = q.toString();
+  });
   const fill = values => {
+    // A file of another problem type: the page's defaults are not its defaults, so every value is sent.
+    if (values.problem_type && values.problem_type !== input("problem_type").dataset.default) {
+      for (const f of fields) { const i = input(f.dataset.key); if (i) i.dataset.default = "\u0000"; }
+    }
     for (const [k, v] of Object.entries(values)) {
       const i = input(k);
       if (!i) continue;
@@ -515,7 +547,7 @@ pages["experiment-new"] = () => {
       if (dataset.value && datasetKeys.includes(key)) continue;
       const i = input(key);
       const v = valueOf(key);
-      if (v !== i.dataset.default) values[key] = v;
+      if (v !== i.dataset.default || key === "problem_type") values[key] = v;
     }
     return { values, dataset: dataset.value || null, start_anyway: startAnyway };
   };

@@ -158,3 +158,60 @@ async fn chat_streams_tokens_then_done_from_the_backbone_while_no_adapter_exists
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn the_problem_type_decides_the_form_defaults_losses_and_metrics() {
+    let s = Studio::new(None);
+    let (status, causal) = s.get("/experiments/new").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        causal.contains("<option selected>TokenAveragedCrossEntropy</option>"),
+        "causal LM's loss"
+    );
+    assert!(
+        !causal.contains(">DPOLoss<"),
+        "no preference loss offered to causal LM"
+    );
+    let (status, dpo) = s
+        .get("/experiments/new?problem_type=text_dpo_modeling")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{dpo}");
+    assert!(dpo.contains("<option selected>text_dpo_modeling</option>"));
+    assert!(dpo.contains("<option selected>DPOLoss</option>") && dpo.contains(">ORPOLoss<"));
+    assert!(
+        !dpo.contains(">TokenAveragedCrossEntropy<"),
+        "the causal losses are not DPO's"
+    );
+    assert!(
+        dpo.contains(r#"value="chosen_response" data-default="chosen_response""#),
+        "DPO's answer column default"
+    );
+    let (status, body) = s.get("/experiments/new?problem_type=seq2seq").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("unknown problem type") && body.contains("seq2seq"),
+        "{body}"
+    );
+    // The form's values are read against the type's defaults, whatever order they come in.
+    let (status, v) = s
+        .json(
+            "POST",
+            "/api/experiments/validate",
+            serde_json::json!({"values": {"problem_type": "text_dpo_modeling", "dataset.train_dataframe": "/no/such.csv", "training.loss_function": "SampleAveragedCrossEntropy"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let loss_error = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "training.loss_function")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        loss_error["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a loss of `problem_type: text_dpo_modeling`"),
+        "{v}"
+    );
+}

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ferrotune_test_support::write_file;
+use ferrotune_test_support::{adapter_tensors, max_tensors_diff, write_file};
 use ferrotune_train::events::Event;
 
 use crate::common::{experiment_on, train, Ran};
@@ -178,5 +178,30 @@ fn bad_pairs_are_refused_before_a_run_folder_exists() {
     assert!(
         err.contains("reference model is the backbone with the adapters switched off"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_stopped_dpo_run_resumes_to_the_adapter_of_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_pairs(dir.path(), 24);
+    let mut overrides = DPO.to_vec();
+    overrides.extend([("training.epochs", "2"), ("training.lora_dropout", "0.1")]);
+    let full_cfg = experiment_on(dir.path(), "full", &data, &overrides);
+    let full = train(&full_cfg, false, None);
+    let total = full.summary.steps;
+    let cut_cfg = experiment_on(dir.path(), "cut", &data, &overrides);
+    let stopped = train(&cut_cfg, false, Some(total / 2 + 1));
+    assert_eq!(stopped.summary.status.name(), "stopped");
+    let resumed = train(&cut_cfg, true, None);
+    assert_eq!(resumed.summary.status.name(), "finished");
+    let diff = max_tensors_diff(
+        &adapter_tensors(&full_cfg.output_dir()),
+        &adapter_tensors(&cut_cfg.output_dir()),
+    );
+    assert!(diff <= 1e-6, "the resumed adapter differs by {diff}");
+    assert_eq!(
+        resumed.validation_losses().last(),
+        full.validation_losses().last()
     );
 }

@@ -6,6 +6,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use ferrotune_config::{
     check_environment, load_with_overrides, split_override_args, validate, Experiment, Issue,
+    ProblemType,
 };
 
 use crate::printer::Printer;
@@ -29,6 +30,10 @@ pub struct InitArgs {
     /// Replace the file if it exists.
     #[arg(long, requires = "out")]
     force: bool,
+    /// The problem type, with its defaults (e.g. DPO's `answer_column: chosen_response` and `loss_function: DPOLoss`).
+    #[arg(long, value_name = "TYPE", default_value = "text_causal_language_modeling",
+          value_parser = clap::builder::PossibleValuesParser::new(ProblemType::NAMES))]
+    problem_type: String,
 }
 
 /// An experiment file and the command-line overrides that follow it.
@@ -74,7 +79,9 @@ pub fn run(cmd: ConfigCommand, printer: &Printer) -> anyhow::Result<()> {
 }
 
 fn init(args: InitArgs, printer: &Printer) -> anyhow::Result<()> {
-    let cfg = Experiment::default();
+    let problem_type = ProblemType::from_name(&args.problem_type)
+        .expect("clap accepts only the problem types' names");
+    let cfg = Experiment::for_problem(problem_type);
     let Some(path) = args.out else {
         printer.stream(&cfg.to_yaml())?;
         return Ok(());

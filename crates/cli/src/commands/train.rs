@@ -117,12 +117,16 @@ pub fn train(mut cfg: Experiment, resume: bool, printer: &Printer) -> anyhow::Re
             loss,
             lr,
             tokens_per_second,
+            rewards,
             ..
         } => {
             bar.set_length(*total_steps);
             bar.set_position(*step);
+            let margin = rewards
+                .map(|r| format!("  margin {:.3}", r.margin))
+                .unwrap_or_default();
             bar.set_message(format!(
-                "loss {loss:.4}  lr {lr:.2e}  {tokens_per_second:.0} tok/s"
+                "loss {loss:.4}{margin}  lr {lr:.2e}  {tokens_per_second:.0} tok/s"
             ));
         }
         Event::Evaluation {
@@ -130,10 +134,22 @@ pub fn train(mut cfg: Experiment, resume: bool, printer: &Printer) -> anyhow::Re
             validation_loss,
             metric_name,
             metric,
+            rewards,
             ..
         } => {
+            let rewards = rewards
+                .map(|r| {
+                    format!(
+                        "; rewards chosen {:.3}, rejected {:.3}, margin {:.3}, accuracy {:.0} %",
+                        r.chosen,
+                        r.rejected,
+                        r.margin,
+                        100.0 * r.accuracy
+                    )
+                })
+                .unwrap_or_default();
             bar.println(format!(
-                "step {step}: validation loss {validation_loss:.4}, {metric_name} {metric:.4}"
+                "step {step}: validation loss {validation_loss:.4}, {metric_name} {metric:.4}{rewards}"
             ));
         }
         Event::Checkpoint { .. } => {}

@@ -478,3 +478,67 @@ fn quantized_backbones_train_the_same_peft_adapter_layout_and_log_their_memory()
         assert!(o.status.success(), "{dtype}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn a_dpo_experiment_from_config_init_trains_and_logs_its_rewards() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<Value> = (0..20)
+        .map(|i| serde_json::json!({"instruction": format!("Add {} and {}.", i, 2 * i), "input": "", "chosen_response": format!("{}", 3 * i), "rejected_response": format!("{}", 3 * i + 5)}))
+        .collect();
+    let data = dir.path().join("pairs.json");
+    std::fs::write(&data, serde_json::to_string(&rows).unwrap()).unwrap();
+    let cfg = dir.path().join("dpo.yaml");
+    let o = ferrotune()
+        .args([
+            "config",
+            "init",
+            "--problem-type",
+            "text_dpo_modeling",
+            "--out",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    for line in [
+        "problem_type: text_dpo_modeling",
+        "answer_column: chosen_response",
+        "rejected_answer_column: rejected_response",
+        "loss_function: DPOLoss",
+        "beta: 0.2",
+    ] {
+        assert!(text.contains(line), "`{line}` is not in config init's file");
+    }
+    let out = dir.path().join("run");
+    let o = train(
+        &cfg,
+        &[
+            "--llm_backbone",
+            fixture("llama3_rope").to_str().unwrap(),
+            "--dataset.train_dataframe",
+            data.to_str().unwrap(),
+            "--dataset.system_column",
+            "None",
+            "--dataset.validation_size",
+            "0.2",
+            "--output_directory",
+            out.to_str().unwrap(),
+            "--training.learning_rate",
+            "0.01",
+            "--prediction.max_length_inference",
+            "4",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(status(&out)["status"], "finished");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let evaluation: Value = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .rfind(|e| e["event"] == "evaluation")
+        .unwrap();
+    assert!(evaluation["rewards"]["margin"].is_f64(), "{evaluation}");
+    assert!(out.join("adapter/adapter_model.safetensors").is_file());
+    assert!(out.join("validation_predictions.csv").is_file());
+}

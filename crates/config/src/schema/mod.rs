@@ -48,14 +48,14 @@ pub type GridValues = BTreeMap<&'static str, Vec<Value>>;
 settings_struct! {
     /// An experiment: the top-level settings and one struct per group.
     pub struct Experiment in "" {
+        /// What the experiment trains; it decides the losses, metrics and some defaults (see the problem types below).
+        problem_type: ProblemType = ProblemType::TextCausalLanguageModeling => meta().label("Problem type").basic();
         /// Name of the experiment; empty: an adjective-animal name is drawn when the run starts.
         experiment_name: String = String::new() => meta().basic();
         /// Backbone: a Hugging Face folder or a .gguf file; empty: the demo backbone (SmolLM2-135M-Instruct).
         llm_backbone: String = String::new() => meta().label("Backbone").basic().path().grid();
         /// Folder for checkpoints, logs and predictions; `{experiment_name}` is replaced by the experiment's name.
         output_directory: String = "output/{experiment_name}".into() => meta().path();
-        /// What the experiment trains.
-        problem_type: ProblemType = ProblemType::TextCausalLanguageModeling => meta();
         /// Grid search: one experiment per combination of the values listed for grid-enabled settings.
         grid_search: bool = false => meta();
     }

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Html;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use ferrotune_config::{groups, settings, Experiment, Issue, Kind, Value};
+use ferrotune_config::{groups, settings, Experiment, Issue, Kind, ProblemType, Value};
 use ferrotune_store::{ExperimentInfo, StartOptions, Store};
 use serde::{Deserialize, Serialize};
 
@@ -115,9 +115,17 @@ fn review(
     store: &Store,
     form: &ExperimentForm,
 ) -> Result<(ferrotune_store::Review, Vec<Issue>), ApiError> {
+    // The problem type first: it sets the defaults the other values are read against (as in a YAML file).
     let mut cfg = Experiment::default();
     let mut errors = Vec::new();
-    for (key, text) in &form.values {
+    if let Some(text) = form.values.get("problem_type") {
+        if let Err(ferrotune_config::Error::Settings { issues, .. }) =
+            ferrotune_config::apply_overrides(&mut cfg, &[("problem_type".into(), text.clone())])
+        {
+            errors.extend(issues);
+        }
+    }
+    for (key, text) in form.values.iter().filter(|(k, _)| *k != "problem_type") {
         if let Err(ferrotune_config::Error::Settings { issues, .. }) =
             ferrotune_config::apply_overrides(&mut cfg, &[(key.clone(), text.clone())])
         {
@@ -323,6 +331,18 @@ struct Field {
     when: String,
 }
 
+/// The choices the form offers for `s`: the problem type's own losses and metrics, every choice elsewhere.
+fn choices_for(s: &ferrotune_config::Setting, problem_type: ProblemType) -> Vec<&'static str> {
+    match s.key {
+        "training.loss_function" => problem_type.losses().iter().map(|l| l.as_str()).collect(),
+        "prediction.metric" => problem_type.metrics().iter().map(|m| m.as_str()).collect(),
+        _ => match &s.kind {
+            Kind::List { item } => item.choices().unwrap_or(&[]).to_vec(),
+            k => k.choices().unwrap_or(&[]).to_vec(),
+        },
+    }
+}
+
 fn kind_name(kind: &Kind) -> &'static str {
     match kind {
         Kind::Bool => "bool",
@@ -354,9 +374,29 @@ async fn experiment_new_page(
             Ok((s.datasets()?, s.backbones()?, base))
         })
         .await?;
-    let defaults = form_values(&Experiment::default());
+    // The problem type chosen on the page (it reloads with the type's defaults), else the copied run's.
+    let problem_type = match q.get("problem_type") {
+        Some(name) => ProblemType::from_name(name).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown problem type `{name}`; the choices are {}",
+                ProblemType::NAMES.join(", ")
+            ))
+        })?,
+        None => base
+            .as_ref()
+            .map_or(ProblemType::TextCausalLanguageModeling, |(cfg, _)| {
+                cfg.problem_type
+            }),
+    };
+    let defaults = form_values(&Experiment::for_problem(problem_type));
     let mut values = defaults.clone();
-    values.extend(state.settings().experiment_defaults);
+    values.extend(
+        state
+            .settings()
+            .experiment_defaults
+            .into_iter()
+            .filter(|(k, _)| k != "problem_type"),
+    );
     let mut dataset = q.get("dataset").cloned().unwrap_or_default();
     if let Some((base, base_dataset)) = &base {
         values.extend(form_values(base));
@@ -391,10 +431,7 @@ async fn experiment_new_page(
                 basic: s.basic,
                 help: s.help,
                 kind: kind_name(&s.kind),
-                choices: match &s.kind {
-                    Kind::List { item } => item.choices().unwrap_or(&[]).to_vec(),
-                    k => k.choices().unwrap_or(&[]).to_vec(),
-                },
+                choices: choices_for(s, problem_type),
                 range: s.range.map(|r| r.to_string()).unwrap_or_default(),
                 grid: s.grid,
                 default: defaults.get(s.key).cloned().unwrap_or_default(),
