@@ -25,6 +25,7 @@ pub mod loss;
 pub mod memory;
 pub mod objective;
 pub mod optim;
+pub mod predict;
 pub mod preference;
 pub mod run;
 pub mod schedule;

@@ -11,6 +11,7 @@ mod doctor;
 mod experiment;
 mod experiment_view;
 mod generate;
+mod predict;
 mod score;
 pub mod serve;
 mod train;
@@ -51,6 +52,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Chat interactively with a backbone (streaming; /reset, /exit).
     Chat(chat::ChatArgs),
+    /// Apply a run's model to a new file: its rows plus a `prediction` column, as CSV.
+    Predict(predict::PredictArgs),
     /// Manage backbones: import a GGUF file as a Hugging Face folder; register, list and remove named backbones.
     #[command(subcommand)]
     Backbone(backbone::BackboneCommand),
@@ -82,6 +85,7 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<()> {
         Command::Score(args) => score::run(args, printer),
         Command::Generate(args) => generate::run(args, printer),
         Command::Chat(args) => chat::run(args, printer),
+        Command::Predict(args) => predict::run(args, printer),
         Command::Backbone(cmd) => backbone::run(cmd, printer),
         Command::Assets(cmd) => assets::run(cmd, printer),
         Command::Config(cmd) => config::run(cmd, printer),

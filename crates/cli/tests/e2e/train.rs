@@ -542,3 +542,105 @@ fn a_dpo_experiment_from_config_init_trains_and_logs_its_rewards() {
     assert!(out.join("adapter/adapter_model.safetensors").is_file());
     assert!(out.join("validation_predictions.csv").is_file());
 }
+
+#[test]
+fn predict_writes_the_inputs_with_the_runs_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = setup(dir.path(), "pred", "  epochs: 1\n");
+    let o = train(&cfg, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = dir.path().join("pred");
+    // The same rows as training: each validation row's prediction must be the one the run's final
+    // evaluation generated (same prompt, same prediction settings).
+    let out = dir.path().join("predictions.csv");
+    let o = ferrotune()
+        .arg("predict")
+        .arg(&run)
+        .arg("--input")
+        .arg(dir.path().join("data.json"))
+        .arg("--output")
+        .arg(&out)
+        .args(["--batch-size", "16"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("40 rows"), "{}", stderr(&o));
+    assert!(!dir.path().join("predictions.csv.partial").exists());
+    let mut rows = csv::Reader::from_path(&out).unwrap();
+    let header: Vec<String> = rows.headers().unwrap().iter().map(String::from).collect();
+    let mut sorted = header.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["input", "instruction", "output", "prediction"]);
+    assert_eq!(
+        header.last().map(String::as_str),
+        Some("prediction"),
+        "the input's columns, then the prediction"
+    );
+    let records: Vec<csv::StringRecord> = rows.records().map(|r| r.unwrap()).collect();
+    assert_eq!(records.len(), 40);
+    let output_col = header.iter().position(|h| h == "output").unwrap();
+    let prediction_col = header.len() - 1;
+    let mut validation = csv::Reader::from_path(run.join("validation_predictions.csv")).unwrap();
+    let mut matched = 0;
+    for v in validation.records() {
+        let v = v.unwrap();
+        let (target, prediction) = (&v[1], &v[2]);
+        let row = records
+            .iter()
+            .find(|r| &r[output_col] == target)
+            .unwrap_or_else(|| panic!("no input row answers {target}"));
+        assert_eq!(&row[prediction_col], prediction, "row answering {target}");
+        matched += 1;
+    }
+    assert!(matched >= 4, "{matched} validation rows compared");
+
+    // New data without the answer column; a run that is not there; an input that already has `prediction`.
+    let new = dir.path().join("new.csv");
+    std::fs::write(&new, "instruction,input\nAdd 2 and 4.,\nAdd 3 and 6.,\n").unwrap();
+    let o = ferrotune()
+        .arg("predict")
+        .arg(&run)
+        .args(["--input", new.to_str().unwrap(), "--output"])
+        .arg(dir.path().join("new_out.csv"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(dir.path().join("new_out.csv")).unwrap();
+    assert!(
+        text.starts_with("instruction,input,prediction\n") && text.lines().count() == 3,
+        "{text}"
+    );
+    let o = ferrotune()
+        .args([
+            "predict",
+            "no-such-experiment",
+            "--input",
+            new.to_str().unwrap(),
+            "--output",
+            "x.csv",
+        ])
+        .env("FERROTUNE_HOME", dir.path().join("home"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no experiment named `no-such-experiment`"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&new, "instruction,input,prediction\nAdd 2 and 4.,,old\n").unwrap();
+    let o = ferrotune()
+        .arg("predict")
+        .arg(&run)
+        .args(["--input", new.to_str().unwrap(), "--output"])
+        .arg(dir.path().join("clash.csv"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("already has a `prediction` column"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.path().join("clash.csv").exists());
+}
