@@ -383,6 +383,34 @@ async fn the_studio_in_a_real_browser() {
     .unwrap();
     screenshot(&c, "chat.png").await;
 
+    // 4b. Predict new rows from the Predict tab and get the CSV link.
+    let new_rows = tmp.path().join("new-rows.csv");
+    std::fs::write(&new_rows, "prompt\nAdd 2 and 4.\nAdd 3 and 6.\n").unwrap();
+    css(&c, "#tab-predict").await.click().await.unwrap();
+    css(&c, "#predict-file")
+        .await
+        .send_keys(&new_rows.display().to_string())
+        .await
+        .unwrap();
+    css(&c, "#predict-start").await.click().await.unwrap();
+    let link = wait_js(
+        &c,
+        "the predictions link",
+        "!document.querySelector('#predict-download').hidden && [document.querySelector('#predict-status').textContent, document.querySelector('#predict-download').getAttribute('href')]",
+    )
+    .await;
+    assert!(
+        link[0]
+            .as_str()
+            .unwrap()
+            .starts_with("2 rows predicted in "),
+        "{link}"
+    );
+    assert_eq!(
+        link[1],
+        json!("/api/experiments/first/predict/new-rows.predictions.csv")
+    );
+
     // 5. A second experiment from the first one's config, with another learning rate.
     c.goto(&format!("{url}/experiments/new?from=first"))
         .await

@@ -1,6 +1,7 @@
 //! A new file's rows as generation prompts, mapped like the run's training data (`ferrotune predict`): the same
 //! prompt, system and parent-id columns and the same markers or chat template; the answer column may be
-//! absent (new data has no answers). Every row is a prompt, with its conversation's earlier turns as history.
+//! absent (new data has no answers), and so may the id and parent-id columns (every row is then a conversation
+//! of its own). Every row is a prompt, with its conversation's earlier turns as history.
 
 use std::path::Path;
 
@@ -48,11 +49,33 @@ pub fn prediction_prompts(
     settings.limit_chained_samples = false;
     settings.rejected_answer_column = None;
     settings.rejected_prompt_column = None;
+    // New data is often single turns without ids: the chain columns are used only when the file has them.
+    let has = |c: &Option<String>| c.as_ref().is_some_and(|c| table.column(c).is_some());
+    if !has(&settings.parent_id_column) {
+        settings.parent_id_column = None;
+        settings.id_column = None;
+    }
     let mut lookup = table.clone();
     if lookup.column(&settings.answer_column).is_none() {
         lookup.columns.push(settings.answer_column.clone());
     }
-    let cols = checks::resolve_columns(&lookup, &settings)?;
+    let cols = checks::resolve_columns(&lookup, &settings).map_err(|e| match e {
+        // Name the file's own columns, not the stand-in answer column.
+        Error::MissingColumn {
+            path,
+            column,
+            setting,
+            suggestion,
+            ..
+        } => Error::MissingColumn {
+            path,
+            column,
+            setting,
+            columns: table.columns.clone(),
+            suggestion,
+        },
+        other => other,
+    })?;
     let convs = conversation::conversations(&lookup, &cols, false)?;
     let encoder = Encoder::new(&settings, tokenizer)?;
     let turns: Vec<Turn> = (0..lookup.len())

@@ -251,6 +251,11 @@ impl RunDir {
         self.root.join("validation_predictions.csv")
     }
 
+    /// `predict/`: what `ferrotune predict` wrote from the studio, one `<input>.predictions.csv` per input file.
+    pub fn predict_dir(&self) -> PathBuf {
+        self.root.join("predict")
+    }
+
     /// `adapter/`: the trained LoRA adapter (PEFT format).
     pub fn adapter(&self) -> PathBuf {
         self.root.join("adapter")

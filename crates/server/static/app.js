@@ -374,6 +374,24 @@ pages.experiment = () => {
     });
   };
   connect();
+  // Predict: stage the file, apply the run's model, offer the CSV.
+  $("#predict-start").addEventListener("click", async () => {
+    const file = $("#predict-file").files[0];
+    const status = $("#predict-status"), link = $("#predict-download");
+    if (!file) { status.textContent = "Choose a file first."; return; }
+    const button = $("#predict-start");
+    button.disabled = true; link.hidden = true;
+    status.textContent = `Predicting the rows of ${file.name}…`;
+    try {
+      const body = new FormData();
+      body.append("file", file);
+      const upload = (await api("POST", "/api/uploads", body, true)).upload;
+      const done = await api("POST", `${base()}/predict`, { upload });
+      status.textContent = `${done.rows} rows predicted in ${done.seconds.toFixed(1)} s.`;
+      link.href = done.download; link.download = done.file; link.hidden = false;
+    } catch (e) { status.textContent = ""; flash(e.message, true); }
+    finally { button.disabled = false; }
+  });
   // Restart clears the metrics file: start the charts afresh.
   const reset = () => { for (const k in series) series[k] = []; logs.textContent = ""; source.close(); connect(); draw(); };
   $$(".actions [data-action]").forEach(b => b.addEventListener("click", async () => {

@@ -233,3 +233,57 @@ async fn rename_and_delete_move_and_remove_the_folder_and_refuse_clashes() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_predict_panel_applies_the_run_to_an_upload_and_offers_the_csv() {
+    let s = Studio::with_idle_runner();
+    s.place(&trained().finished, "done");
+    // The run trained on a registered dataset: its prompt column is the canonical `prompt`.
+    let (status, up) = s
+        .upload("new.csv", "prompt\nAdd 2 and 4.\nAdd 5 and 10.\n")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{up}");
+    let upload: serde_json::Value = serde_json::from_str(&up).unwrap();
+    let (status, v) = s
+        .json(
+            "POST",
+            "/api/experiments/done/predict",
+            json!({"upload": upload["upload"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v} {}", s.log());
+    assert_eq!(v["rows"], 2, "{v}");
+    assert_eq!(v["file"], "new.predictions.csv");
+    let (status, csv) = s.get(v["download"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        csv.starts_with("prompt,prediction\n") && csv.lines().count() == 3,
+        "{csv}"
+    );
+    // The staged upload is used up; a name that is not a predictions file is refused.
+    let (status, _) = s
+        .json(
+            "POST",
+            "/api/experiments/done/predict",
+            json!({"upload": upload["upload"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s.get("/api/experiments/done/predict/..%2Fcfg.yaml").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // An upload without the prompt column names it.
+    let (_, up) = s.upload("bad.csv", "question\nhi\n").await;
+    let upload: serde_json::Value = serde_json::from_str(&up).unwrap();
+    let (status, e) = s
+        .json(
+            "POST",
+            "/api/experiments/done/predict",
+            json!({"upload": upload["upload"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("no column `prompt`"),
+        "{e}"
+    );
+}

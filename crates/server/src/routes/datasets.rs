@@ -61,7 +61,7 @@ pub fn safe_file_name(name: &str) -> String {
     }
 }
 
-fn upload_path(state: &AppState, id: &str) -> Result<PathBuf, ApiError> {
+pub(crate) fn upload_path(state: &AppState, id: &str) -> Result<PathBuf, ApiError> {
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::bad_request(format!(
             "`{id}` is not an upload id; upload the file first (`POST /api/uploads`)"

@@ -7,6 +7,7 @@ mod datasets;
 mod experiments;
 mod home;
 mod live;
+mod predict;
 mod runs;
 mod settings;
 
@@ -33,6 +34,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(runs::api())
         .merge(live::api())
         .merge(chat::api())
+        .merge(predict::api())
         .fallback(api_not_found)
         .method_not_allowed_fallback(api_method_not_allowed);
     // Apart from the API, so that their fallbacks stay their own.

@@ -301,7 +301,7 @@ async fn experiment_logs(
     ))
 }
 
-fn attachment(body: Vec<u8>, content_type: &'static str, file_name: &str) -> Response {
+pub(crate) fn attachment(body: Vec<u8>, content_type: &'static str, file_name: &str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type.to_string()),
