@@ -10,6 +10,26 @@ use crate::lab::{s, Lab};
 
 pub const CASES: &[Case] = &[
     Case {
+        id: "configs.dpo-missing-rejected-column",
+        guards: "a DPO run on data without its rejected-answer column names the column, the file's columns and the setting",
+        check: Check::Run(dpo_missing_rejected_column),
+    },
+    Case {
+        id: "configs.dpo-without-lora",
+        guards: "DPO with `training.lora: false` is refused: its reference model is the backbone with the adapters off",
+        check: Check::Run(dpo_without_lora),
+    },
+    Case {
+        id: "configs.loss-of-another-type",
+        guards: "a preference loss on a causal-LM run (or the reverse) names the type's own losses",
+        check: Check::Run(loss_of_another_type),
+    },
+    Case {
+        id: "configs.dpo-chosen-equals-rejected",
+        guards: "pairs whose rejected answers all equal the chosen ones are refused before training, naming both columns",
+        check: Check::Elsewhere("crates/train/tests/dpo.rs::bad_pairs_are_refused_before_a_run_folder_exists"),
+    },
+    Case {
         id: "configs.yaml-syntax",
         guards: "an experiment file that is not YAML is named with the line, for `config validate` and `train`",
         check: Check::Run(yaml_syntax),
@@ -448,5 +468,54 @@ fn start_unknown_dataset(lab: &Lab) {
     lab.refuses(
         &["experiment", "start", &cfg, "--dataset", "nope"],
         &["no dataset named `nope`", "help:"],
+    );
+}
+
+fn dpo_missing_rejected_column(lab: &Lab) {
+    both_refuse(
+        lab,
+        "dpo-columns",
+        &[
+            "--problem_type",
+            "text_dpo_modeling",
+            "--dataset.answer_column",
+            "output",
+        ],
+        &[
+            "`dataset.rejected_answer_column`",
+            "no column `rejected_response`",
+            "`instruction`",
+            "help:",
+        ],
+    );
+}
+
+fn dpo_without_lora(lab: &Lab) {
+    both_refuse(
+        lab,
+        "dpo-full",
+        &[
+            "--problem_type",
+            "text_dpo_modeling",
+            "--training.lora",
+            "false",
+        ],
+        &[
+            "`training.lora`",
+            "reference model is the backbone with the adapters switched off",
+        ],
+    );
+}
+
+fn loss_of_another_type(lab: &Lab) {
+    both_refuse(
+        lab,
+        "wrong-loss",
+        &["--training.loss_function", "DPOLoss"],
+        &[
+            "`training.loss_function`",
+            "not a loss of `problem_type: text_causal_language_modeling`",
+            "`TokenAveragedCrossEntropy`",
+        ],
     );
 }

@@ -10,6 +10,21 @@ use crate::lab::{assert_clean, s, stderr, stdout, Lab};
 
 pub const CASES: &[Case] = &[
     Case {
+        id: "faults.predict-unknown-run",
+        guards: "`predict` of a run that is neither a run folder nor an experiment says which, and a folder without `cfg.yaml` is named",
+        check: Check::Run(predict_unknown_run),
+    },
+    Case {
+        id: "faults.predict-bad-input",
+        guards: "`predict` refuses an input that already has a `prediction` column and writes nothing; new data may lack the answer",
+        check: Check::Elsewhere("crates/cli/tests/e2e/train.rs::predict_writes_the_inputs_with_the_runs_answers"),
+    },
+    Case {
+        id: "faults.predict-missing-prompt-column",
+        guards: "a studio prediction of a file without the run's prompt column names the column; a stray download name is a 400",
+        check: Check::Elsewhere("crates/server/tests/lifecycle.rs::the_predict_panel_applies_the_run_to_an_upload_and_offers_the_csv"),
+    },
+    Case {
         id: "faults.score-empty-input",
         guards: "`score` of an empty file, or one of blank lines, says it holds no texts and what a line looks like",
         check: Check::Run(score_empty_input),
@@ -364,4 +379,34 @@ pub fn big_csv(lab: &Lab) {
     assert!(peak_kb < 1024 * 1024, "peak RSS {peak_kb} kB is over 1 GB");
     lab.succeeds(&["dataset", "delete", "big"]);
     std::fs::remove_file(&path).unwrap();
+}
+
+fn predict_unknown_run(lab: &Lab) {
+    let input = lab.file("new.csv", "instruction,input\nAdd 1 and 2.,\n");
+    let out = lab.path("out.csv");
+    lab.refuses(
+        &[
+            "predict",
+            "no-such-run",
+            "--input",
+            &input,
+            "--output",
+            &crate::lab::s(&out),
+        ],
+        &["no experiment named `no-such-run`", "help:"],
+    );
+    let folder = lab.path("not-a-run");
+    std::fs::create_dir_all(&folder).unwrap();
+    lab.refuses(
+        &[
+            "predict",
+            &crate::lab::s(&folder),
+            "--input",
+            &input,
+            "--output",
+            &crate::lab::s(&out),
+        ],
+        &["holds no `cfg.yaml`", "not a run folder", "help:"],
+    );
+    assert!(!out.exists(), "nothing written");
 }
