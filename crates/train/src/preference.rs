@@ -120,8 +120,38 @@ fn log_sigmoid(x: f64) -> f64 {
     x.min(0.0) - (-x.abs()).exp().ln_1p()
 }
 
-/// The loss of `logps` under `settings`, with its gradients.
+/// What a batch's loss is normalised by: its pairs (the mean) and, for ORPO's NLL, its chosen answers' tokens.
+/// A part of a batch computed on its own keeps the whole batch's, so the parts' losses and gradients add up to
+/// the batch's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchNorm {
+    pub pairs: usize,
+    pub chosen_tokens: usize,
+}
+
+impl BatchNorm {
+    /// The normalisation of the batch `logps` itself.
+    pub fn of(logps: &PairLogps) -> BatchNorm {
+        BatchNorm {
+            pairs: logps.policy_chosen.len(),
+            chosen_tokens: logps.chosen_tokens.iter().sum(),
+        }
+    }
+}
+
+/// The loss of the batch `logps` under `settings`, with its gradients.
 pub fn pair_loss(settings: &PreferenceSettings, logps: &PairLogps) -> PairLoss {
+    pair_loss_of_part(settings, logps, BatchNorm::of(logps))
+}
+
+/// The share of a batch normalised as `norm` says that the pairs `logps` contribute: their part of the loss and
+/// its gradients. Not for [`PreferenceLoss::KtoPair`], whose batch means couple every pair (its parts would
+/// not add up): compute it on the whole batch.
+pub fn pair_loss_of_part(
+    settings: &PreferenceSettings,
+    logps: &PairLogps,
+    norm: BatchNorm,
+) -> PairLoss {
     let n = logps.policy_chosen.len();
     let beta = settings.beta;
     let loss = settings.loss;
@@ -150,7 +180,7 @@ pub fn pair_loss(settings: &PreferenceSettings, logps: &PairLogps) -> PairLoss {
     let mut value = 0.0;
     let mut gc = vec![0.0; n];
     let mut gr = vec![0.0; n];
-    let nf = n.max(1) as f64;
+    let nf = norm.pairs.max(1) as f64;
     match loss {
         PreferenceLoss::Dpo | PreferenceLoss::Hinge | PreferenceLoss::Ipo => {
             for i in 0..n {
@@ -216,7 +246,7 @@ pub fn pair_loss(settings: &PreferenceSettings, logps: &PairLogps) -> PairLoss {
         }
         PreferenceLoss::Orpo => {
             // TRL's ORPO: the chosen answers' token-averaged NLL minus β · mean log σ(log odds ratio).
-            let total = logps.chosen_tokens.iter().sum::<usize>().max(1) as f64;
+            let total = norm.chosen_tokens.max(1) as f64;
             value = -logps.policy_chosen.iter().sum::<f64>() / total;
             let log1m_exp = |x: f64| (-x.exp()).ln_1p();
             for i in 0..n {
@@ -234,7 +264,7 @@ pub fn pair_loss(settings: &PreferenceSettings, logps: &PairLogps) -> PairLoss {
     }
     if loss == PreferenceLoss::Orpo {
         // The NLL's part: d(−Σ sums / total tokens)/d(sum).
-        let total = logps.chosen_tokens.iter().sum::<usize>().max(1) as f64;
+        let total = norm.chosen_tokens.max(1) as f64;
         for g in &mut gc {
             *g -= 1.0 / total;
         }
@@ -314,6 +344,47 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_parts_of_a_batch_add_up_to_the_batch() {
+        let whole = logps();
+        let norm = BatchNorm::of(&whole);
+        for loss in ALL.into_iter().filter(|l| *l != PreferenceLoss::KtoPair) {
+            let s = PreferenceSettings {
+                loss,
+                beta: 0.2,
+                simpo_gamma: 1.0,
+            };
+            let all = pair_loss(&s, &whole);
+            let mut sum = 0.0;
+            for i in 0..3 {
+                let pick = |v: &Vec<f64>| if v.is_empty() { Vec::new() } else { vec![v[i]] };
+                let part = PairLogps {
+                    policy_chosen: pick(&whole.policy_chosen),
+                    policy_rejected: pick(&whole.policy_rejected),
+                    reference_chosen: pick(&whole.reference_chosen),
+                    reference_rejected: pick(&whole.reference_rejected),
+                    chosen_tokens: vec![whole.chosen_tokens[i]],
+                    rejected_tokens: vec![whole.rejected_tokens[i]],
+                };
+                let out = pair_loss_of_part(&s, &part, norm);
+                sum += out.loss;
+                assert!(
+                    (out.grad_chosen[0] - all.grad_chosen[i]).abs() < 1e-12,
+                    "{loss:?}"
+                );
+                assert!(
+                    (out.grad_rejected[0] - all.grad_rejected[i]).abs() < 1e-12,
+                    "{loss:?}"
+                );
+            }
+            assert!(
+                (sum - all.loss).abs() < 1e-12,
+                "{loss:?}: {sum} vs {}",
+                all.loss
+            );
         }
     }
 

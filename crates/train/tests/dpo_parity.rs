@@ -9,8 +9,8 @@ use candle_core::{DType, Device, Tensor};
 use ferrotune_data::{Sample, IGNORE_INDEX};
 use ferrotune_model::{adapter, Backbone, ForwardOptions};
 use ferrotune_test_support::{max_diff, model_fixture};
-use ferrotune_train::objective::dpo::preference_step;
-use ferrotune_train::preference::{PreferenceLoss, PreferenceSettings};
+use ferrotune_train::objective::dpo::{preference_step, preference_step_part};
+use ferrotune_train::preference::{BatchNorm, PreferenceLoss, PreferenceSettings};
 
 const LOSSES: [(&str, PreferenceLoss); 7] = [
     ("DPOLoss", PreferenceLoss::Dpo),
@@ -167,6 +167,51 @@ fn each_preference_loss_and_its_lora_gradients_match_trl() {
             );
         }
     }
+    // Pair by pair with the batch's normalisation (how the trainer runs them): the same loss and gradients.
+    let settings = PreferenceSettings {
+        loss: PreferenceLoss::Orpo,
+        beta: 0.2,
+        simpo_gamma: 1.0,
+    };
+    let whole = preference_step(
+        &backbone.model,
+        &chosen,
+        &rejected,
+        &settings,
+        ForwardOptions::default(),
+        1.0,
+    )
+    .unwrap();
+    let norm = BatchNorm::of(&whole.logps);
+    let mut loss = 0.0;
+    let mut sums: HashMap<String, Tensor> = HashMap::new();
+    for i in 0..3 {
+        let part = preference_step_part(
+            &backbone.model,
+            &chosen[i..i + 1],
+            &rejected[i..i + 1],
+            Some(norm),
+            &settings,
+            ForwardOptions::default(),
+            1.0,
+        )
+        .unwrap();
+        loss += part.loss.loss;
+        for (key, var) in &params {
+            let g = part.grads.get(var.as_tensor()).unwrap().clone();
+            let sum = match sums.remove(key) {
+                Some(prev) => (prev + g).unwrap(),
+                None => g,
+            };
+            sums.insert(key.clone(), sum);
+        }
+    }
+    close(&[loss], &[whole.loss.loss], 1e-6, "the parts' loss");
+    for (key, var) in &params {
+        let d = max_diff(&sums[key], whole.grads.get(var.as_tensor()).unwrap()) as f64;
+        assert!(d <= 1e-5, "the parts' gradient of {key} differs by {d}");
+    }
+
     // Policy = reference: DPO's loss is ln 2.
     let want = expected["DPOLoss.loss_at_reference"]
         .to_scalar::<f32>()

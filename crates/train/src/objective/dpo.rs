@@ -1,9 +1,11 @@
 //! Preference tuning (`text_dpo_modeling`): pairs of a chosen and a rejected answer to one conversation, trained
 //! with a loss of [`crate::preference`] on the answers' log-probabilities.
 //!
-//! **One pass per side.** A micro-batch's chosen and rejected sequences are joined into one padding-free row of
-//! separate samples (block-diagonal attention, positions restarting per sample), so the policy's forward and
-//! backward is one pass with every sequence in each matrix product. The reference model is the same backbone
+//! **One pass per pair.** A pair's chosen and rejected sequences are joined into one padding-free row of separate
+//! samples (block-diagonal attention, positions restarting per sample), and the pairs of a micro-batch run one
+//! after the other, each normalised by the whole batch ([`BatchNorm`]) so their losses and gradients add up to
+//! the batch's: one pair's activations alive at a time (KTO-pair, whose batch means couple the pairs, runs the
+//! batch as one row). The reference model is the same backbone
 //! with its adapters switched off ([`ferrotune_model::Llama::without_adapters`]: the weights are shared, never
 //! copied), run over the same row without dropout or autograd; the losses without a reference (CPO, SimPO, ORPO)
 //! skip it.
@@ -28,7 +30,10 @@ use super::{Inputs, MicroBatch, MicroStep, Objective};
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, write_predictions, Evaluation, Metric};
 use crate::loss::{concatenate, labelled_positions, token_nll, IGNORE_INDEX};
-use crate::preference::{pair_loss, PairLogps, PairLoss, PreferenceLoss, PreferenceSettings};
+use crate::preference::{
+    pair_loss, pair_loss_of_part, BatchNorm, PairLogps, PairLoss, PreferenceLoss,
+    PreferenceSettings,
+};
 use crate::trainer::LoopSettings;
 
 /// The preference objective over prepared pairs.
@@ -227,6 +232,19 @@ pub fn preference_step(
     options: ForwardOptions,
     scale: f64,
 ) -> Result<PreferenceStep> {
+    preference_step_part(model, chosen, rejected, None, preference, options, scale)
+}
+
+/// [`preference_step`] of some pairs of a batch normalised as `norm` says (`None`: the pairs are the batch).
+pub fn preference_step_part(
+    model: &Llama,
+    chosen: &[&Sample],
+    rejected: &[&Sample],
+    norm: Option<BatchNorm>,
+    preference: &PreferenceSettings,
+    options: ForwardOptions,
+    scale: f64,
+) -> Result<PreferenceStep> {
     let row = PairRow::new(chosen, rejected);
     let nll = row.nll(model, options)?;
     let reference = preference
@@ -234,7 +252,8 @@ pub fn preference_step(
         .needs_reference()
         .then(|| model.without_adapters());
     let logps = row.logps(&nll, reference.as_ref())?;
-    let loss = pair_loss(preference, &logps);
+    let norm = norm.unwrap_or_else(|| BatchNorm::of(&logps));
+    let loss = pair_loss_of_part(preference, &logps, norm);
     let weights = Tensor::new(row.gradient_weights(&loss, scale), model.device())?;
     let grads = (nll * weights)?.sum_all()?.backward()?;
     Ok(PreferenceStep {
@@ -317,25 +336,47 @@ impl Objective for Dpo<'_> {
             checkpointing: mb.checkpointing.cloned(),
             ..ForwardOptions::default()
         };
-        let step = preference_step(
-            model,
-            &chosen,
-            &rejected,
-            &self.preference,
-            options,
-            mb.scale,
-        )?;
-        if !step.loss.loss.is_finite() {
-            return Err(Error::NonFiniteLoss {
-                step: mb.step,
-                value: step.loss.loss,
-            });
+        // Pair by pair (each pass holds one pair's activations), normalised by the whole batch so the parts add
+        // up to it; KTO-pair's batch means couple the pairs, so it runs as one piece.
+        let pieces: Vec<(usize, usize)> = if self.preference.loss == PreferenceLoss::KtoPair {
+            vec![(0, chosen.len())]
+        } else {
+            (0..chosen.len()).map(|i| (i, i + 1)).collect()
+        };
+        let norm = BatchNorm {
+            pairs: chosen.len(),
+            chosen_tokens: PairRow::new(&chosen, &[]).tokens().iter().sum(),
+        };
+        let (mut loss, mut tokens, mut rewards) = (0.0, 0, Vec::new());
+        for (k, &(a, b)) in pieces.iter().enumerate() {
+            let options = ForwardOptions {
+                dropout_seed: Some(crate::trainer::mix(mb.seed, 0xD90, k as u64)),
+                ..options.clone()
+            };
+            let step = preference_step_part(
+                model,
+                &chosen[a..b],
+                &rejected[a..b],
+                Some(norm),
+                &self.preference,
+                options,
+                mb.scale,
+            )?;
+            if !step.loss.loss.is_finite() {
+                return Err(Error::NonFiniteLoss {
+                    step: mb.step,
+                    value: step.loss.loss,
+                });
+            }
+            accumulate(&step.grads)?;
+            loss += step.loss.loss;
+            tokens += step.tokens;
+            rewards.push((step.loss.rewards(), b - a));
         }
-        accumulate(&step.grads)?;
         Ok(MicroStep {
-            loss: step.loss.loss,
-            tokens: step.tokens,
-            rewards: Some((step.loss.rewards(), chosen.len())),
+            loss,
+            tokens,
+            rewards: Rewards::mean(&rewards).map(|r| (r, chosen.len())),
         })
     }
 
