@@ -153,6 +153,58 @@ fn import_list_show_merge_delete() {
 }
 
 #[test]
+fn llamafactory_preference_pairs_import_and_show() {
+    let h = Home::new();
+    let pairs = serde_json::json!([
+        {"conversations": [{"from": "system", "value": "Be exact."}, {"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}, {"from": "human", "value": "What is 2+2?"}],
+         "chosen": {"from": "gpt", "value": "Four."}, "rejected": {"from": "gpt", "value": "Five, I think."}},
+        {"conversations": [{"from": "human", "value": "Capital of France?"}], "chosen": {"from": "gpt", "value": "Paris."}, "rejected": {"from": "gpt", "value": "Lyon."}}
+    ]);
+    let file = h.file("dpo.json", pairs.to_string());
+    let out = h.ok(&["dataset", "import", &file, "--name", "dpo"]);
+    assert!(
+        out.contains("imported `dpo`: 3 rows, 2 conversations (preference (llamafactory) (json))"),
+        "{out}"
+    );
+
+    let shown = h.ok(&["dataset", "show", "dpo", "--sample", "3"]);
+    assert!(
+        shown.contains("dataset `dpo`: preference (llamafactory) (json)"),
+        "{shown}"
+    );
+    assert!(shown.contains("llamafactory json"), "{shown}");
+    assert!(
+        shown.contains("prompt: What is 2+2?") && shown.contains("answer: Four."),
+        "{shown}"
+    );
+    let json: Value = serde_json::from_str(&h.ok(&["dataset", "show", "dpo", "--json"])).unwrap();
+    assert_eq!(json["files"][0]["shape"], "llamafactory");
+    let pairs = &json["train"]["statistics"]["preference"];
+    assert_eq!(pairs["rows"], 2);
+    assert_eq!(pairs["identical"], 0);
+    assert_eq!(pairs["chosen_words"]["max"], 1);
+    assert_eq!(pairs["rejected_words"]["max"], 3);
+    let table = std::fs::read_to_string(h.root().join("datasets/dpo/train.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(table.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(last["chosen_response"], "Four.");
+    assert_eq!(last["rejected_response"], "Five, I think.");
+    assert_eq!(last["parent_id"], "r0");
+
+    // A pair without its rejected answer names the row and the column, and leaves nothing.
+    let bad = h.file(
+        "bad.jsonl",
+        "{\"conversations\": [{\"from\": \"human\", \"value\": \"q\"}], \"chosen\": \"a\", \"rejected\": \"b\"}\n\
+         {\"conversations\": [{\"from\": \"human\", \"value\": \"q\"}], \"chosen\": \"a\", \"rejected\": \"\"}\n",
+    );
+    assert_clean_failure(
+        &h.run(&["dataset", "import", &bad, "--name", "bad"]),
+        &["bad.jsonl", "line 2", "column `rejected` is empty", "help:"],
+    );
+    assert_eq!(h.names(), ["dpo"]);
+    assert_eq!(h.dataset_folders(), ["dpo"]);
+}
+
+#[test]
 fn follow_up_commands_are_written_as_this_binary_is_run() {
     // The tests run the binary from cargo's `target/`, so a next command goes through `cargo run`.
     let h = Home::new();

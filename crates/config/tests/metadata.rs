@@ -232,6 +232,7 @@ fn the_basic_settings_are_the_dozen_people_change_first() {
     assert_eq!(
         basic,
         [
+            "problem_type",
             "experiment_name",
             "llm_backbone",
             "dataset.train_dataframe",

@@ -140,7 +140,7 @@ pub enum Error {
         help: String,
     },
 
-    #[error("cannot tell which columns of `{}` hold the prompt and the answer\nhelp: {}; name the prompt and answer columns (`mapping.prompt`, `mapping.answer`), or pick a layout (`mapping.shape`: flat, alpaca, sharegpt, openai, text)", path.display(), column_list(columns))]
+    #[error("cannot tell which columns of `{}` hold the prompt and the answer\nhelp: {}; name the prompt and answer columns (`mapping.prompt`, `mapping.answer`), or pick a layout (`mapping.shape`: {})", path.display(), column_list(columns), crate::import::Shape::names())]
     UnknownLayout { path: PathBuf, columns: Vec<String> },
 
     #[error("dataset `{}`, {location}: {message}\nhelp: {help}", path.display())]

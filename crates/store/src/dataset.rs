@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ferrotune_data::import::{CanonicalRow, Mapping, Shape, Statistics};
+use ferrotune_data::import::{
+    CanonicalRow, Mapping, Shape, Statistics, CANONICAL_COLUMNS, PREFERENCE_COLUMNS,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io, Error, Result};
@@ -79,7 +81,7 @@ pub struct DatasetInfo {
     pub name: String,
     /// [`METADATA_VERSION`].
     pub version: u32,
-    /// The layouts and file formats, e.g. `alpaca (json)`.
+    /// The layouts and file formats, e.g. `alpaca (json)` or `preference (llamafactory) (json)`.
     pub format: String,
     pub files: Vec<SourceFile>,
     /// The mapping given at import (empty fields were recognised per file).
@@ -121,11 +123,30 @@ impl DatasetInfo {
         crate::files::write_atomically(&dir.join(METADATA_FILE), text.as_bytes())
     }
 
+    /// Whether its tables hold preference pairs (columns [`PREFERENCE_COLUMNS`]).
+    pub fn is_preference(&self) -> bool {
+        self.train.statistics.preference.is_some()
+    }
+
+    /// The canonical tables' answer column: `answer`, or `chosen_response` for preference pairs.
+    pub fn answer_column(&self) -> &'static str {
+        if self.is_preference() {
+            PREFERENCE_COLUMNS[4]
+        } else {
+            CANONICAL_COLUMNS[4]
+        }
+    }
+
+    /// The canonical tables' rejected answer column (`rejected_response`), for preference pairs.
+    pub fn rejected_answer_column(&self) -> Option<&'static str> {
+        self.is_preference().then_some(PREFERENCE_COLUMNS[5])
+    }
+
     /// The summary of the layouts and formats of `files`, e.g. `alpaca (json)`.
     pub(crate) fn describe(files: &[SourceFile]) -> String {
         let mut kinds: Vec<String> = Vec::new();
         for f in files {
-            let kind = format!("{} ({})", f.shape, f.format);
+            let kind = format!("{} ({})", f.shape.label(), f.format);
             if !kinds.contains(&kind) {
                 kinds.push(kind);
             }

@@ -114,7 +114,10 @@ impl Store {
         let old_columns = old
             .map(|s| s.statistics.columns.clone())
             .unwrap_or_default();
-        let existing: Vec<PathBuf> = old.map(|s| dir.join(&s.file)).into_iter().collect();
+        let existing: Vec<(PathBuf, bool)> = old
+            .map(|s| (dir.join(&s.file), s.statistics.preference.is_some()))
+            .into_iter()
+            .collect();
         let tmp = TempDir::new(&self.home.datasets(), &format!("merge-{name}"))?;
         let converted = convert_split(
             tmp.path(),
@@ -293,14 +296,14 @@ impl Converted {
 /// Where zip members are unpacked inside a temporary folder.
 const UNPACK_DIR: &str = "unpack";
 
-/// Converts `existing` canonical tables (read back as they are) then the files of `input` into
-/// `tmp/<split file>`; `old_columns` are column counts carried over from earlier imports.
+/// Converts `existing` canonical tables (read back as they are; `true`: a table of preference pairs) then the
+/// files of `input` into `tmp/<split file>`; `old_columns` are column counts carried over from earlier imports.
 // The sink's error type is the data crate's (unboxed) error, as its converter dictates.
 #[allow(clippy::result_large_err)]
 fn convert_split(
     tmp: &Path,
     split: Split,
-    existing: &[PathBuf],
+    existing: &[(PathBuf, bool)],
     input: &Path,
     mapping: &Mapping,
     old_columns: Option<std::collections::BTreeMap<String, ColumnCounts>>,
@@ -310,7 +313,7 @@ fn convert_split(
     let mut out = BufWriter::new(File::create(&out_path).map_err(io(&out_path))?);
     let mut converter = Converter::new();
     let mut sink = |row: &CanonicalRow| -> ferrotune_data::Result<()> {
-        serde_json::to_writer(&mut out, row)
+        serde_json::to_writer(&mut out, &row.record())
             .map_err(std::io::Error::from)
             .and_then(|()| out.write_all(b"\n"))
             .map_err(|source| ferrotune_data::Error::Io {
@@ -318,8 +321,13 @@ fn convert_split(
                 source,
             })
     };
-    for table in existing {
-        converter.add_file(table, &Mapping::canonical(), &mut sink)?;
+    for (table, pairs) in existing {
+        let canonical = if *pairs {
+            Mapping::canonical_preference()
+        } else {
+            Mapping::canonical()
+        };
+        converter.add_file(table, &canonical, &mut sink)?;
     }
     let mut summaries = Vec::new();
     for input in &inputs {

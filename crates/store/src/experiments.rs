@@ -155,11 +155,13 @@ impl Store {
 
     /// The settings a registered dataset (`--dataset`) sets: its canonical tables and their columns. A form hides
     /// them while a registered dataset is picked.
-    pub const SET_BY_REGISTERED_DATASET: [&'static str; 8] = [
+    pub const SET_BY_REGISTERED_DATASET: [&'static str; 10] = [
         "dataset.train_dataframe",
         "dataset.validation_dataframe",
         "dataset.prompt_column",
         "dataset.answer_column",
+        "dataset.rejected_answer_column",
+        "dataset.rejected_prompt_column",
         "dataset.system_column",
         "dataset.parent_id_column",
         "dataset.id_column",
@@ -184,13 +186,20 @@ impl Store {
         if let Some(name) = &options.dataset {
             let train = self.table_path(name, Split::Train)?;
             let validation = self.table_path(name, Split::Validation)?;
+            let info = self.dataset(name)?;
+            let [id, parent_id, system, prompt, _] = ferrotune_data::import::CANONICAL_COLUMNS;
             let d = &mut cfg.dataset;
             d.train_dataframe = train.display().to_string();
-            d.prompt_column = vec!["prompt".into()];
-            d.answer_column = "answer".into();
-            d.system_column = "system".into();
-            d.parent_id_column = "parent_id".into();
-            d.id_column = "id".into();
+            d.prompt_column = vec![prompt.into()];
+            d.answer_column = info.answer_column().into();
+            // A table of pairs trains DPO as it is (or causal LM on its chosen answers).
+            if let Some(rejected) = info.rejected_answer_column() {
+                d.rejected_answer_column = rejected.into();
+                d.rejected_prompt_column = ferrotune_config::NO_COLUMN.into();
+            }
+            d.system_column = system.into();
+            d.parent_id_column = parent_id.into();
+            d.id_column = id.into();
             if !validation.as_os_str().is_empty() {
                 d.validation_strategy = ValidationStrategy::Custom;
                 d.validation_dataframe = validation.display().to_string();

@@ -225,3 +225,44 @@ fn a_running_experiment_whose_process_is_gone_is_failed_by_readers() {
     .unwrap();
     assert_eq!(h.store.experiments().unwrap()[0].status, Status::Finished);
 }
+
+#[test]
+fn a_dpo_plan_on_a_registered_dataset_of_pairs_reads_its_columns() {
+    let mut h = TestHome::new();
+    let rows: Vec<serde_json::Value> = (0..8)
+        .map(|i| serde_json::json!({"conversations": [{"from": "human", "value": format!("say {i}")}], "chosen": {"from": "gpt", "value": format!("{i}")}, "rejected": {"from": "gpt", "value": "no"}}))
+        .collect();
+    let train = h.file("pairs.json", serde_json::to_string(&rows).unwrap());
+    h.store
+        .import_dataset(&ferrotune_store::ImportOptions {
+            name: "pairs".into(),
+            train,
+            validation: None,
+            mapping: Default::default(),
+        })
+        .unwrap();
+    let mut opts = options(&h, "problem_type: text_dpo_modeling\n", "dpo");
+    opts.dataset = Some("pairs".into());
+    // The real column check (it reads the canonical table's header).
+    let plan = h
+        .store
+        .plan_experiments(&opts, &ferrotune_train_like_column_check)
+        .unwrap();
+    let d = &plan.experiments[0].config.dataset;
+    assert_eq!(
+        (d.answer_column.as_str(), d.rejected_answer_column.as_str()),
+        ("chosen_response", "rejected_response")
+    );
+}
+
+/// The dataset columns a config names, checked against its training table's header (what the train crate's
+/// pre-flight does, without depending on it).
+fn ferrotune_train_like_column_check(
+    cfg: &ferrotune_config::Experiment,
+) -> Vec<ferrotune_config::Issue> {
+    let settings = ferrotune_data::DatasetSettings::from_experiment(cfg);
+    match ferrotune_data::check_columns(&settings) {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![ferrotune_config::Issue::new("dataset", e.to_string())],
+    }
+}

@@ -388,3 +388,255 @@ fn nested_parquet_messages_become_turns() {
     assert_eq!(rows[1].parent_id.as_deref(), Some(rows[0].id.as_str()));
     assert_eq!(rows[2].answer, "a3");
 }
+
+/// LLaMA-Factory's demo DPO file, when the assets are there (`ferrotune assets fetch`).
+fn dpo_en_demo() -> Option<std::path::PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let path = std::path::Path::new(&home)
+        .join(".local/share/ferrotune/assets/llamafactory-0.9.5-data/dpo_en_demo.json");
+    path.is_file().then_some(path)
+}
+
+#[test]
+fn llamafactory_pairs_become_chained_turns_with_chosen_and_rejected_columns() {
+    let mut t = TestHome::new();
+    let file = t.file(
+        "dpo.json",
+        r#"[{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}, {"from": "human", "value": "2+2?"}],
+             "chosen": {"from": "gpt", "value": "four"}, "rejected": {"from": "gpt", "value": "five or so"}, "system": "be exact"},
+            {"conversations": [{"from": "human", "value": "capital of France?"}], "chosen": "Paris", "rejected": "Lyon"}]"#,
+    );
+    let info = t.import("lf", &file).unwrap();
+    assert_eq!(info.format, "preference (llamafactory) (json)");
+    assert_eq!(info.files[0].shape, Shape::LlamaFactory);
+    assert!(info.is_preference());
+    assert_eq!(
+        (info.answer_column(), info.rejected_answer_column()),
+        ("chosen_response", Some("rejected_response"))
+    );
+    let stats = &info.train.statistics;
+    assert_eq!((stats.rows, stats.conversations), (3, 2));
+    let pairs = stats.preference.as_ref().unwrap();
+    assert_eq!(pairs.rows, 2);
+    assert_eq!((pairs.chosen_words.max, pairs.rejected_words.max), (1, 3));
+    let rows = t.store.sample("lf", Split::Train, 5).unwrap();
+    assert_eq!(rows[0].system, "be exact");
+    assert_eq!(rows[0].rejected.as_deref(), Some(""));
+    assert_eq!(rows[1].parent_id.as_deref(), Some(rows[0].id.as_str()));
+    assert_eq!(
+        (
+            rows[1].prompt.as_str(),
+            rows[1].answer.as_str(),
+            rows[1].rejected.as_deref()
+        ),
+        ("2+2?", "four", Some("five or so"))
+    );
+    let path = t.store.table_path("lf", Split::Train).unwrap();
+    let table = ferrotune_data::read_table(&path).unwrap();
+    assert_eq!(table.columns, ferrotune_data::import::PREFERENCE_COLUMNS);
+    // dataset.json reads back with the new statistics.
+    let on_disk = DatasetInfo::load(&t.store.dataset_dir("lf")).unwrap();
+    assert_eq!(on_disk, t.store.dataset("lf").unwrap());
+}
+
+#[test]
+fn the_llamafactory_demo_file_imports_every_pair() {
+    let Some(path) = dpo_en_demo() else {
+        eprintln!("skipped: dpo_en_demo.json is not in the assets (run `ferrotune assets fetch`)");
+        return;
+    };
+    let mut t = TestHome::new();
+    let info = t.import("dpo", &path).unwrap();
+    assert_eq!(info.format, "preference (llamafactory) (json)");
+    let stats = &info.train.statistics;
+    assert_eq!(info.files[0].records, 300);
+    // 300 conversations of 1 to 7 user turns; the last turn of each holds the pair.
+    assert_eq!((stats.rows, stats.conversations), (563, 300));
+    let pairs = stats.preference.as_ref().unwrap();
+    assert_eq!((pairs.rows, pairs.identical), (300, 0));
+    assert!(pairs.chosen_words.min > 0 && pairs.rejected_words.min > 0);
+    let rows = t.store.sample("dpo", Split::Train, 1000).unwrap();
+    let with_rejected = rows
+        .iter()
+        .filter(|r| !r.rejected.as_deref().unwrap_or("").is_empty())
+        .count();
+    assert_eq!(with_rejected, 300);
+}
+
+#[test]
+fn trl_pairs_in_csv_with_message_lists_and_implicit_prompts() {
+    let mut t = TestHome::new();
+    let quote = |v: serde_json::Value| format!("\"{}\"", v.to_string().replace('"', "\"\""));
+    let messages = |pairs: &[(&str, &str)]| {
+        serde_json::Value::Array(
+            pairs
+                .iter()
+                .map(|(role, content)| serde_json::json!({"role": role, "content": content}))
+                .collect(),
+        )
+    };
+    let prompt = messages(&[("user", "hi"), ("assistant", "hello"), ("user", "2+2?")]);
+    let file = t.file(
+        "trl.csv",
+        format!(
+            "prompt,chosen,rejected\n{},{},{}\nplain question,plain yes,plain no\n",
+            quote(prompt),
+            quote(messages(&[("assistant", "four")])),
+            quote(messages(&[("assistant", "five")])),
+        ),
+    );
+    let info = t.import("trl", &file).unwrap();
+    assert_eq!(info.format, "preference (trl) (csv)");
+    assert_eq!(
+        (info.train.rows, info.train.statistics.conversations),
+        (3, 2)
+    );
+    let rows = t.store.sample("trl", Split::Train, 5).unwrap();
+    assert_eq!(
+        (rows[0].prompt.as_str(), rows[0].answer.as_str()),
+        ("hi", "hello")
+    );
+    assert_eq!(
+        (rows[1].answer.as_str(), rows[1].rejected.as_deref()),
+        ("four", Some("five"))
+    );
+    assert_eq!(rows[2].rejected.as_deref(), Some("plain no"));
+
+    let conversation = |answer: &str| {
+        messages(&[
+            ("user", "hi"),
+            ("assistant", "hello"),
+            ("user", "2+2?"),
+            ("assistant", answer),
+        ])
+    };
+    let line =
+        serde_json::json!({"chosen": conversation("four"), "rejected": conversation("five")});
+    let file = t.file("implicit.jsonl", format!("{line}\n"));
+    let info = t.import("implicit", &file).unwrap();
+    assert_eq!(info.format, "preference (trl) (jsonl)");
+    let rows = t.store.sample("implicit", Split::Train, 5).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (
+            rows[1].prompt.as_str(),
+            rows[1].answer.as_str(),
+            rows[1].rejected.as_deref()
+        ),
+        ("2+2?", "four", Some("five"))
+    );
+
+    // Conversations whose chosen and rejected share no start have no prompt.
+    let other = messages(&[("user", "bye"), ("assistant", "five")]);
+    let bad = serde_json::json!({"chosen": conversation("four"), "rejected": other});
+    let file = t.file("bad.jsonl", format!("{line}\n{bad}\n"));
+    let err = t.import("bad", &file).unwrap_err().to_string();
+    assert!(
+        err.contains("bad.jsonl`, line 2") && err.contains("share no prompt"),
+        "{err}"
+    );
+    assert_eq!(t.dataset_entries(), ["implicit", "trl"]);
+}
+
+/// Flat pair columns in Parquet: instruction, input, chosen_response, rejected_response.
+fn write_pair_parquet(path: &std::path::Path) {
+    use parquet::data_type::{ByteArray, ByteArrayType};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::Arc;
+    let schema = parquet::schema::parser::parse_message_type(
+        "message schema {
+            REQUIRED BYTE_ARRAY instruction (UTF8);
+            REQUIRED BYTE_ARRAY input (UTF8);
+            REQUIRED BYTE_ARRAY chosen_response (UTF8);
+            REQUIRED BYTE_ARRAY rejected_response (UTF8);
+        }",
+    )
+    .unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let props = Arc::new(WriterProperties::builder().build());
+    let mut writer = SerializedFileWriter::new(file, Arc::new(schema), props).unwrap();
+    let mut group = writer.next_row_group().unwrap();
+    for texts in [
+        ["Add", "Greet"],
+        ["1 and 2", ""],
+        ["3", "Hello there"],
+        ["4", "Go"],
+    ] {
+        let mut col = group.next_column().unwrap().unwrap();
+        let values: Vec<ByteArray> = texts.iter().map(|t| ByteArray::from(*t)).collect();
+        col.typed::<ByteArrayType>()
+            .write_batch(&values, None, None)
+            .unwrap();
+        col.close().unwrap();
+    }
+    group.close().unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn flat_pair_columns_in_csv_and_parquet_merge_and_refuse_single_answers() {
+    let mut t = TestHome::new();
+    let path = t.dir.path().join("pairs.parquet");
+    write_pair_parquet(&path);
+    let info = t.import("flat", &path).unwrap();
+    assert_eq!(info.format, "preference (flat) (parquet)");
+    let rows = t.store.sample("flat", Split::Train, 5).unwrap();
+    assert_eq!(
+        (
+            rows[0].prompt.as_str(),
+            rows[0].answer.as_str(),
+            rows[0].rejected.as_deref()
+        ),
+        ("Add\n\n1 and 2", "3", Some("4"))
+    );
+    assert_eq!(rows[1].prompt, "Greet");
+
+    // A chained CSV: the first turn is history without a rejected answer.
+    let more = t.file(
+        "more.csv",
+        "id,parent_id,prompt,chosen,rejected\nm1,,hi,hello,\nm2,m1,and now,now this,not that\n",
+    );
+    let info = t
+        .store
+        .merge_dataset("flat", &more, &Mapping::default(), Split::Train)
+        .unwrap();
+    assert_eq!(
+        info.format,
+        "preference (flat) (parquet), preference (flat) (csv)"
+    );
+    let stats = &info.train.statistics;
+    assert_eq!((stats.rows, stats.conversations), (4, 3));
+    let pairs = stats.preference.as_ref().unwrap();
+    assert_eq!((pairs.rows, pairs.rejected_words.max), (3, 2));
+    let rows = t.store.sample("flat", Split::Train, 5).unwrap();
+    assert_eq!(rows[3].parent_id.as_deref(), Some("m1"));
+    assert_eq!(rows[0].rejected.as_deref(), Some("4"));
+
+    // Single answers do not join pairs; the dataset stays as it was.
+    let single = t.file("single.csv", "prompt,answer\nq,a\n");
+    let err = t
+        .store
+        .merge_dataset("flat", &single, &Mapping::default(), Split::Train)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("single.csv") && err.contains("single answers"),
+        "{err}"
+    );
+    assert_eq!(t.store.dataset("flat").unwrap().train.rows, 4);
+    assert_eq!(t.dataset_entries(), ["flat"]);
+}
+
+#[test]
+fn older_statistics_without_pairs_still_read() {
+    let mut t = TestHome::new();
+    let file = t.file("a.csv", "prompt,answer\nq,a\n");
+    let info = t.import("old", &file).unwrap();
+    assert!(!info.is_preference());
+    assert_eq!(info.answer_column(), "answer");
+    let json = serde_json::to_value(&info).unwrap();
+    assert!(json["train"]["statistics"].get("preference").is_none());
+    let back: DatasetInfo = serde_json::from_value(json).unwrap();
+    assert_eq!(back, info);
+}

@@ -8,14 +8,24 @@ use super::Mapping;
 
 /// The mapping the importer recognises from a file's first-row `columns`. Flat-compatible layouts (flat files,
 /// Alpaca without `history`, plain text) come back as the columns the importer would read; layouts whose rows
-/// hold whole conversations (ShareGPT, OpenAI messages, Alpaca with `history`) come back as their layout alone,
-/// since they have no per-turn columns to pick. Nothing recognised: an empty mapping.
+/// hold whole conversations (ShareGPT, OpenAI messages, Alpaca with `history`, LLaMA-Factory and TRL pairs) come
+/// back as their layout alone, since they have no per-turn columns to pick; flat preference columns come back as
+/// their prompt and chosen answer columns (the rejected one is recognised by name). Nothing recognised: an empty mapping.
 pub fn guess_mapping(columns: &[String]) -> Mapping {
-    let Ok(plan) = plan(Path::new(""), columns, &Mapping::default()) else {
+    let Ok(plan) = plan(Path::new(""), columns, &[], &Mapping::default()) else {
         return Mapping::default();
     };
     match plan.shape {
         Shape::Flat | Shape::Text => Mapping {
+            shape: None,
+            prompt: plan.prompt,
+            answer: plan.answer,
+            system: plan.system,
+            id: plan.id,
+            parent_id: plan.parent_id,
+        },
+        // Named prompt and answer columns with a rejected column beside them import as pairs again.
+        Shape::Preference if plan.history.is_none() => Mapping {
             shape: None,
             prompt: plan.prompt,
             answer: plan.answer,
@@ -31,7 +41,12 @@ pub fn guess_mapping(columns: &[String]) -> Mapping {
             id: None,
             parent_id: None,
         },
-        shape @ (Shape::Alpaca | Shape::ShareGpt | Shape::OpenAi) => Mapping {
+        shape @ (Shape::Alpaca
+        | Shape::ShareGpt
+        | Shape::OpenAi
+        | Shape::LlamaFactory
+        | Shape::Trl
+        | Shape::Preference) => Mapping {
             shape: Some(shape),
             ..Mapping::default()
         },
@@ -61,6 +76,19 @@ mod tests {
         assert_eq!(
             (m.id.as_deref(), m.parent_id.as_deref()),
             (Some("id"), Some("parent_id"))
+        );
+    }
+
+    #[test]
+    fn pair_columns_read_as_prompt_and_chosen_answer() {
+        let m = guess_mapping(&cols(&["instruction", "input", "chosen", "rejected"]));
+        assert_eq!(m.prompt, ["instruction", "input"]);
+        assert_eq!((m.shape, m.answer.as_deref()), (None, Some("chosen")));
+        let m = guess_mapping(&cols(&["conversations", "chosen", "rejected"]));
+        assert_eq!(m.shape, Some(Shape::LlamaFactory));
+        assert_eq!(
+            guess_mapping(&cols(&["chosen", "rejected"])).shape,
+            Some(Shape::Trl)
         );
     }
 

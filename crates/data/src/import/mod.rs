@@ -1,5 +1,9 @@
 //! Dataset import: any supported file streamed into the canonical table, one [`CanonicalRow`] per turn:
 //! `id`, `parent_id` (the previous turn, `None` for a conversation's first turn), `system`, `prompt`, `answer`.
+//! A table of preference pairs ([`Shape::is_preference`]) has `chosen_response` and `rejected_response` instead of
+//! `answer` ([`PREFERENCE_COLUMNS`]): the DPO settings' default column names. Its earlier turns of a conversation
+//! are history, with an empty rejected answer; the conversation's last turn holds the pair. A table holds either
+//! kind of row, never both.
 //!
 //! A [`Converter`] takes one or more files (each with its [`Mapping`]), recognises each file's [`Shape`], hands
 //! every canonical row to a sink as it goes (nothing is held but ids, parents and word counts), and on
@@ -8,7 +12,8 @@
 //!
 //! Errors name the file, the line or row and the fix: ragged CSV, non-UTF-8 text, JSON that is not an array of
 //! objects, a named column that is missing (with the closest name), a file whose answers are all empty,
-//! duplicate ids, missing parents and parent cycles.
+//! duplicate ids, missing parents and parent cycles; for preference pairs, a pair whose chosen or rejected answer
+//! is empty and TRL conversations whose chosen and rejected share no prompt.
 
 mod guess;
 mod messages;
@@ -23,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use guess::guess_mapping;
 pub use shape::Shape;
-pub use stats::{Bin, ColumnCounts, EmptyCounts, Histogram, Statistics};
+pub use stats::{Bin, ColumnCounts, EmptyCounts, Histogram, PreferenceStatistics, Statistics};
 
 use crate::checks::{closest, id_key};
 use crate::dataset::Format;
@@ -32,15 +37,69 @@ use crate::table::RowOrigin;
 
 /// The canonical table's column names, in file order.
 pub const CANONICAL_COLUMNS: [&str; 5] = ["id", "parent_id", "system", "prompt", "answer"];
+/// The column names of a canonical table of preference pairs, in file order.
+pub const PREFERENCE_COLUMNS: [&str; 6] = [
+    "id",
+    "parent_id",
+    "system",
+    "prompt",
+    "chosen_response",
+    "rejected_response",
+];
 
-/// One turn of the canonical table.
+/// One turn of the canonical table. As JSON (the studio's API) it is `{id, parent_id, system, prompt, answer}`,
+/// plus `rejected_response` in a table of preference pairs; [`CanonicalRow::record`] is its line in the table
+/// file. Either form reads back.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CanonicalRow {
     pub id: String,
     pub parent_id: Option<String>,
     pub system: String,
     pub prompt: String,
+    /// The answer; for preference pairs the chosen one.
+    #[serde(alias = "chosen_response")]
     pub answer: String,
+    /// Preference pairs: the rejected answer (empty for a conversation's earlier turns); `None` in other tables.
+    #[serde(
+        default,
+        rename = "rejected_response",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rejected: Option<String>,
+}
+
+impl CanonicalRow {
+    /// The row as a line of the table file: [`CANONICAL_COLUMNS`], or [`PREFERENCE_COLUMNS`] for pairs.
+    pub fn record(&self) -> Record<'_> {
+        Record(self)
+    }
+}
+
+/// A [`CanonicalRow`] serialised with the table file's column names.
+pub struct Record<'a>(&'a CanonicalRow);
+
+impl Serialize for Record<'_> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let row = self.0;
+        let mut s =
+            serializer.serialize_struct("Record", if row.rejected.is_some() { 6 } else { 5 })?;
+        s.serialize_field("id", &row.id)?;
+        s.serialize_field("parent_id", &row.parent_id)?;
+        s.serialize_field("system", &row.system)?;
+        s.serialize_field("prompt", &row.prompt)?;
+        match &row.rejected {
+            None => s.serialize_field("answer", &row.answer)?,
+            Some(rejected) => {
+                s.serialize_field("chosen_response", &row.answer)?;
+                s.serialize_field("rejected_response", rejected)?;
+            }
+        }
+        s.end()
+    }
 }
 
 /// Which columns of a file hold what. Empty fields mean "recognise it". Errors name a field as a setting,
@@ -61,6 +120,15 @@ pub struct Mapping {
 }
 
 impl Mapping {
+    /// The mapping that reads a canonical table of preference pairs back.
+    pub fn canonical_preference() -> Mapping {
+        Mapping {
+            shape: Some(Shape::Preference),
+            answer: Some("chosen_response".into()),
+            ..Mapping::canonical()
+        }
+    }
+
     /// The mapping that reads a canonical table back.
     pub fn canonical() -> Mapping {
         Mapping {
@@ -95,7 +163,11 @@ struct RowInfo {
     file: u32,
     origin: RowOrigin,
     parent: Option<String>,
+    /// Words of the system, prompt and answer (the chosen one of pairs).
     words: [u32; 3],
+    /// Preference pairs: words of the rejected answer, and whether it equals the chosen one.
+    rejected_words: u32,
+    identical: bool,
 }
 
 /// Streams files into one canonical table; see the module docs.
@@ -105,7 +177,15 @@ pub struct Converter {
     ids: HashMap<String, u32>,
     rows: Vec<RowInfo>,
     empty: EmptyCounts,
+    /// Whether the table holds preference pairs (decided by its first file).
+    preference: Option<bool>,
+    /// Rows of chained flat pairs with an empty chosen or rejected answer (and that column): an error unless the
+    /// row turns out to be an earlier turn of its conversation.
+    empty_pairs: Vec<(usize, String)>,
 }
+
+const PAIR_HELP: &str =
+    "every preference pair needs a chosen and a rejected answer; fill it in or remove the row";
 
 impl Converter {
     /// An empty table.
@@ -137,7 +217,31 @@ impl Converter {
             records += 1;
             let plan = match &mut plan {
                 Some(p) => p,
-                None => plan.insert(shape::plan(path, columns, mapping)?),
+                None => {
+                    let p = shape::plan(path, columns, &cells, mapping)?;
+                    let pairs = p.shape.is_preference();
+                    if self.preference.is_some_and(|table| table != pairs) {
+                        let (this, other) = if pairs {
+                            ("preference pairs", "single answers")
+                        } else {
+                            (
+                                "single answers",
+                                "preference pairs (chosen and rejected answers)",
+                            )
+                        };
+                        return Err(Error::BadConversation {
+                            path: path.to_path_buf(),
+                            location: origin.to_string(),
+                            message: format!(
+                                "the file holds {this}, but the dataset's other files hold {other}"
+                            ),
+                            help: "import preference pairs and single answers as separate datasets"
+                                .into(),
+                        });
+                    }
+                    self.preference = Some(pairs);
+                    plan.insert(p)
+                }
             };
             counts.resize(columns.len(), ColumnCounts::default());
             for (k, c) in counts.iter_mut().enumerate() {
@@ -147,12 +251,19 @@ impl Converter {
                     Some(_) => c.values += 1,
                 }
             }
-            let mut previous: Option<String> = None;
             let turns = plan.turns(path, columns, &cells, origin)?;
-            // The turns of one row are one conversation, chained in order.
-            let conversation =
-                matches!(plan.shape, Shape::ShareGpt | Shape::OpenAi) || turns.len() > 1;
-            for turn in turns {
+            // The turns of one row are one conversation, chained in order (after the row's parent, if any).
+            let conversation = matches!(
+                plan.shape,
+                Shape::ShareGpt | Shape::OpenAi | Shape::LlamaFactory | Shape::Trl
+            ) || turns.len() > 1;
+            let mut previous: Option<String> = turns
+                .first()
+                .and_then(|t| t.parent_id.as_deref())
+                .filter(|_| conversation)
+                .map(id_key);
+            let last = turns.len().saturating_sub(1);
+            for (k, turn) in turns.into_iter().enumerate() {
                 let index = self.rows.len();
                 let given = turn.id.map(|i| id_key(&i));
                 let generated = given.is_none();
@@ -180,13 +291,36 @@ impl Converter {
                 if !generated {
                     self.ids.insert(id.clone(), index32);
                 }
+                let pairs = plan.shape.is_preference();
                 let row = CanonicalRow {
                     id,
                     parent_id,
                     system: turn.system,
                     prompt: turn.prompt,
                     answer: turn.answer,
+                    rejected: pairs.then(|| turn.rejected.unwrap_or_default()),
                 };
+                // The row's last turn holds its pair; a chained flat row may turn out to be an earlier turn.
+                if pairs && k == last {
+                    let chosen = (&row.answer, &plan.answer);
+                    let rejected = (row.rejected.as_deref().unwrap_or(""), &plan.rejected);
+                    for (text, column) in [(chosen.0.as_str(), chosen.1), rejected] {
+                        if !text.trim().is_empty() {
+                            continue;
+                        }
+                        let column = column.clone().unwrap_or_default();
+                        if plan.parent_id.is_some() {
+                            self.empty_pairs.push((index, column));
+                        } else {
+                            return Err(Error::BadConversation {
+                                path: path.to_path_buf(),
+                                location: origin.to_string(),
+                                message: format!("column `{column}` is empty"),
+                                help: PAIR_HELP.into(),
+                            });
+                        }
+                    }
+                }
                 any_answer |= !row.answer.trim().is_empty();
                 self.empty.system += u64::from(row.system.is_empty());
                 self.empty.prompt += u64::from(row.prompt.is_empty());
@@ -201,6 +335,8 @@ impl Converter {
                         stats::words(&row.prompt),
                         stats::words(&row.answer),
                     ],
+                    rejected_words: row.rejected.as_deref().map_or(0, stats::words),
+                    identical: row.rejected.as_ref() == Some(&row.answer),
                 });
                 sink(&row)?;
             }
@@ -269,9 +405,9 @@ impl Converter {
         )
     }
 
-    /// Each row's conversation root, after checking that every parent id names a row and that parents form no
-    /// cycle.
-    fn roots(&self) -> Result<Vec<usize>> {
+    /// Each row's conversation root and whether it is some row's parent, after checking that every parent id
+    /// names a row and that parents form no cycle.
+    fn roots(&self) -> Result<(Vec<usize>, Vec<bool>)> {
         let n = self.rows.len();
         let mut parent: Vec<Option<usize>> = Vec::with_capacity(n);
         for info in &self.rows {
@@ -290,6 +426,10 @@ impl Converter {
                     }
                 },
             });
+        }
+        let mut is_parent = vec![false; n];
+        for p in parent.iter().flatten() {
+            is_parent[*p] = true;
         }
         // The conversation root of each row; 0: unseen, 1: on the current path, 2: done.
         let mut root = vec![usize::MAX; n];
@@ -324,18 +464,28 @@ impl Converter {
                 root[k] = found;
             }
         }
-        Ok(root)
+        Ok((root, is_parent))
     }
 
     /// Checks that every parent id names a row and that parents form no cycle; returns the statistics (without
     /// the per-file column counts, which the caller sums from the [`FileSummary`]s).
     pub fn finish(self) -> Result<Statistics> {
         let n = self.rows.len();
-        let root = if self.rows.iter().any(|r| r.parent.is_some()) {
+        let (root, is_parent) = if self.rows.iter().any(|r| r.parent.is_some()) {
             self.roots()?
         } else {
-            (0..n).collect()
+            ((0..n).collect(), vec![false; n])
         };
+        // A pair is a conversation's last turn; earlier turns are its history and need no rejected answer.
+        if let Some((row, column)) = self.empty_pairs.iter().find(|(row, _)| !is_parent[*row]) {
+            let info = &self.rows[*row];
+            return Err(Error::BadConversation {
+                path: self.files[info.file as usize].clone(),
+                location: info.origin.to_string(),
+                message: format!("column `{column}` is empty"),
+                help: PAIR_HELP.into(),
+            });
+        }
         // Turns and words per conversation, indexed by the root row.
         let mut turns = vec![0u32; n];
         let mut words = vec![0u32; n];
@@ -363,6 +513,25 @@ impl Converter {
         stats.prompt_words = Histogram::of(&mut side(1));
         stats.answer_words = Histogram::of(&mut side(2));
         stats.conversation_words = Histogram::of(&mut conversation_words);
+        if self.preference == Some(true) {
+            let pairs: Vec<&RowInfo> = self
+                .rows
+                .iter()
+                .zip(&is_parent)
+                .filter(|(_, &parent)| !parent)
+                .map(|(info, _)| info)
+                .collect();
+            stats.preference = Some(PreferenceStatistics {
+                rows: pairs.len() as u64,
+                identical: pairs.iter().filter(|r| r.identical).count() as u64,
+                chosen_words: Histogram::of(
+                    &mut pairs.iter().map(|r| r.words[2]).collect::<Vec<_>>(),
+                ),
+                rejected_words: Histogram::of(
+                    &mut pairs.iter().map(|r| r.rejected_words).collect::<Vec<_>>(),
+                ),
+            });
+        }
         Ok(stats)
     }
 }
@@ -487,6 +656,95 @@ mod tests {
         .to_string();
         assert!(
             err.contains("every answer") && err.contains("`mapping.answer`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pairs_get_chosen_and_rejected_columns_and_statistics() {
+        let jsonl = concat!(
+            r#"{"id": "a", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}, {"from": "human", "value": "bye"}], "chosen": {"from": "gpt", "value": "ciao now"}, "rejected": "go"}"#,
+            "\n",
+            r#"{"conversations": [{"from": "human", "value": "q"}], "chosen": "same", "rejected": "same"}"#,
+            "\n",
+        );
+        let (rows, stats) = convert("lf.jsonl", jsonl, &Mapping::default()).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            (rows[0].id.as_str(), rows[0].rejected.as_deref()),
+            ("a", Some(""))
+        );
+        assert_eq!(rows[1].parent_id.as_deref(), Some("a"));
+        assert_eq!(
+            (rows[1].answer.as_str(), rows[1].rejected.as_deref()),
+            ("ciao now", Some("go"))
+        );
+        let pairs = stats.preference.unwrap();
+        assert_eq!((pairs.rows, pairs.identical), (2, 1));
+        assert_eq!((pairs.chosen_words.max, pairs.rejected_words.max), (2, 1));
+        // The file line uses the DPO column names and reads back.
+        let line = serde_json::to_string(&rows[1].record()).unwrap();
+        let at: Vec<usize> = PREFERENCE_COLUMNS
+            .iter()
+            .map(|c| line.find(&format!("\"{c}\":")).unwrap())
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{line}");
+        let back: CanonicalRow = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, rows[1]);
+        // Single answers keep their columns, with no rejected one.
+        let (rows, stats) = convert("f.csv", "prompt,answer\nq,a\n", &Mapping::default()).unwrap();
+        let line = serde_json::to_value(rows[0].record()).unwrap();
+        assert_eq!(line.as_object().unwrap().len(), CANONICAL_COLUMNS.len());
+        assert_eq!(serde_json::to_value(&rows[0]).unwrap(), line);
+        assert!(stats.preference.is_none());
+    }
+
+    #[test]
+    fn an_empty_answer_of_a_pair_names_the_row_and_column() {
+        let csv = "prompt,chosen,rejected\nq,a,b\nq2,a2,\n";
+        let err = convert("p.csv", csv, &Mapping::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("p.csv`, line 3: column `rejected` is empty") && err.contains("help:"),
+            "{err}"
+        );
+        let json = r#"[{"conversations": [{"from": "human", "value": "q"}], "chosen": "a", "rejected": "b"},
+                       {"conversations": [{"from": "human", "value": "q"}], "chosen": null, "rejected": "no"}]"#;
+        let err = convert("p.json", json, &Mapping::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("row 2: column `chosen` is empty"), "{err}");
+        // Chained flat rows: an earlier turn needs no rejected answer, the last one does.
+        let chained = "id,parent_id,prompt,chosen,rejected\n1,,hi,hello,\n2,1,more,sure,nope\n";
+        let (rows, stats) = convert("c.csv", chained, &Mapping::default()).unwrap();
+        assert_eq!(rows[1].parent_id.as_deref(), Some("1"));
+        assert_eq!(stats.preference.unwrap().rows, 1);
+        let open_end = "id,parent_id,prompt,chosen,rejected\n1,,hi,hello,no\n2,1,more,sure,\n";
+        let err = convert("c.csv", open_end, &Mapping::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3: column `rejected` is empty"), "{err}");
+    }
+
+    #[test]
+    fn pairs_and_single_answers_do_not_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let pairs = dir.path().join("p.csv");
+        std::fs::write(&pairs, "prompt,chosen,rejected\nq,a,b\n").unwrap();
+        let single = dir.path().join("s.csv");
+        std::fs::write(&single, "prompt,answer\nq,a\n").unwrap();
+        let mut sink = |_: &CanonicalRow| Ok(());
+        let mut conv = Converter::new();
+        conv.add_file(&pairs, &Mapping::default(), &mut sink)
+            .unwrap();
+        let err = conv
+            .add_file(&single, &Mapping::default(), &mut sink)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("s.csv`, line 2: the file holds single answers")
+                && err.contains("separate datasets"),
             "{err}"
         );
     }

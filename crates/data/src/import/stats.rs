@@ -1,5 +1,6 @@
 //! Dataset statistics: counts, the turns-per-conversation histogram, word-count histograms and per-column
-//! null/empty counts. Serialised into `dataset.json` and the registry.
+//! null/empty counts, and for preference pairs both answers' word counts. Serialised into `dataset.json` and the
+//! registry; fields are only ever added (with defaults), so older metadata reads.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +25,23 @@ pub struct Statistics {
     pub empty: EmptyCounts,
     /// Null and empty values of each column of the imported files, summed over files by column name.
     pub columns: BTreeMap<String, ColumnCounts>,
+    /// A table of preference pairs: its pairs and both answers' word counts (`answer_words` counts the chosen
+    /// answers of every turn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preference: Option<PreferenceStatistics>,
+}
+
+/// Statistics of the preference pairs of a table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PreferenceStatistics {
+    /// Rows that hold a pair: the last turns of conversations (earlier turns are history with a chosen answer).
+    pub rows: u64,
+    /// Pairs whose rejected answer is the same text as the chosen one (nothing to learn from them).
+    pub identical: u64,
+    /// Words per chosen answer of a pair.
+    pub chosen_words: Histogram,
+    /// Words per rejected answer of a pair.
+    pub rejected_words: Histogram,
 }
 
 /// Empty values in the canonical table.

@@ -206,7 +206,8 @@ impl MappingForm {
             None => None,
             Some(s) => Some(Shape::from_name(&s).ok_or_else(|| {
                 ApiError::bad_request(format!(
-                    "unknown layout `{s}`; use flat, alpaca, sharegpt, openai or text"
+                    "unknown layout `{s}`; use one of {}",
+                    Shape::names()
                 ))
             })?),
         };
