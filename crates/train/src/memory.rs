@@ -35,6 +35,7 @@ pub struct RunShape<'a> {
     pub compute: DType,
     pub quantization: Quantization,
     pub lora: &'a LoraSpec,
+    /// Sequences one forward and backward pass holds (`crate::settings::sequences_per_pass`).
     pub batch_size: usize,
     pub max_length: usize,
     pub gradient_checkpointing: bool,

@@ -242,7 +242,7 @@ fn load_backbone(
             compute: format.compute,
             quantization: format.quantization,
             lora: &lora_spec(cfg),
-            batch_size: cfg.training.batch_size as usize,
+            batch_size: crate::settings::sequences_per_pass(cfg),
             max_length: cfg.tokenizer.max_length as usize,
             gradient_checkpointing: cfg.architecture.gradient_checkpointing,
         },

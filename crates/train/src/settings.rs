@@ -79,6 +79,20 @@ pub fn unsupported(cfg: &Experiment) -> Vec<Issue> {
     out
 }
 
+/// Sequences one forward and backward pass holds (what the memory estimate counts): a causal-LM batch; for
+/// preference tuning one pair's chosen and rejected answers (the pairs run one after another), or the whole
+/// batch's for KTO-pair, whose batch means couple the pairs.
+pub fn sequences_per_pass(cfg: &Experiment) -> usize {
+    let batch = cfg.training.batch_size as usize;
+    match cfg.problem_type {
+        ProblemType::TextCausalLanguageModeling => batch,
+        ProblemType::TextDpoModeling => match cfg.training.loss_function {
+            ferrotune_config::LossFunction::KtoPairLoss => 2 * batch,
+            _ => 2,
+        },
+    }
+}
+
 /// Every check this crate adds to the config's own (`validate`, `check_environment`) before a run: what this
 /// release cannot do ([`unsupported`]) and the data files' columns ([`column_issues`]). `train`, `experiment
 /// start`, the studio and `config validate` all run these.
@@ -242,5 +256,21 @@ pub fn prediction_config(cfg: &Experiment, backbone: &Backbone) -> GenerationCon
         seed: cfg.environment.seed.max(0) as u64,
         stop_strings,
         ..backbone.generation_config()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_holds_a_batch_or_one_pair() {
+        let mut cfg = Experiment::default();
+        cfg.training.batch_size = 4;
+        assert_eq!(sequences_per_pass(&cfg), 4);
+        cfg.switch_problem_type(ProblemType::TextDpoModeling);
+        assert_eq!(sequences_per_pass(&cfg), 2);
+        cfg.training.loss_function = ferrotune_config::LossFunction::KtoPairLoss;
+        assert_eq!(sequences_per_pass(&cfg), 8);
     }
 }
