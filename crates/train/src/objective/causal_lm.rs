@@ -4,13 +4,13 @@
 use std::path::Path;
 
 use candle_core::backprop::GradStore;
-use ferrotune_data::batch::{collate, collate_packed, PadOptions};
+use ferrotune_data::batch::{collate, collate_packed};
 use ferrotune_data::{PreparedData, TextTokenizer};
-use ferrotune_model::{ForwardOptions, GenerationConfig, Llama, Packing};
+use ferrotune_model::{ForwardOptions, Llama, Packing};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Inputs, MicroBatch, MicroStep, Objective};
+use super::{EvalSettings, Inputs, MicroBatch, MicroStep, Objective};
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, write_predictions, Evaluation, Metric};
 use crate::loss::{batch_loss_normalized, concatenate, unpadded_rows, LossKind, Normalization};
@@ -25,35 +25,18 @@ pub struct CausalLm<'a> {
     tokenizer: &'a TextTokenizer,
     /// With `training.sample_packing`: the samples of each packed row.
     rows: Option<Vec<Vec<usize>>>,
-    metric: Metric,
-    eval_padding: PadOptions,
-    eval_batch: usize,
-    generation: GenerationConfig,
+    eval: EvalSettings,
 }
 
 impl<'a> CausalLm<'a> {
     /// The objective of `inputs` (the metric must be one this release computes).
     pub fn new(inputs: Inputs<'a>) -> Result<Self> {
-        let cfg = inputs.config;
-        let metric = Metric::from_config(cfg.prediction.metric).ok_or_else(|| {
-            Error::Setting(format!(
-                "`prediction.metric: {}` cannot be computed in this release",
-                cfg.prediction.metric
-            ))
-        })?;
-        let data_settings = ferrotune_data::DatasetSettings::from_experiment(cfg);
-        let eval_batch = match cfg.prediction.batch_size_inference {
-            0 => inputs.settings.batch_size,
-            n => n as usize,
-        };
+        let eval = EvalSettings::of(&inputs)?;
         Ok(CausalLm {
             data: inputs.data,
             tokenizer: inputs.tokenizer,
             rows: packed_rows(&inputs.data.train, inputs.settings),
-            metric,
-            eval_padding: PadOptions::eval(&data_settings, inputs.tokenizer)?,
-            eval_batch,
-            generation: inputs.generation,
+            eval,
         })
     }
 
@@ -156,7 +139,7 @@ impl Objective for CausalLm<'_> {
     }
 
     fn metric(&self) -> Metric {
-        self.metric
+        self.eval.metric
     }
 
     fn evaluate(&self, model: &Llama, generate: bool) -> Result<Evaluation> {
@@ -164,15 +147,15 @@ impl Objective for CausalLm<'_> {
             model,
             self.tokenizer,
             &self.data.validation,
-            &self.eval_padding,
-            self.eval_batch,
-            self.metric,
-            generate.then_some(&self.generation),
+            &self.eval.padding,
+            self.eval.batch,
+            self.eval.metric,
+            generate.then_some(&self.eval.generation),
         )
     }
 
     fn write_predictions(&self, path: &Path, evaluation: &Evaluation) -> Result<()> {
-        write_predictions(path, self.metric, &evaluation.predictions)
+        write_predictions(path, self.eval.metric, &evaluation.predictions)
     }
 
     fn save_first_batch(&self, path: &Path, settings: &LoopSettings) -> Result<()> {

@@ -21,12 +21,12 @@ use std::path::Path;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
-use ferrotune_data::batch::{collate, PadOptions};
+use ferrotune_data::batch::collate;
 use ferrotune_data::{PreparedData, Rejected, Sample, TextTokenizer};
 use ferrotune_home::Rewards;
-use ferrotune_model::{ForwardOptions, GenerationConfig, Llama, Packing};
+use ferrotune_model::{ForwardOptions, Llama, Packing};
 
-use super::{Inputs, MicroBatch, MicroStep, Objective};
+use super::{EvalSettings, Inputs, MicroBatch, MicroStep, Objective};
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, write_predictions, Evaluation, Metric};
 use crate::loss::{concatenate, labelled_positions, token_nll, IGNORE_INDEX};
@@ -42,10 +42,7 @@ pub struct Dpo<'a> {
     rejected: &'a Rejected,
     tokenizer: &'a TextTokenizer,
     preference: PreferenceSettings,
-    metric: Metric,
-    eval_padding: PadOptions,
-    eval_batch: usize,
-    generation: GenerationConfig,
+    eval: EvalSettings,
 }
 
 impl<'a> Dpo<'a> {
@@ -64,17 +61,7 @@ impl<'a> Dpo<'a> {
                     .into(),
             )
         })?;
-        let metric = Metric::from_config(cfg.prediction.metric).ok_or_else(|| {
-            Error::Setting(format!(
-                "`prediction.metric: {}` cannot be computed in this release",
-                cfg.prediction.metric
-            ))
-        })?;
-        let data_settings = ferrotune_data::DatasetSettings::from_experiment(cfg);
-        let eval_batch = match cfg.prediction.batch_size_inference {
-            0 => inputs.settings.batch_size,
-            n => n as usize,
-        };
+        let eval = EvalSettings::of(&inputs)?;
         Ok(Dpo {
             data: inputs.data,
             rejected,
@@ -84,10 +71,7 @@ impl<'a> Dpo<'a> {
                 beta: cfg.training.beta,
                 simpo_gamma: cfg.training.simpo_gamma,
             },
-            metric,
-            eval_padding: PadOptions::eval(&data_settings, inputs.tokenizer)?,
-            eval_batch,
-            generation: inputs.generation,
+            eval,
         })
     }
 }
@@ -291,7 +275,7 @@ impl Dpo<'_> {
         let all: Vec<usize> = (0..self.data.validation.len()).collect();
         let (mut loss_sum, mut pairs) = (0.0, 0usize);
         let mut parts = Vec::new();
-        for chunk in all.chunks(self.eval_batch.max(1)) {
+        for chunk in all.chunks(self.eval.batch.max(1)) {
             let (chosen, rejected) = self.pairs(chunk, true);
             if chosen.is_empty() {
                 continue;
@@ -381,7 +365,7 @@ impl Objective for Dpo<'_> {
     }
 
     fn metric(&self) -> Metric {
-        self.metric
+        self.eval.metric
     }
 
     fn can_be_flat(&self) -> bool {
@@ -393,10 +377,10 @@ impl Objective for Dpo<'_> {
             model,
             self.tokenizer,
             &self.data.validation,
-            &self.eval_padding,
-            self.eval_batch,
-            self.metric,
-            generate.then_some(&self.generation),
+            &self.eval.padding,
+            self.eval.batch,
+            self.eval.metric,
+            generate.then_some(&self.eval.generation),
         )?;
         let (loss, rewards) = self.evaluate_pairs(model)?;
         Ok(Evaluation {
@@ -407,7 +391,7 @@ impl Objective for Dpo<'_> {
     }
 
     fn write_predictions(&self, path: &Path, evaluation: &Evaluation) -> Result<()> {
-        write_predictions(path, self.metric, &evaluation.predictions)
+        write_predictions(path, self.eval.metric, &evaluation.predictions)
     }
 
     fn save_first_batch(&self, path: &Path, settings: &LoopSettings) -> Result<()> {
@@ -421,7 +405,7 @@ impl Objective for Dpo<'_> {
             .chain(first.iter().map(|&i| self.rejected.train[i].clone()))
             .collect();
         let all: Vec<usize> = (0..samples.len()).collect();
-        let batch = collate(&samples, &all, &self.eval_padding);
+        let batch = collate(&samples, &all, &self.eval.padding);
         Ok(ferrotune_data::save_first_batch(
             &batch,
             self.tokenizer,

@@ -93,6 +93,38 @@ pub struct Inputs<'a> {
     pub generation: GenerationConfig,
 }
 
+/// How an objective evaluates, read from the config the same way for every problem type: the metric, the
+/// evaluation batches and the generation settings of generated answers.
+pub struct EvalSettings {
+    pub metric: Metric,
+    pub padding: ferrotune_data::batch::PadOptions,
+    pub batch: usize,
+    pub generation: GenerationConfig,
+}
+
+impl EvalSettings {
+    /// The evaluation of `inputs` (the metric must be one this release computes).
+    pub fn of(inputs: &Inputs) -> Result<Self> {
+        let cfg = inputs.config;
+        let metric = Metric::from_config(cfg.prediction.metric).ok_or_else(|| {
+            crate::error::Error::Setting(format!(
+                "`prediction.metric: {}` cannot be computed in this release",
+                cfg.prediction.metric
+            ))
+        })?;
+        let data_settings = ferrotune_data::DatasetSettings::from_experiment(cfg);
+        Ok(EvalSettings {
+            metric,
+            padding: ferrotune_data::batch::PadOptions::eval(&data_settings, inputs.tokenizer)?,
+            batch: match cfg.prediction.batch_size_inference {
+                0 => inputs.settings.batch_size,
+                n => n as usize,
+            },
+            generation: inputs.generation.clone(),
+        })
+    }
+}
+
 /// The objective of the config's `problem_type`.
 pub fn for_problem<'a>(inputs: Inputs<'a>) -> Result<Box<dyn Objective + 'a>> {
     match inputs.config.problem_type {
