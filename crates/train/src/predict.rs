@@ -59,13 +59,14 @@ pub fn predict(request: &PredictRequest, progress: PredictProgress) -> Result<Pr
     let partial = partial_path(request.output);
     let mut out = Output::create(&partial, &input)?;
     let total = input.prompts.len();
+    let generation = prediction_config(cfg, &backbone);
     let mut tokens = 0;
     progress(0, total);
     for (k, batch) in input.prompts.chunks(request.batch_size.max(1)).enumerate() {
         for prompt in batch {
             let (text, n) = match cfg.problem_type {
                 ProblemType::TextCausalLanguageModeling | ProblemType::TextDpoModeling => {
-                    generated(&backbone, cfg, &prompt.ids)?
+                    generated(&backbone, &generation, &prompt.ids)?
                 }
             };
             tokens += n;
@@ -93,15 +94,14 @@ pub fn predict(request: &PredictRequest, progress: PredictProgress) -> Result<Pr
 /// The answer generated for `prompt` and its token count.
 fn generated(
     backbone: &Backbone,
-    cfg: &ferrotune_config::Experiment,
+    generation: &ferrotune_model::GenerationConfig,
     prompt: &[u32],
 ) -> Result<(String, usize)> {
-    let generation = prediction_config(cfg, backbone);
     let out = generate(
         &backbone.model,
         &backbone.tokenizer,
         prompt,
-        &generation,
+        generation,
         &mut |_| {},
     )?;
     Ok((out.text.trim().to_string(), out.token_ids.len()))
