@@ -177,6 +177,12 @@ fn llamafactory_preference_pairs_import_and_show() {
         shown.contains("prompt: What is 2+2?") && shown.contains("answer: Four."),
         "{shown}"
     );
+    assert!(shown.contains("rejected: Five, I think."), "{shown}");
+    assert!(
+        shown.contains("preference pairs: 2 (0 with the rejected answer equal to the chosen one)"),
+        "{shown}"
+    );
+    assert!(shown.contains("rejected answer words"), "{shown}");
     let json: Value = serde_json::from_str(&h.ok(&["dataset", "show", "dpo", "--json"])).unwrap();
     assert_eq!(json["files"][0]["shape"], "llamafactory");
     let pairs = &json["train"]["statistics"]["preference"];

@@ -72,6 +72,14 @@ fn split(title: &str, s: &SplitInfo) -> Vec<String> {
     lines.extend(histogram("prompt words", &st.prompt_words));
     lines.extend(histogram("answer words", &st.answer_words));
     lines.extend(histogram("conversation words", &st.conversation_words));
+    if let Some(pairs) = &st.preference {
+        lines.push(format!(
+            "  preference pairs: {} ({} with the rejected answer equal to the chosen one)",
+            pairs.rows, pairs.identical
+        ));
+        lines.extend(histogram("chosen answer words", &pairs.chosen_words));
+        lines.extend(histogram("rejected answer words", &pairs.rejected_words));
+    }
     lines.push(format!(
         "  empty canonical values: system {}, prompt {}, answer {}",
         st.empty.system, st.empty.prompt, st.empty.answer
@@ -159,6 +167,9 @@ pub fn sample(rows: &[CanonicalRow]) -> Vec<String> {
         }
         lines.push(format!("  prompt: {}", indent(&r.prompt)));
         lines.push(format!("  answer: {}", indent(&r.answer)));
+        if let Some(rejected) = r.rejected.as_deref().filter(|t| !t.is_empty()) {
+            lines.push(format!("  rejected: {}", indent(rejected)));
+        }
     }
     lines
 }
