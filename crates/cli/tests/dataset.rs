@@ -153,6 +153,58 @@ fn import_list_show_merge_delete() {
 }
 
 #[test]
+fn pairs_with_columns_of_their_own_names_import_with_rejected_column() {
+    let h = Home::new();
+    let file = h.file(
+        "own.csv",
+        "question,good,bad\nWhat is 2+2?,Four.,Five.\nCapital of France?,Paris.,Lyon.\n",
+    );
+    let out = h.ok(&[
+        "dataset",
+        "import",
+        &file,
+        "--name",
+        "own",
+        "--prompt-column",
+        "question",
+        "--answer-column",
+        "good",
+        "--rejected-column",
+        "bad",
+    ]);
+    assert!(out.contains("preference (flat)"), "{out}");
+    let table = std::fs::read_to_string(h.root().join("datasets/own/train.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(table.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (
+            first["chosen_response"].as_str(),
+            first["rejected_response"].as_str()
+        ),
+        (Some("Four."), Some("Five."))
+    );
+    // A rejected column that is not there is named with its flag.
+    let err = h.run(&[
+        "dataset",
+        "import",
+        &file,
+        "--name",
+        "own2",
+        "--prompt-column",
+        "question",
+        "--answer-column",
+        "good",
+        "--rejected-column",
+        "worse",
+    ]);
+    assert!(!err.status.success());
+    let text = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        text.contains("worse") && text.contains("--rejected-column"),
+        "{text}"
+    );
+}
+
+#[test]
 fn llamafactory_preference_pairs_import_and_show() {
     let h = Home::new();
     let pairs = serde_json::json!([

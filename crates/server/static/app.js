@@ -645,6 +645,7 @@ pages["dataset-new"] = () => {
       opts($("#map-system"), p.guess.system, true);
       opts($("#map-id"), p.guess.id, true);
       opts($("#map-parent"), p.guess.parent_id, true);
+      opts($("#map-rejected"), p.guess.rejected, true);
       mapping.hidden = false;
       $("#map-prompt").focus();
     } catch (e) { flash(e.message, true); }
@@ -661,7 +662,7 @@ pages["dataset-new"] = () => {
     } catch (e) { flash(e.message, true); return; }
     const body = { name, ...chosen, validation, mapping: {
       prompt: [...$("#map-prompt").selectedOptions].map(o => o.value), answer: $("#map-answer").value, system: $("#map-system").value,
-      id: $("#map-id").value, parent_id: $("#map-parent").value, shape: $("#map-shape").value } };
+      id: $("#map-id").value, parent_id: $("#map-parent").value, rejected: $("#map-rejected").value, shape: $("#map-shape").value } };
     try { const info = await api("POST", "/api/datasets", body); location.href = `/datasets/${enc(info.name)}`; }
     catch (e) { flash(e.message, true); }
   });

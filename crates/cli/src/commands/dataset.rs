@@ -99,17 +99,22 @@ pub struct MappingArgs {
     /// Column with the id of the previous turn (chains the rows of a flat file into conversations).
     #[arg(long = "parent-id-column", value_name = "COLUMN")]
     parent_id: Option<String>,
+    /// Rejected answer column of preference pairs (the answer column is then the chosen one); recognised by name
+    /// (`rejected`, `rejected_response`) when not given.
+    #[arg(long = "rejected-column", value_name = "COLUMN")]
+    rejected: Option<String>,
 }
 
 impl MappingArgs {
     /// The flag of each mapping setting, named as the library's errors name it.
-    const FLAGS: [(&'static str, &'static str); 6] = [
+    const FLAGS: [(&'static str, &'static str); 7] = [
         ("mapping.shape", "--format"),
         ("mapping.prompt", "--prompt-column"),
         ("mapping.answer", "--answer-column"),
         ("mapping.system", "--system-column"),
         ("mapping.id", "--id-column"),
         ("mapping.parent_id", "--parent-id-column"),
+        ("mapping.rejected", "--rejected-column"),
     ];
 
     fn mapping(self) -> Mapping {
@@ -120,6 +125,7 @@ impl MappingArgs {
             system: self.system,
             id: self.id,
             parent_id: self.parent_id,
+            rejected: self.rejected,
         }
     }
 }

@@ -23,6 +23,7 @@ pub fn guess_mapping(columns: &[String]) -> Mapping {
             system: plan.system,
             id: plan.id,
             parent_id: plan.parent_id,
+            rejected: None,
         },
         // Named prompt and answer columns with a rejected column beside them import as pairs again.
         Shape::Preference if plan.history.is_none() => Mapping {
@@ -32,6 +33,7 @@ pub fn guess_mapping(columns: &[String]) -> Mapping {
             system: plan.system,
             id: plan.id,
             parent_id: plan.parent_id,
+            rejected: plan.rejected,
         },
         Shape::Alpaca if plan.history.is_none() => Mapping {
             shape: None,
@@ -40,6 +42,7 @@ pub fn guess_mapping(columns: &[String]) -> Mapping {
             system: plan.system,
             id: None,
             parent_id: None,
+            rejected: None,
         },
         shape @ (Shape::Alpaca
         | Shape::ShareGpt

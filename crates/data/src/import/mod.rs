@@ -117,6 +117,8 @@ pub struct Mapping {
     pub id: Option<String>,
     /// Parent id column (flat files): chains rows into conversations.
     pub parent_id: Option<String>,
+    /// Rejected answer column (preference pairs; `answer` is then the chosen one); naming it makes the file pairs.
+    pub rejected: Option<String>,
 }
 
 impl Mapping {
@@ -124,7 +126,8 @@ impl Mapping {
     pub fn canonical_preference() -> Mapping {
         Mapping {
             shape: Some(Shape::Preference),
-            answer: Some("chosen_response".into()),
+            answer: Some(PREFERENCE_COLUMNS[4].into()),
+            rejected: Some(PREFERENCE_COLUMNS[5].into()),
             ..Mapping::canonical()
         }
     }
@@ -138,6 +141,7 @@ impl Mapping {
             system: Some("system".into()),
             id: Some("id".into()),
             parent_id: Some("parent_id".into()),
+            rejected: None,
         }
     }
 }
@@ -240,6 +244,8 @@ impl Converter {
                         });
                     }
                     self.preference = Some(pairs);
+                    // Named columns are checked before any row is read by them.
+                    check_named(path, &p, columns)?;
                     plan.insert(p)
                 }
             };

@@ -199,6 +199,7 @@ pub(crate) fn plan(
     let flat_flags = !mapping.prompt.is_empty() || mapping.answer.is_some();
     let shape = match mapping.shape {
         Some(shape) => shape,
+        None if mapping.rejected.is_some() => Shape::Preference,
         // Named columns are flat ones; a rejected answer column the user did not name as one of them makes pairs.
         None if flat_flags || mapping.parent_id.is_some() => match first_of(columns, &REJECTED) {
             Some(r) if !mapping.prompt.contains(&r) && mapping.answer.as_ref() != Some(&r) => {
@@ -274,11 +275,15 @@ pub(crate) fn plan(
                 first_of(columns, &CHOSEN).ok_or_else(|| missing("chosen", "mapping.answer"))?
             }
         });
-        plan.rejected = Some(
-            first_of(columns, &REJECTED)
+        plan.rejected = Some(match &mapping.rejected {
+            Some(r) => {
+                plan.named.push((r.clone(), "mapping.rejected"));
+                r.clone()
+            }
+            None => first_of(columns, &REJECTED)
                 .filter(|r| plan.answer.as_ref() != Some(r))
-                .ok_or_else(|| missing("rejected", "mapping.shape"))?,
-        );
+                .ok_or_else(|| missing("rejected", "mapping.rejected"))?,
+        });
         Ok(())
     };
     match shape {

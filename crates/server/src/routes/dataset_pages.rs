@@ -40,7 +40,11 @@ async fn dataset_new_page(Extension(csrf): Extension<Csrf>) -> Result<Html<Strin
     Ok(views::page(
         &csrf,
         "dataset_new.html",
-        minijinja::context! { title => "Import a dataset", nav => "datasets" },
+        minijinja::context! {
+            title => "Import a dataset",
+            nav => "datasets",
+            layouts => ferrotune_store::Shape::ALL.map(ferrotune_store::Shape::name).to_vec(),
+        },
     )?)
 }
 

@@ -197,6 +197,9 @@ pub struct MappingForm {
     pub id: String,
     #[serde(default)]
     pub parent_id: String,
+    /// Preference pairs: the rejected answer column.
+    #[serde(default)]
+    pub rejected: String,
 }
 
 impl MappingForm {
@@ -223,6 +226,7 @@ impl MappingForm {
             system: opt(&self.system),
             id: opt(&self.id),
             parent_id: opt(&self.parent_id),
+            rejected: opt(&self.rejected),
         })
     }
 }
