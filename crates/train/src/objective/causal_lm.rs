@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 
 use super::{EvalSettings, Inputs, MicroBatch, MicroStep, Objective};
 use crate::error::{Error, Result};
-use crate::eval::{evaluate, write_predictions, Evaluation, Metric};
+use crate::eval::{write_predictions, Evaluation, Metric};
 use crate::loss::{batch_loss_normalized, concatenate, unpadded_rows, LossKind, Normalization};
 use crate::trainer::{mix, packed_rows, LoopSettings};
 
@@ -143,15 +143,8 @@ impl Objective for CausalLm<'_> {
     }
 
     fn evaluate(&self, model: &Llama, generate: bool) -> Result<Evaluation> {
-        evaluate(
-            model,
-            self.tokenizer,
-            &self.data.validation,
-            &self.eval.padding,
-            self.eval.batch,
-            self.eval.metric,
-            generate.then_some(&self.eval.generation),
-        )
+        self.eval
+            .answers(model, self.tokenizer, &self.data.validation, generate)
     }
 
     fn write_predictions(&self, path: &Path, evaluation: &Evaluation) -> Result<()> {

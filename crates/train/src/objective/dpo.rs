@@ -28,7 +28,7 @@ use ferrotune_model::{ForwardOptions, Llama, Packing};
 
 use super::{EvalSettings, Inputs, MicroBatch, MicroStep, Objective};
 use crate::error::{Error, Result};
-use crate::eval::{evaluate, write_predictions, Evaluation, Metric};
+use crate::eval::{write_predictions, Evaluation, Metric};
 use crate::loss::{concatenate, labelled_positions, token_nll, IGNORE_INDEX};
 use crate::preference::{
     pair_loss, pair_loss_of_part, BatchNorm, PairLogps, PairLoss, PreferenceLoss,
@@ -373,15 +373,9 @@ impl Objective for Dpo<'_> {
     }
 
     fn evaluate(&self, model: &Llama, generate: bool) -> Result<Evaluation> {
-        let chosen = evaluate(
-            model,
-            self.tokenizer,
-            &self.data.validation,
-            &self.eval.padding,
-            self.eval.batch,
-            self.eval.metric,
-            generate.then_some(&self.eval.generation),
-        )?;
+        let chosen = self
+            .eval
+            .answers(model, self.tokenizer, &self.data.validation, generate)?;
         let (loss, rewards) = self.evaluate_pairs(model)?;
         Ok(Evaluation {
             loss,

@@ -123,6 +123,25 @@ impl EvalSettings {
             generation: inputs.generation.clone(),
         })
     }
+
+    /// Evaluates `model` on the answers of `samples` with these settings (generating them when `generate`).
+    pub fn answers(
+        &self,
+        model: &Llama,
+        tokenizer: &TextTokenizer,
+        samples: &[ferrotune_data::Sample],
+        generate: bool,
+    ) -> Result<Evaluation> {
+        crate::eval::evaluate(
+            model,
+            tokenizer,
+            samples,
+            &self.padding,
+            self.batch,
+            self.metric,
+            generate.then_some(&self.generation),
+        )
+    }
 }
 
 /// The objective of the config's `problem_type`.
