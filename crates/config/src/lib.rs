@@ -47,10 +47,10 @@ pub use meta::{
 pub use names::{fresh_entropy, generate_name};
 pub use overrides::{apply_overrides, load_with_overrides, split_override_args};
 pub use schema::{
-    column_name, expand_path, Architecture, Augmentation, BackboneDtype, DataSampleChoice, Dataset,
-    Environment, Experiment, GridValues, LogStepSize, Logging, LoraModule, LossFunction, Metric,
-    MixedPrecisionDtype, Optimizer, Prediction, ProblemType, SaveCheckpoint, Schedule, Tokenizer,
-    Training, ValidationStrategy, NO_COLUMN,
+    column_name, expand_path, Architecture, Augmentation, BackboneDtype, Columns, DataSampleChoice,
+    Dataset, Environment, Experiment, GridValues, LogStepSize, Logging, LoraModule, LossFunction,
+    Metric, MixedPrecisionDtype, Optimizer, Prediction, ProblemType, SaveCheckpoint, Schedule,
+    Tokenizer, Training, ValidationStrategy, NO_COLUMN,
 };
 /// The YAML value type used for defaults, `get` and `set`.
 pub use serde_yaml_ng::Value;

@@ -24,7 +24,36 @@ impl ProblemType {
                 ("training.loss_function", Value::from("DPOLoss")),
                 ("training.gradient_clip", Value::from(10.0)),
             ],
+            ProblemType::TextCausalClassificationModeling => {
+                let mut all = Self::head_defaults();
+                all.push((
+                    "training.loss_function",
+                    Value::from("BinaryCrossEntropyLoss"),
+                ));
+                all.push(("prediction.metric", Value::from("AUC")));
+                all
+            }
+            ProblemType::TextCausalRegressionModeling => {
+                let mut all = Self::head_defaults();
+                all.push(("training.loss_function", Value::from("MSELoss")));
+                all.push(("prediction.metric", Value::from("MSE")));
+                all
+            }
         }
+    }
+
+    /// What classification and regression share (H2O LLM Studio's defaults): the label in `label`, and the
+    /// sample is the prompt alone — no markers, no EOS — so its last token is the prompt's own.
+    fn head_defaults() -> Vec<(&'static str, Value)> {
+        vec![
+            ("dataset.answer_column", Value::from("label")),
+            ("dataset.text_system_start", Value::from("")),
+            ("dataset.text_prompt_start", Value::from("")),
+            ("dataset.text_answer_separator", Value::from("")),
+            ("dataset.add_eos_token_to_system", Value::from(false)),
+            ("dataset.add_eos_token_to_prompt", Value::from(false)),
+            ("dataset.add_eos_token_to_answer", Value::from(false)),
+        ]
     }
 
     /// The default of `setting` for this type.
@@ -51,6 +80,10 @@ impl ProblemType {
                 L::SimPoLoss,
                 L::OrpoLoss,
             ],
+            ProblemType::TextCausalClassificationModeling => {
+                &[L::BinaryCrossEntropyLoss, L::CrossEntropyLoss]
+            }
+            ProblemType::TextCausalRegressionModeling => &[L::MseLoss, L::MaeLoss],
         }
     }
 
@@ -61,15 +94,31 @@ impl ProblemType {
             ProblemType::TextCausalLanguageModeling | ProblemType::TextDpoModeling => {
                 &[Metric::Perplexity, Metric::Bleu, Metric::Gpt]
             }
+            ProblemType::TextCausalClassificationModeling => {
+                &[Metric::Auc, Metric::Accuracy, Metric::LogLoss]
+            }
+            ProblemType::TextCausalRegressionModeling => &[Metric::Mse, Metric::Mae],
         }
     }
 
     /// Whether the type needs `training.lora`: DPO's reference model is the backbone with its adapters off.
     pub fn needs_adapters(self) -> bool {
         match self {
-            ProblemType::TextCausalLanguageModeling => false,
+            ProblemType::TextCausalLanguageModeling
+            | ProblemType::TextCausalClassificationModeling
+            | ProblemType::TextCausalRegressionModeling => false,
             ProblemType::TextDpoModeling => true,
         }
+    }
+
+    /// Whether the type trains a linear head on the last token's hidden state (and reads its labels from the
+    /// answer columns) rather than generating answers.
+    pub fn has_head(self) -> bool {
+        matches!(
+            self,
+            ProblemType::TextCausalClassificationModeling
+                | ProblemType::TextCausalRegressionModeling
+        )
     }
 }
 
@@ -148,6 +197,22 @@ pub(crate) fn check(cfg: &Experiment, report: &mut Report) {
             .with_help("set `training.lora: true`"),
         );
     }
+    let answers = cfg.dataset.answer_column.named();
+    if !pt.has_head() && answers.len() > 1 {
+        report.error(
+            Issue::new(
+                "dataset.answer_column",
+                format!(
+                    "names {} columns; `problem_type: {pt}` learns one answer",
+                    answers.len()
+                ),
+            )
+            .with_help("name one column (several are for classification and regression targets)"),
+        );
+    }
+    if pt == ProblemType::TextCausalClassificationModeling {
+        check_classes(cfg, answers.len(), report);
+    }
     if pt == ProblemType::TextDpoModeling {
         let d = &cfg.dataset;
         if d.rejected_answer_column_name().is_none() {
@@ -168,6 +233,35 @@ pub(crate) fn check(cfg: &Experiment, report: &mut Report) {
                 .with_help("the rejected answers need a column of their own"),
             );
         }
+    }
+}
+
+/// Classification: `num_classes` against the loss and the label columns.
+fn check_classes(cfg: &Experiment, columns: usize, report: &mut Report) {
+    let classes = cfg.dataset.num_classes as usize;
+    let issue = |message: String, help: &str| {
+        Issue::new("dataset.num_classes", message).with_help(help.to_string())
+    };
+    match cfg.training.loss_function {
+        LossFunction::CrossEntropyLoss if columns > 1 => report.error(issue(
+            format!("`CrossEntropyLoss` takes one label column; `dataset.answer_column` names {columns}"),
+            "several 0/1 label columns are multilabel: use `BinaryCrossEntropyLoss` with `num_classes` equal to their number",
+        )),
+        LossFunction::CrossEntropyLoss if classes < 2 => report.error(issue(
+            format!("is {classes}; `CrossEntropyLoss` needs at least 2 classes"),
+            "set `dataset.num_classes` to the number of classes, or use `BinaryCrossEntropyLoss` for 0/1 labels",
+        )),
+        LossFunction::BinaryCrossEntropyLoss if columns > 1 && classes != columns => {
+            report.error(issue(
+                format!("is {classes}, but `dataset.answer_column` names {columns} label columns (multilabel: one class per column)"),
+                "set `dataset.num_classes` to the number of label columns",
+            ))
+        }
+        LossFunction::BinaryCrossEntropyLoss if columns <= 1 && classes > 1 => report.error(issue(
+            format!("is {classes}; `BinaryCrossEntropyLoss` on one label column is binary (0/1 labels, `num_classes: 1`)"),
+            "for one label out of several classes use `CrossEntropyLoss`; for several 0/1 labels name one column per class",
+        )),
+        _ => {}
     }
 }
 

@@ -75,10 +75,7 @@ fn strings_as_typed() {
         "response",
     ]);
     assert_eq!(
-        (
-            cfg.llm_backbone.as_str(),
-            cfg.dataset.answer_column.as_str()
-        ),
+        (cfg.llm_backbone.as_str(), cfg.dataset.answer_column.first()),
         ("models/x.gguf", "response")
     );
 }

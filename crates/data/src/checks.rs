@@ -28,6 +28,8 @@ pub fn check_columns(settings: &DatasetSettings) -> Result<()> {
 pub(crate) struct Columns {
     pub prompt: Vec<usize>,
     pub answer: usize,
+    /// Classification and regression: the label or target columns.
+    pub targets: Vec<usize>,
     /// Preference pairs: the rejected answer's column and, if set, its prompt's.
     pub rejected: Option<(usize, Option<usize>)>,
     pub system: Option<usize>,
@@ -53,6 +55,14 @@ pub(crate) fn resolve_columns(table: &Table, settings: &DatasetSettings) -> Resu
         .map(|c| find(c, "prompt_column"))
         .collect::<Result<Vec<_>>>()?;
     let answer = find(&settings.answer_column, "answer_column")?;
+    let targets = match &settings.targets {
+        Some(t) => t
+            .columns
+            .iter()
+            .map(|c| find(c, "answer_column"))
+            .collect::<Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
     let rejected = match &settings.rejected_answer_column {
         Some(name) => Some((
             find(name, "rejected_answer_column")?,
@@ -78,6 +88,7 @@ pub(crate) fn resolve_columns(table: &Table, settings: &DatasetSettings) -> Resu
     Ok(Columns {
         prompt,
         answer,
+        targets,
         rejected,
         system,
         chain,

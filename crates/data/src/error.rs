@@ -6,6 +6,16 @@ use std::path::PathBuf;
 /// end with a `help:` line when there is a fix.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("dataset `{}`, {at}: the label column `{column}` {message}\nhelp: {help}", path.display())]
+    Label {
+        path: PathBuf,
+        /// Where: `line 3`, `row 7`, or `every training row`.
+        at: String,
+        column: String,
+        message: String,
+        help: String,
+    },
+
     #[error("cannot read `{path}`: {source}")]
     Io {
         path: PathBuf,

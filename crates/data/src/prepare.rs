@@ -10,6 +10,7 @@ use crate::conversation::{self, Conversations, Turn};
 use crate::dataset::read_table;
 use crate::error::{Error, Result};
 use crate::format::{Encoder, Sample, TurnIds};
+use crate::labels::{self, RawLabels, Targets};
 use crate::settings::{DatasetSettings, ValidationStrategy};
 use crate::split::{self, Rng, STREAM_AUGMENT, STREAM_SAMPLE_TRAIN, STREAM_SAMPLE_VALIDATION};
 use crate::table::Table;
@@ -28,6 +29,8 @@ pub struct PreparedData {
     /// `validation`, index by index — the same conversation whose last turn has the rejected answer (and the
     /// rejected prompt, if set); earlier turns keep their chosen answers.
     pub rejected: Option<Rejected>,
+    /// Classification and regression (`DatasetSettings::targets` set): each sample's labels or target values.
+    pub targets: Option<Targets>,
 }
 
 /// The rejected halves of preference pairs, aligned with [`PreparedData::train`] and [`PreparedData::validation`].
@@ -131,7 +134,7 @@ pub fn prepare(settings: &DatasetSettings, tokenizer: &TextTokenizer) -> Result<
             groups
         }
     };
-    let (train, validation) = match settings.validation_strategy {
+    let (train, validation, targets) = match settings.validation_strategy {
         ValidationStrategy::Automatic => {
             if train_source.n_groups < 2 {
                 return Err(Error::Split {
@@ -153,7 +156,14 @@ pub fn prepare(settings: &DatasetSettings, tokenizer: &TextTokenizer) -> Result<
                 augmenting.then_some(&mut train_epochs),
             )?;
             let validation = side(&train_source, &sample(val_groups, true), &encoder, None)?;
-            (train, validation)
+            let targets = side_targets(
+                settings,
+                &train_source,
+                &train.0,
+                &train_source,
+                &validation.0,
+            )?;
+            (train, validation, targets)
         }
         ValidationStrategy::Custom => {
             let path = settings
@@ -173,7 +183,14 @@ pub fn prepare(settings: &DatasetSettings, tokenizer: &TextTokenizer) -> Result<
                 &encoder,
                 None,
             )?;
-            (train, validation)
+            let targets = side_targets(
+                settings,
+                &train_source,
+                &train.0,
+                &val_source,
+                &validation.0,
+            )?;
+            (train, validation, targets)
         }
     };
     let (train, train_stats, train_rejected) = train;
@@ -182,7 +199,8 @@ pub fn prepare(settings: &DatasetSettings, tokenizer: &TextTokenizer) -> Result<
         (Some(train), Some(validation)) => Some(Rejected { train, validation }),
         _ => None,
     };
-    if train.iter().all(|s| s.label_count() == 0) {
+    // A head's labels are the targets; the samples' token labels are not trained on.
+    if targets.is_none() && train.iter().all(|s| s.label_count() == 0) {
         return Err(Error::NoTrainableLabels {
             samples: train.len(),
             help: "the answers are empty or cut off: raise `dataset.max_length`, set `dataset.add_eos_token_to_answer` to true (each answer then ends in a labelled EOS), or set `dataset.mask_prompt_labels` to false".into(),
@@ -227,7 +245,34 @@ pub fn prepare(settings: &DatasetSettings, tokenizer: &TextTokenizer) -> Result<
         },
         train_epochs: augmenting.then_some(train_epochs),
         rejected,
+        targets,
     })
+}
+
+/// The head's targets of both sides, when the settings have label columns.
+fn side_targets(
+    settings: &DatasetSettings,
+    train_source: &Source,
+    train: &[Sample],
+    validation_source: &Source,
+    validation: &[Sample],
+) -> Result<Option<Targets>> {
+    let Some(target_settings) = &settings.targets else {
+        return Ok(None);
+    };
+    fn raw<'a>(source: &'a Source, samples: &'a [Sample]) -> RawLabels<'a> {
+        RawLabels {
+            table: &source.table,
+            columns: &source.cols.targets,
+            samples,
+        }
+    }
+    labels::targets(
+        target_settings,
+        &raw(train_source, train),
+        &raw(validation_source, validation),
+    )
+    .map(Some)
 }
 
 /// One side's samples, their counts, and with preference pairs the rejected sample of each.

@@ -37,6 +37,8 @@ pub struct DatasetSettings {
     pub rejected_answer_column: Option<String>,
     /// Preference pairs: the column of the rejected answer's prompt (the chosen one's prompt when unset).
     pub rejected_prompt_column: Option<String>,
+    /// Classification and regression: the label or target columns (the answer columns) and how they are read.
+    pub targets: Option<crate::labels::TargetSettings>,
     /// Column with the id of the previous turn; chains rows into conversations.
     pub parent_id_column: Option<String>,
     /// Column with each row's id (`id` when unset and `parent_id_column` is set).
@@ -100,7 +102,8 @@ impl DatasetSettings {
             system_column: column(&d.system_column),
             prompt_column: d.prompt_column.clone(),
             prompt_column_separator: d.prompt_column_separator.clone(),
-            answer_column: d.answer_column.clone(),
+            answer_column: d.answer_column.first().to_string(),
+            targets: targets(cfg),
             rejected_answer_column: pairs.then(|| column(&d.rejected_answer_column)).flatten(),
             rejected_prompt_column: pairs.then(|| column(&d.rejected_prompt_column)).flatten(),
             parent_id_column: column(&d.parent_id_column),
@@ -124,6 +127,30 @@ impl DatasetSettings {
             workers: cfg.environment.number_of_workers as usize,
         }
     }
+}
+
+/// The head's labels of a classification or regression config (see [`crate::labels`]).
+fn targets(cfg: &ferrotune_config::Experiment) -> Option<crate::labels::TargetSettings> {
+    use crate::labels::{TargetKind, TargetSettings};
+    use ferrotune_config::{LossFunction, ProblemType};
+    let kind = match cfg.problem_type {
+        ProblemType::TextCausalClassificationModeling => match cfg.training.loss_function {
+            LossFunction::CrossEntropyLoss => TargetKind::Classes(cfg.dataset.num_classes as usize),
+            _ => TargetKind::Binary,
+        },
+        ProblemType::TextCausalRegressionModeling => TargetKind::Values,
+        ProblemType::TextCausalLanguageModeling | ProblemType::TextDpoModeling => return None,
+    };
+    Some(TargetSettings {
+        columns: cfg
+            .dataset
+            .answer_column
+            .named()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        kind,
+    })
 }
 
 /// The default system column, which a file may lack.

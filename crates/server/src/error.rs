@@ -273,6 +273,7 @@ fn data_class(e: &ferrotune_data::Error) -> Class {
         | E::MissingColumn { .. }
         | E::EmptyAnswers { .. }
         | E::NoPreference { .. }
+        | E::Label { .. }
         | E::DuplicateId { .. }
         | E::MissingParent { .. }
         | E::ParentCycle { .. }

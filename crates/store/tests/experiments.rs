@@ -250,7 +250,7 @@ fn a_dpo_plan_on_a_registered_dataset_of_pairs_reads_its_columns() {
         .unwrap();
     let d = &plan.experiments[0].config.dataset;
     assert_eq!(
-        (d.answer_column.as_str(), d.rejected_answer_column.as_str()),
+        (d.answer_column.first(), d.rejected_answer_column.as_str()),
         ("chosen_response", "rejected_response")
     );
 }

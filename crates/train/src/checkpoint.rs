@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use ferrotune_home::{atomic, RunDir};
-use ferrotune_model::lora::LoraSpec;
-use ferrotune_model::Llama;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -34,13 +32,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Writes a checkpoint of `model`'s adapters, the optimizer and `state` into the run's `checkpoint/`: staged in
-/// a temporary sibling and swapped in whole (see [`ferrotune_home::atomic::replace_dir`]).
+/// Writes a checkpoint — the adapter (`save_adapter` writes it into the folder it is given), the optimizer and
+/// `state` — into the run's `checkpoint/`: staged in a temporary sibling and swapped in whole (see
+/// [`ferrotune_home::atomic::replace_dir`]).
 pub fn save(
     run: &RunDir,
-    model: &Llama,
-    spec: &LoraSpec,
-    base_model: &str,
+    save_adapter: &dyn Fn(&Path) -> Result<()>,
     optimizer: &Optimizer,
     state: &CheckpointState,
 ) -> Result<PathBuf> {
@@ -48,7 +45,7 @@ pub fn save(
     let tmp = atomic::temp_sibling(&final_dir);
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     let write = || -> Result<()> {
-        ferrotune_model::adapter::save_peft(model, spec, base_model, &tmp.join("adapter"))?;
+        save_adapter(&tmp.join("adapter"))?;
         let (tensors, _) = optimizer.state();
         let path = tmp.join("optimizer.safetensors");
         if tensors.is_empty() {

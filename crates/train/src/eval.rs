@@ -19,6 +19,12 @@ pub enum Metric {
     Perplexity,
     /// Mean sentence BLEU of generated answers; higher is better.
     Bleu,
+    /// The head metrics of classification and regression (see [`crate::scores`]).
+    Auc,
+    Accuracy,
+    LogLoss,
+    Mse,
+    Mae,
 }
 
 impl Metric {
@@ -29,6 +35,11 @@ impl Metric {
         match metric {
             M::Perplexity => Some(Metric::Perplexity),
             M::Bleu => Some(Metric::Bleu),
+            M::Auc => Some(Metric::Auc),
+            M::Accuracy => Some(Metric::Accuracy),
+            M::LogLoss => Some(Metric::LogLoss),
+            M::Mse => Some(Metric::Mse),
+            M::Mae => Some(Metric::Mae),
             M::Gpt => None,
         }
     }
@@ -38,6 +49,11 @@ impl Metric {
         match self {
             Metric::Perplexity => ferrotune_config::Metric::Perplexity,
             Metric::Bleu => ferrotune_config::Metric::Bleu,
+            Metric::Auc => ferrotune_config::Metric::Auc,
+            Metric::Accuracy => ferrotune_config::Metric::Accuracy,
+            Metric::LogLoss => ferrotune_config::Metric::LogLoss,
+            Metric::Mse => ferrotune_config::Metric::Mse,
+            Metric::Mae => ferrotune_config::Metric::Mae,
         }
     }
 
@@ -57,8 +73,10 @@ pub struct Prediction {
     pub prompt: String,
     pub target: String,
     pub prediction: String,
-    /// BLEU, or the sample's perplexity.
+    /// BLEU, or the sample's perplexity (NaN for the head metrics, which are not per sample).
     pub metric: f64,
+    /// Classification and regression: the head's probabilities or values (empty for answers).
+    pub outputs: Vec<f64>,
 }
 
 /// What an evaluation measured.
@@ -130,12 +148,15 @@ pub fn evaluate(
                         f64::NAN
                     }
                 }
+                // The head metrics are not metrics of answers.
+                _ => f64::NAN,
             };
             predictions.push(Prediction {
                 prompt: s.prompt_text.clone(),
                 target: s.answer_text.clone(),
                 prediction,
                 metric: value,
+                outputs: Vec::new(),
             });
         }
     }
@@ -144,7 +165,7 @@ pub fn evaluate(
         Metric::Bleu if !predictions.is_empty() => {
             predictions.iter().map(|p| p.metric).sum::<f64>() / predictions.len() as f64
         }
-        Metric::Bleu => f64::NAN,
+        _ => f64::NAN,
     };
     Ok(Evaluation {
         loss,

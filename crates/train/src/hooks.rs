@@ -92,6 +92,14 @@ pub(crate) struct RunHooks<'a, 'b> {
     pub(crate) last: Option<(f64, f64)>,
 }
 
+impl RunHooks<'_, '_> {
+    /// Saves the adapter into `dir`, with the objective's own weights (a head) beside it.
+    fn save_adapter(&self, model: &Llama, dir: &std::path::Path) -> Result<()> {
+        ferrotune_model::adapter::save_peft(model, &self.spec, &self.base_model, dir)?;
+        self.objective.save_own(dir)
+    }
+}
+
 impl Hooks for RunHooks<'_, '_> {
     fn evaluate(&mut self, model: &Llama, pos: Position, epoch: f64) -> Result<()> {
         let last_eval = pos.micro_step == self.total_micro_steps;
@@ -130,17 +138,11 @@ impl Hooks for RunHooks<'_, '_> {
         if pos.micro_step > 0 && self.best.is_none_or(|(b, _)| metric.better(ev.metric, b)) {
             self.best = Some((ev.metric, pos.optimizer_step));
             if self.save == SaveCheckpoint::Best {
-                ferrotune_model::adapter::save_peft(
-                    model,
-                    &self.spec,
-                    &self.base_model,
-                    &self.files.run.adapter(),
-                )?;
+                self.save_adapter(model, &self.files.run.adapter())?;
             }
         }
         if self.save == SaveCheckpoint::EachEvaluationEpoch && pos.micro_step > 0 {
-            let dir = self.files.run.adapter_at_step(pos.optimizer_step);
-            ferrotune_model::adapter::save_peft(model, &self.spec, &self.base_model, &dir)?;
+            self.save_adapter(model, &self.files.run.adapter_at_step(pos.optimizer_step))?;
         }
         Ok(())
     }
@@ -159,9 +161,7 @@ impl Hooks for RunHooks<'_, '_> {
         };
         let path = checkpoint::save(
             &self.files.run,
-            model,
-            &self.spec,
-            &self.base_model,
+            &|dir| self.save_adapter(model, dir),
             optimizer,
             &state,
         )?;

@@ -19,6 +19,7 @@ pub mod divergence;
 pub mod error;
 pub mod eval;
 pub mod events;
+pub mod head;
 mod hooks;
 pub mod load;
 pub mod loss;
@@ -29,6 +30,7 @@ pub mod predict;
 pub mod preference;
 pub mod run;
 pub mod schedule;
+pub mod scores;
 pub mod settings;
 pub mod trainer;
 

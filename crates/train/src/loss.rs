@@ -33,7 +33,11 @@ impl From<ferrotune_config::LossFunction> for LossKind {
             | L::KtoPairLoss
             | L::CpoLoss
             | L::SimPoLoss
-            | L::OrpoLoss => Self::TokenAveraged,
+            | L::OrpoLoss
+            | L::BinaryCrossEntropyLoss
+            | L::CrossEntropyLoss
+            | L::MseLoss
+            | L::MaeLoss => Self::TokenAveraged,
         }
     }
 }

@@ -4,7 +4,10 @@
 //! never leaves a half file under the name asked for.
 //!
 //! What a prediction is depends on the problem type: the generated answer for causal language modelling and
-//! preference tuning (with the run's prediction settings: max new tokens, sampling, stop texts).
+//! preference tuning (with the run's prediction settings: max new tokens, sampling, stop texts); for
+//! classification the class (its name when the labels were names, else its index) with a `probability_<class>`
+//! column per class (per label column for multilabel, whose prediction lists the 0/1 labels); for regression
+//! the value, or one `prediction_<column>` per target column. Heads run a whole batch per forward pass.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,7 +18,9 @@ use ferrotune_home::{Home, RunDir};
 use ferrotune_model::{generate, Backbone, Device};
 
 use crate::error::{Error, Result};
+use crate::head::Head;
 use crate::load::TrainedModel;
+use crate::scores::Outputs;
 use crate::settings::prediction_config;
 
 /// The column a prediction is written to.
@@ -57,20 +62,47 @@ pub fn predict(request: &PredictRequest, progress: PredictProgress) -> Result<Pr
     let settings = DatasetSettings::from_experiment(cfg);
     let input = prediction_prompts(&settings, &backbone.tokenizer, request.input)?;
     let partial = partial_path(request.output);
-    let mut out = Output::create(&partial, &input)?;
+    let head = match cfg.problem_type {
+        ProblemType::TextCausalClassificationModeling
+        | ProblemType::TextCausalRegressionModeling => {
+            let dir = trained.adapter.as_deref().ok_or_else(|| {
+                Error::Setting(format!(
+                    "run `{}` has no trained head to predict with\nhelp: train it first (its `adapter/` holds the head)",
+                    request.run.root().display()
+                ))
+            })?;
+            Some(Head::load(dir)?)
+        }
+        ProblemType::TextCausalLanguageModeling | ProblemType::TextDpoModeling => None,
+    };
+    let mut out = Output::create(&partial, &input, &head_columns(head.as_ref()))?;
     let total = input.prompts.len();
     let generation = prediction_config(cfg, &backbone);
     let mut tokens = 0;
     progress(0, total);
     for (k, batch) in input.prompts.chunks(request.batch_size.max(1)).enumerate() {
-        for prompt in batch {
-            let (text, n) = match cfg.problem_type {
-                ProblemType::TextCausalLanguageModeling | ProblemType::TextDpoModeling => {
-                    generated(&backbone, &generation, &prompt.ids)?
+        match &head {
+            Some(head) => {
+                let rows: Vec<&[u32]> = batch.iter().map(|p| p.ids.as_slice()).collect();
+                let model = backbone.model.for_inference();
+                let outputs = head.forward(&model, &rows, Default::default())?;
+                for (prompt, values) in batch.iter().zip(head.read(&outputs)?) {
+                    tokens += prompt.ids.len();
+                    let mut record = vec![head_prediction(head, &values)];
+                    record.extend(values.iter().map(f64::to_string));
+                    if record.len() == 2 && head.mapping.loss.outputs() == Outputs::Values {
+                        record.pop();
+                    }
+                    out.row(&input, prompt.row, &record)?;
                 }
-            };
-            tokens += n;
-            out.row(&input, prompt.row, &text)?;
+            }
+            None => {
+                for prompt in batch {
+                    let (text, n) = generated(&backbone, &generation, &prompt.ids)?;
+                    tokens += n;
+                    out.row(&input, prompt.row, &[text])?;
+                }
+            }
         }
         out.flush()?;
         progress(
@@ -107,6 +139,46 @@ fn generated(
     Ok((out.text.trim().to_string(), out.token_ids.len()))
 }
 
+/// The columns a head adds after `prediction`: a probability per class or label, or a value per target when
+/// there are several.
+fn head_columns(head: Option<&Head>) -> Vec<String> {
+    let Some(head) = head else {
+        return Vec::new();
+    };
+    let m = &head.mapping;
+    match m.loss.outputs() {
+        Outputs::Values if m.outputs == 1 => Vec::new(),
+        Outputs::Values => (0..m.outputs)
+            .map(|k| format!("{PREDICTION_COLUMN}_{}", m.output_name(k)))
+            .collect(),
+        Outputs::Binary if m.columns.len() == 1 => {
+            vec![format!("probability_{}", m.output_name(1))]
+        }
+        _ => (0..m.outputs)
+            .map(|k| format!("probability_{}", m.output_name(k)))
+            .collect(),
+    }
+}
+
+/// The `prediction` of a head's outputs: the class, the 0/1 labels, or the value(s).
+fn head_prediction(head: &Head, values: &[f64]) -> String {
+    let m = &head.mapping;
+    match m.loss.outputs() {
+        Outputs::Classes => m.output_name(crate::scores::argmax(values)),
+        Outputs::Binary if m.columns.len() == 1 => m.output_name(usize::from(values[0] >= 0.5)),
+        Outputs::Binary => values
+            .iter()
+            .map(|&p| u8::from(p >= 0.5).to_string())
+            .collect::<Vec<_>>()
+            .join(";"),
+        Outputs::Values => values
+            .iter()
+            .map(f64::to_string)
+            .collect::<Vec<_>>()
+            .join(";"),
+    }
+}
+
 /// Where the output is written until it is complete.
 pub fn partial_path(output: &Path) -> PathBuf {
     let mut name = output.file_name().unwrap_or_default().to_os_string();
@@ -121,12 +193,15 @@ struct Output {
 }
 
 impl Output {
-    fn create(path: &Path, input: &PredictionInput) -> Result<Output> {
-        if input.table.columns.iter().any(|c| c == PREDICTION_COLUMN) {
-            return Err(Error::Setting(format!(
-                "`{}` already has a `{PREDICTION_COLUMN}` column\nhelp: rename or drop that column, so the predictions do not overwrite it",
-                input.table.path.display()
-            )));
+    fn create(path: &Path, input: &PredictionInput, extra: &[String]) -> Result<Output> {
+        let added = std::iter::once(PREDICTION_COLUMN).chain(extra.iter().map(String::as_str));
+        for name in added {
+            if input.table.columns.iter().any(|c| c == name) {
+                return Err(Error::Setting(format!(
+                    "`{}` already has a `{name}` column\nhelp: rename or drop that column, so the predictions do not overwrite it",
+                    input.table.path.display()
+                )));
+            }
         }
         let file = std::fs::File::create(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
@@ -138,16 +213,17 @@ impl Output {
         };
         let mut header = input.table.columns.clone();
         header.push(PREDICTION_COLUMN.to_string());
+        header.extend(extra.iter().cloned());
         out.write(&header)?;
         Ok(out)
     }
 
-    fn row(&mut self, input: &PredictionInput, row: usize, prediction: &str) -> Result<()> {
+    fn row(&mut self, input: &PredictionInput, row: usize, prediction: &[String]) -> Result<()> {
         let t = &input.table;
         let mut record: Vec<String> = (0..t.columns.len())
             .map(|c| t.text(row, c).to_string())
             .collect();
-        record.push(prediction.to_string());
+        record.extend(prediction.iter().cloned());
         self.write(&record)
     }
 

@@ -32,7 +32,12 @@ impl PreferenceLoss {
     pub fn from_config(loss: LossFunction) -> Option<Self> {
         use LossFunction as L;
         match loss {
-            L::TokenAveragedCrossEntropy | L::SampleAveragedCrossEntropy => None,
+            L::TokenAveragedCrossEntropy
+            | L::SampleAveragedCrossEntropy
+            | L::BinaryCrossEntropyLoss
+            | L::CrossEntropyLoss
+            | L::MseLoss
+            | L::MaeLoss => None,
             L::DpoLoss => Some(Self::Dpo),
             L::DpoHingeLoss => Some(Self::Hinge),
             L::DpoIpoLoss => Some(Self::Ipo),

@@ -156,20 +156,24 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
     let spec = lora_spec(cfg);
     let base_model = backbone_path.display().to_string();
     let start = start_position(request, files, &mut backbone, &spec)?;
-    let mut optimizer = Optimizer::new(
-        settings.optimizer,
-        trainer::trainable_params(&backbone.model, &settings),
-    );
-    if let Some((state, steps)) = start.optimizer {
-        optimizer.load_state(state, steps);
-    }
     let objective = objective::for_problem(Inputs {
         config: cfg,
         data: &data,
         tokenizer: &backbone.tokenizer,
         settings: &settings,
         generation: prediction_config(cfg, &backbone),
+        hidden_size: backbone.model.config().hidden_size,
     })?;
+    if let Some(dir) = &start.from {
+        objective.restore_own(dir)?;
+    }
+    let mut optimizer = Optimizer::new(
+        settings.optimizer,
+        trainer::trainable_params(&backbone.model, objective.own_params(), &settings),
+    );
+    if let Some((state, steps)) = start.optimizer {
+        optimizer.load_state(state, steps);
+    }
     objective.save_first_batch(&files.run.first_batch(), &settings)?;
     let plan = settings.plan(objective.units());
     let mut hooks = RunHooks {
@@ -215,6 +219,7 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
         )
     {
         ferrotune_model::adapter::save_peft(&backbone.model, &spec, &base_model, &run.adapter())?;
+        objective.save_own(&run.adapter())?;
     }
     Ok(RunSummary {
         output_dir: run.root().to_path_buf(),
@@ -286,6 +291,10 @@ fn prepare_data(
         // H2O's `train_validation_data`: train on the validation samples too (evaluation still uses them).
         let validation = data.validation.clone();
         data.train.extend(validation.iter().cloned());
+        if let Some(targets) = &mut data.targets {
+            let labels = targets.validation.clone();
+            targets.train.extend(labels);
+        }
         for epoch in data.train_epochs.iter_mut().flatten() {
             epoch.extend(validation.iter().cloned());
         }
@@ -307,6 +316,9 @@ struct Start {
     /// The optimizer's saved state and step count (when resuming).
     optimizer: Option<(std::collections::HashMap<String, candle_core::Tensor>, u64)>,
     best: Option<(f64, u64)>,
+    /// The adapter folder the weights came from (a checkpoint's, or `pretrained_weights`): where an
+    /// objective's own weights are restored from.
+    from: Option<PathBuf>,
 }
 
 /// Attaches the adapters: fresh (seeded), from `architecture.pretrained_weights`, or from the run's checkpoint
@@ -339,21 +351,33 @@ fn start_position(
             position: loaded.state.position,
             optimizer: Some((loaded.optimizer_state, loaded.state.optimizer_steps)),
             best: loaded.state.best_metric,
+            from: Some(loaded.adapter_dir),
         });
     }
+    let mut from = None;
     if cfg.architecture.pretrained_weights.trim().is_empty() {
         ferrotune_model::adapter::attach_lora(&mut backbone.model, spec, seed)?;
     } else {
         // Start from an earlier run's adapter (its folder or its output directory), with its own r/alpha.
-        let from = ferrotune_config::expand_path(&cfg.architecture.pretrained_weights);
-        let loaded = ferrotune_model::adapter::load_peft(&mut backbone.model, &from)?;
+        let earlier = ferrotune_config::expand_path(&cfg.architecture.pretrained_weights);
+        let loaded = ferrotune_model::adapter::load_peft(&mut backbone.model, &earlier)?;
         if loaded.r != spec.r || loaded.use_dora != spec.use_dora {
             return Err(Error::Setting(format!(
                 "`architecture.pretrained_weights` holds a LoRA adapter with r={} (DoRA: {}), the config asks for r={} (DoRA: {})\nhelp: set `training.lora_r` and `training.use_dora` to the adapter's values",
                 loaded.r, loaded.use_dora, spec.r, spec.use_dora
             )));
         }
-        files.log(format!("starting from the adapter in {}", from.display()));
+        files.log(format!(
+            "starting from the adapter in {}",
+            earlier.display()
+        ));
+        // A head saved with the adapter comes along (a run folder holds it in its `adapter/`).
+        let dir = if earlier.join("adapter").is_dir() {
+            earlier.join("adapter")
+        } else {
+            earlier
+        };
+        from = from_dir_with_head(&dir, cfg);
     }
     Ok(Start {
         position: Position {
@@ -362,7 +386,14 @@ fn start_position(
         },
         optimizer: None,
         best: None,
+        from,
     })
+}
+
+/// `dir`, when it holds a head a head objective can restore.
+fn from_dir_with_head(dir: &std::path::Path, cfg: &Experiment) -> Option<PathBuf> {
+    (cfg.problem_type.has_head() && dir.join(crate::head::LABEL_MAPPING_FILE).is_file())
+        .then(|| dir.to_path_buf())
 }
 
 /// How the decoder's linear weights are kept, in words (`int8`, `NF4`, `NF4 with double quantization`, or the

@@ -21,6 +21,28 @@ pub fn unsupported(cfg: &Experiment) -> Vec<Issue> {
     };
     match cfg.problem_type {
         ProblemType::TextCausalLanguageModeling => {}
+        ProblemType::TextCausalClassificationModeling
+        | ProblemType::TextCausalRegressionModeling => {
+            let head = format!("with `problem_type: {}`", cfg.problem_type);
+            no(
+                cfg.training.sample_packing,
+                "training.sample_packing",
+                &format!("is not available {head}: each batch already runs as one padding-free row; turn it off"),
+            );
+            no(
+                cfg.augmentation.skip_parent_probability > 0.0
+                    || cfg.augmentation.random_parent_probability > 0.0,
+                "augmentation.skip_parent_probability",
+                &format!(
+                    "the parent augmentations are not available {head}; set both probabilities to 0"
+                ),
+            );
+            no(
+                cfg.augmentation.token_mask_probability > 0.0,
+                "augmentation.token_mask_probability",
+                &format!("token masking is not available {head}; set it to 0"),
+            );
+        }
         ProblemType::TextDpoModeling => {
             let dpo = "with `problem_type: text_dpo_modeling`";
             no(
@@ -85,7 +107,9 @@ pub fn unsupported(cfg: &Experiment) -> Vec<Issue> {
 pub fn sequences_per_pass(cfg: &Experiment) -> usize {
     let batch = cfg.training.batch_size as usize;
     match cfg.problem_type {
-        ProblemType::TextCausalLanguageModeling => batch,
+        ProblemType::TextCausalLanguageModeling
+        | ProblemType::TextCausalClassificationModeling
+        | ProblemType::TextCausalRegressionModeling => batch,
         ProblemType::TextDpoModeling => match cfg.training.loss_function {
             ferrotune_config::LossFunction::KtoPairLoss => 2 * batch,
             _ => 2,

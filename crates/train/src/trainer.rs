@@ -116,10 +116,16 @@ pub fn mix(seed: u64, purpose: u64, index: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The trainable parameters of the model with their learning-rate multipliers.
-pub fn trainable_params(model: &Llama, settings: &LoopSettings) -> Vec<Param> {
+/// The trainable parameters — the model's adapters and `own` (an objective's head) — with their learning-rate
+/// multipliers.
+pub fn trainable_params(
+    model: &Llama,
+    own: Vec<(String, candle_core::Var)>,
+    settings: &LoopSettings,
+) -> Vec<Param> {
     ferrotune_model::adapter::lora_parameters(model)
         .into_iter()
+        .chain(own)
         .map(|(name, var)| {
             let differential = settings
                 .differential_learning_rate_layers

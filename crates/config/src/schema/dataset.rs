@@ -43,8 +43,10 @@ settings_struct! {
         prompt_column: Vec<String> = vec!["instruction".into(), "input".into()] => meta().label("Prompt columns");
         /// Text between the prompt columns.
         prompt_column_separator: String = "\n\n".into() => meta();
-        /// Column with the answer the model learns to give (DPO: the chosen answer).
-        answer_column: String = "output".into() => meta();
+        /// Column with the answer the model learns to give (DPO: the chosen answer; classification and regression: the label, or one column per label or target).
+        answer_column: Columns = "output".into() => meta();
+        /// Classification: the number of classes (1: binary, 0/1 labels; with several answer columns, one per column: multilabel).
+        num_classes: u32 = 1 => meta().min(1.0).max(100.0).when("problem_type", "text_causal_classification_modeling");
         /// DPO: column with the prompt of the rejected answer, or `None` for the same prompt as the chosen one.
         rejected_prompt_column: String = "None".into() => meta().when("problem_type", "text_dpo_modeling");
         /// DPO: column with the rejected answer (the one not preferred).
@@ -76,6 +78,67 @@ settings_struct! {
     }
 }
 
+/// One column or several (`answer_column`). YAML writes one column as a plain name, as H2O LLM Studio does
+/// (`answer_column: output`), and several as a list; both read back.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Columns(pub Vec<String>);
+
+impl Columns {
+    /// The column names, in order.
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+
+    /// The first column (the only one outside classification and regression), or `""`.
+    pub fn first(&self) -> &str {
+        self.0.first().map_or("", String::as_str)
+    }
+
+    /// The columns that name something (not empty, not `None`).
+    pub fn named(&self) -> Vec<&str> {
+        self.0.iter().filter_map(|c| column_name(c)).collect()
+    }
+}
+
+impl From<&str> for Columns {
+    fn from(name: &str) -> Self {
+        Columns(vec![name.to_string()])
+    }
+}
+
+impl From<String> for Columns {
+    fn from(name: String) -> Self {
+        Columns(vec![name])
+    }
+}
+
+impl PartialEq<&str> for Columns {
+    fn eq(&self, other: &&str) -> bool {
+        self.0.len() == 1 && self.0[0] == *other
+    }
+}
+
+impl std::fmt::Display for Columns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
+impl crate::value::SettingValue for Columns {
+    const KIND: crate::value::Kind = crate::value::Kind::List {
+        item: &crate::value::Kind::Text,
+    };
+    fn to_value(&self) -> serde_yaml_ng::Value {
+        match self.0.as_slice() {
+            [one] => serde_yaml_ng::Value::String(one.clone()),
+            all => crate::value::SettingValue::to_value(&all.to_vec()),
+        }
+    }
+    fn from_value(value: &serde_yaml_ng::Value) -> Result<Self, crate::value::Mismatch> {
+        <Vec<String> as crate::value::SettingValue>::from_value(value).map(Columns)
+    }
+}
+
 /// H2O LLM Studio's placeholder for "no column" in the optional column settings.
 pub const NO_COLUMN: &str = "None";
 
@@ -91,9 +154,9 @@ impl Dataset {
         column_name(&self.system_column)
     }
 
-    /// The answer column, if one is set (validation requires it).
+    /// The (first) answer column, if one is set (validation requires it).
     pub fn answer_column_name(&self) -> Option<&str> {
-        column_name(&self.answer_column)
+        column_name(self.answer_column.first())
     }
 
     /// The rejected-prompt column (DPO), if one is set.

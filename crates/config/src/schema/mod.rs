@@ -18,7 +18,7 @@ use serde_yaml_ng::Value;
 
 pub use architecture::{Architecture, BackboneDtype};
 pub use augmentation::Augmentation;
-pub use dataset::{column_name, DataSampleChoice, Dataset, ValidationStrategy, NO_COLUMN};
+pub use dataset::{column_name, Columns, DataSampleChoice, Dataset, ValidationStrategy, NO_COLUMN};
 pub use environment::{Environment, MixedPrecisionDtype};
 pub use logging::{LogStepSize, Logging};
 pub use prediction::{Metric, Prediction};
@@ -39,6 +39,10 @@ choice_enum! {
         TextCausalLanguageModeling = "text_causal_language_modeling",
         /// Preference tuning on pairs of a chosen and a rejected answer (DPO and its variants, ORPO).
         TextDpoModeling = "text_dpo_modeling",
+        /// A label (or several) per sample from a linear head on the last token's hidden state.
+        TextCausalClassificationModeling = "text_causal_classification_modeling",
+        /// A number (or several) per sample from a linear head on the last token's hidden state.
+        TextCausalRegressionModeling = "text_causal_regression_modeling",
     }
 }
 

@@ -13,6 +13,16 @@ choice_enum! {
         Bleu = "BLEU",
         /// An LLM judge scores the generated answers (a later release).
         Gpt = "GPT",
+        /// Classification: area under the ROC curve (macro one-vs-rest for several classes); higher is better.
+        Auc = "AUC",
+        /// Classification: share of samples whose most likely class is their label; higher is better.
+        Accuracy = "Accuracy",
+        /// Classification: mean negative log-likelihood of the labels; lower is better.
+        LogLoss = "LogLoss",
+        /// Regression: mean squared error; lower is better.
+        Mse = "MSE",
+        /// Regression: mean absolute error; lower is better.
+        Mae = "MAE",
     }
 }
 
@@ -48,8 +58,8 @@ impl Metric {
     /// Whether a larger value is better (BLEU, the judge's score) rather than a smaller one (perplexity).
     pub fn higher_is_better(self) -> bool {
         match self {
-            Metric::Perplexity => false,
-            Metric::Bleu | Metric::Gpt => true,
+            Metric::Perplexity | Metric::LogLoss | Metric::Mse | Metric::Mae => false,
+            Metric::Bleu | Metric::Gpt | Metric::Auc | Metric::Accuracy => true,
         }
     }
 

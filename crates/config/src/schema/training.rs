@@ -25,6 +25,14 @@ choice_enum! {
         SimPoLoss = "SimPOLoss",
         /// ORPO (Hong et al., 2024): the chosen answers' NLL plus β times an odds-ratio loss; no reference model.
         OrpoLoss = "ORPOLoss",
+        /// Classification: binary cross-entropy on each class's logit (binary and multilabel).
+        BinaryCrossEntropyLoss = "BinaryCrossEntropyLoss",
+        /// Classification: softmax cross-entropy over the classes (one label per sample).
+        CrossEntropyLoss = "CrossEntropyLoss",
+        /// Regression: mean squared error.
+        MseLoss = "MSELoss",
+        /// Regression: mean absolute error.
+        MaeLoss = "MAELoss",
     }
 }
 

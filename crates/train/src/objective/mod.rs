@@ -7,16 +7,19 @@
 
 mod causal_lm;
 pub mod dpo;
+mod head;
 
 use std::path::Path;
 
 use candle_core::backprop::GradStore;
+use candle_core::Var;
 use ferrotune_config::{Experiment, ProblemType};
 use ferrotune_data::{PreparedData, TextTokenizer};
 use ferrotune_model::{CheckpointGrads, GenerationConfig, Llama};
 
 pub use causal_lm::CausalLm;
 pub use dpo::Dpo;
+pub use head::HeadObjective;
 
 use crate::error::Result;
 use crate::eval::{Evaluation, Metric};
@@ -82,6 +85,22 @@ pub trait Objective {
 
     /// Writes the first training batch, decoded, for inspection (`first_batch.json`).
     fn save_first_batch(&self, path: &Path, settings: &LoopSettings) -> Result<()>;
+
+    /// Weights of its own trained beside the adapters (a classification head), with their names.
+    fn own_params(&self) -> Vec<(String, Var)> {
+        Vec::new()
+    }
+
+    /// Writes its own weights and files into `dir`, an adapter folder just saved (every copy of the adapter
+    /// carries them).
+    fn save_own(&self, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
+
+    /// Sets its own weights to those saved in `dir` (resuming, or starting from an earlier adapter).
+    fn restore_own(&self, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What an objective is built from.
@@ -91,6 +110,8 @@ pub struct Inputs<'a> {
     pub tokenizer: &'a TextTokenizer,
     pub settings: &'a LoopSettings,
     pub generation: GenerationConfig,
+    /// The backbone's hidden size (what a head reads).
+    pub hidden_size: usize,
 }
 
 /// How an objective evaluates, read from the config the same way for every problem type: the metric, the
@@ -149,5 +170,10 @@ pub fn for_problem<'a>(inputs: Inputs<'a>) -> Result<Box<dyn Objective + 'a>> {
     match inputs.config.problem_type {
         ProblemType::TextCausalLanguageModeling => Ok(Box::new(CausalLm::new(inputs)?)),
         ProblemType::TextDpoModeling => Ok(Box::new(Dpo::new(inputs)?)),
+        ProblemType::TextCausalClassificationModeling
+        | ProblemType::TextCausalRegressionModeling => {
+            let hidden = inputs.hidden_size;
+            Ok(Box::new(HeadObjective::new(inputs, hidden)?))
+        }
     }
 }
