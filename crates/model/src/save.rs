@@ -189,4 +189,36 @@ mod tests {
         assert_eq!(shard_plan(&[20, 4, 4, 30], 10), vec![0..1, 1..3, 3..4]);
         assert!(shard_plan(&[], 10).is_empty());
     }
+
+    #[test]
+    fn the_saved_config_says_float32_and_drops_the_quantization() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.json");
+        let write = |v: Value| std::fs::write(&path, v.to_string()).unwrap();
+        write(
+            json!({"torch_dtype": "bfloat16", "quantization_config": {"load_in_4bit": true},
+                     "tie_word_embeddings": true}),
+        );
+        let cfg = saved_config(tmp.path(), true).unwrap();
+        assert_eq!(
+            cfg,
+            json!({"torch_dtype": "float32", "tie_word_embeddings": false})
+        );
+        write(json!({"dtype": "float16", "tie_word_embeddings": true}));
+        let cfg = saved_config(tmp.path(), false).unwrap();
+        assert_eq!(
+            cfg,
+            json!({"dtype": "float32", "tie_word_embeddings": true})
+        );
+        write(json!({}));
+        assert_eq!(
+            saved_config(tmp.path(), false).unwrap(),
+            json!({"torch_dtype": "float32"})
+        );
+        write(json!([1]));
+        assert!(matches!(
+            saved_config(tmp.path(), false),
+            Err(Error::Json { .. })
+        ));
+    }
 }

@@ -237,8 +237,8 @@ fn sgd_step(vars: &[(String, Var)], grads: &[(String, Tensor)]) {
 fn an_sgd_step_on_the_variables_updates_the_model_as_in_torch() {
     for case in CASES {
         let (mut model, exp) = (load(case), expected(case));
-        let reference = model.frozen_copy().unwrap();
         let vars = model.train_all(&[]).unwrap();
+        let reference = model.frozen_copy().unwrap();
         let view = model.for_inference();
         let (_, grads) = loss_and_grads(&model, &vars, &exp, &ForwardOptions::default());
         sgd_step(&vars, &grads);
@@ -262,6 +262,12 @@ fn an_sgd_step_on_the_variables_updates_the_model_as_in_torch() {
         assert!(d <= 1e-5, "{case}: the inference view differs by {d}");
         let before = reference.forward(&exp.ids, None).unwrap();
         assert!(max_diff(&before, &exp.tensors["logits"]) <= 1e-4, "{case}");
+        for (name, weight) in reference.backbone_weights().unwrap() {
+            assert!(
+                !weight.track_op(),
+                "{case}: the frozen copy's {name} is tracked"
+            );
+        }
     }
 }
 
