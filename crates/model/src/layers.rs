@@ -119,9 +119,14 @@ impl Linear {
         self.bias.as_ref()
     }
 
-    /// The frozen weight `(out, in)`.
+    /// The weight `(out, in)` (frozen, or a trained variable under full fine-tuning).
     pub fn weight(&self) -> &LinearWeight {
         &self.weight
+    }
+
+    /// The weight and the bias, to be replaced in place (full fine-tuning swaps them for trained variables).
+    pub(crate) fn parts_mut(&mut self) -> (&mut LinearWeight, Option<&mut Tensor>) {
+        (&mut self.weight, self.bias.as_mut())
     }
 
     /// `x`: `(..., in)` → `(..., out)`, without dropout.

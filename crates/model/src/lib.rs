@@ -27,6 +27,7 @@ pub mod models;
 pub mod ops;
 pub mod quant;
 pub mod rope;
+pub mod save;
 pub mod score;
 pub mod threads;
 pub mod weights;
@@ -40,6 +41,7 @@ pub use ferrotune_data::{chat_template, tokenizer, ChatTemplate, Message, TextTo
 pub use generation::{generate, generate_until, FinishReason, Generation, GenerationConfig};
 pub use models::{CheckpointGrads, ForwardOptions, Llama, Packing};
 pub use quant::Quantization;
+pub use save::save_hf_folder;
 
 /// The error for a backbone without a chat template.
 pub fn chat_template_missing() -> Error {

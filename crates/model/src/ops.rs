@@ -16,6 +16,9 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     if crate::kernels::rms_norm::applies(x, weight) {
         return crate::kernels::rms_norm::rms_norm(x, weight, eps);
     }
+    if crate::kernels::rms_norm::applies_trainable(x, weight) {
+        return crate::kernels::rms_norm::rms_norm_trainable(x, weight, eps);
+    }
     if x.track_op() || weight.track_op() {
         return rms_norm_reference(x, weight, eps);
     }

@@ -1,8 +1,9 @@
 //! Gradient checkpointing for the decoder layers: the forward keeps only each layer's input; the backward
 //! recomputes the layer (same dropout seeds, so the same values) and backpropagates through it. candle has no
 //! hook for a sub-graph's backward, so a layer runs inside a custom op whose `bwd` does the recomputation; the
-//! gradients of the layer's adapters found there go to a shared [`CheckpointGrads`] store that the training
-//! loop adds to the main backward's gradients.
+//! gradients of the layer's trained variables found there (its adapters, and under full fine-tuning its own
+//! weights) go to a shared [`CheckpointGrads`] store that the training loop adds to the main backward's
+//! gradients.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use super::llama::{DecoderLayer, LayerStep};
 use crate::error::Result;
 use crate::kernels::attention::TokenLayout;
 
-/// Adapter gradients produced by recomputed layers, by tensor id.
+/// Gradients of the trained variables of recomputed layers (adapters, backbone weights), by tensor id.
 #[derive(Debug, Clone, Default)]
 pub struct CheckpointGrads(Arc<Mutex<HashMap<TensorId, Tensor>>>);
 
@@ -113,7 +114,8 @@ impl CustomOp1 for Checkpointed {
             .run(x.as_tensor())
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let grads = (y * grad.detach())?.sum_all()?.backward()?;
-        for var in self.layer.lora_vars() {
+        let vars = self.layer.lora_vars();
+        for var in vars.into_iter().chain(self.layer.backbone_vars()) {
             if let Some(g) = grads.get(var.as_tensor()) {
                 self.grads.add(&var, g.detach())?;
             }

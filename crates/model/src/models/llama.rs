@@ -22,8 +22,8 @@ use crate::weights::Weights;
 type Storage = (DType, Quantization);
 
 #[derive(Debug, Clone)]
-struct RmsNorm {
-    weight: Tensor,
+pub(super) struct RmsNorm {
+    pub(super) weight: Tensor,
     eps: f64,
 }
 
@@ -47,11 +47,11 @@ impl RmsNorm {
 }
 
 #[derive(Debug, Clone)]
-struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+pub(super) struct Attention {
+    pub(super) q_proj: Linear,
+    pub(super) k_proj: Linear,
+    pub(super) v_proj: Linear,
+    pub(super) o_proj: Linear,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -205,10 +205,10 @@ fn attention_mask(
 }
 
 #[derive(Debug, Clone)]
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+pub(super) struct Mlp {
+    pub(super) gate_proj: Linear,
+    pub(super) up_proj: Linear,
+    pub(super) down_proj: Linear,
 }
 
 impl Mlp {
@@ -258,10 +258,10 @@ pub(crate) struct LayerStep<'a> {
 
 #[derive(Debug, Clone)]
 pub(crate) struct DecoderLayer {
-    input_layernorm: RmsNorm,
-    self_attn: Attention,
-    post_attention_layernorm: RmsNorm,
-    mlp: Mlp,
+    pub(super) input_layernorm: RmsNorm,
+    pub(super) self_attn: Attention,
+    pub(super) post_attention_layernorm: RmsNorm,
+    pub(super) mlp: Mlp,
 }
 
 impl DecoderLayer {
@@ -345,7 +345,8 @@ pub struct ForwardOptions {
     /// Sample packing: several samples per row, attending only within themselves, positions restarting at 0.
     pub packing: Option<Packing>,
     /// Gradient checkpointing: keep only each layer's input and recompute the layer in the backward pass; the
-    /// adapters' gradients computed there are collected in this store (add them to the backward's).
+    /// gradients of the layers' trained variables (adapters, backbone weights under full fine-tuning) computed
+    /// there are collected in this store (add them to the backward's).
     pub checkpointing: Option<super::checkpointing::CheckpointGrads>,
 }
 
@@ -413,12 +414,12 @@ fn neftune_noise(x: &Tensor, alpha: f64, seed: u64) -> Result<Tensor> {
 #[derive(Debug, Clone)]
 pub struct Llama {
     cfg: ModelConfig,
-    embed_tokens: Tensor,
-    layers: Vec<DecoderLayer>,
-    norm: RmsNorm,
-    lm_head: Linear,
+    pub(super) embed_tokens: Tensor,
+    pub(super) layers: Vec<DecoderLayer>,
+    pub(super) norm: RmsNorm,
+    pub(super) lm_head: Linear,
     /// The LM head is the embedding's buffer (tied embeddings without an `lm_head.weight` on disk).
-    lm_head_shares_embedding: bool,
+    pub(super) lm_head_shares_embedding: bool,
     rotary: RotaryEmbedding,
     dtype: DType,
 }
@@ -541,12 +542,13 @@ impl Llama {
         (linears, other)
     }
 
-    /// A view of this model for inference: it shares every weight (adapters included, so it sees later
-    /// training steps) but computes its adapters from detached tensors, so a forward pass records no autograd
-    /// graph. Without it, each activation — and through the KV cache, every earlier step's — would stay alive
+    /// A view of this model for inference: it shares every weight (adapters and trained backbone weights
+    /// included, so it sees later training steps) but computes from detached tensors, so a forward pass records
+    /// no autograd graph. Without it, each activation — and through the KV cache, every earlier step's — would stay alive
     /// until the output is dropped, as training needs.
     pub fn for_inference(&self) -> Llama {
         let mut model = self.clone();
+        model.detach_backbone();
         for (_, _, linear) in model.linears_mut() {
             if let Some(lora) = linear.lora() {
                 let mut lora = lora.clone();
@@ -558,10 +560,11 @@ impl Llama {
     }
 
     /// A view of this model with every adapter switched off: the backbone alone, sharing its weights (no copy).
-    /// Preference tuning's reference model; its forward passes record no autograd graph (nothing in it is a
-    /// trained variable).
+    /// Preference tuning's reference model under LoRA; its forward passes record no autograd graph. Under full
+    /// fine-tuning it would see the trained weights: take [`Llama::frozen_copy`] before training instead.
     pub fn without_adapters(&self) -> Llama {
         let mut model = self.clone();
+        model.detach_backbone();
         for (_, _, linear) in model.linears_mut() {
             linear.set_lora(None);
         }

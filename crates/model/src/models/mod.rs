@@ -3,6 +3,7 @@
 
 pub mod checkpointing;
 pub mod llama;
+pub mod trainable;
 
 pub use checkpointing::CheckpointGrads;
 pub use llama::{ForwardOptions, Llama, Packing};
