@@ -271,6 +271,21 @@ impl RunDir {
         self.root.join(format!("adapter-step{step}"))
     }
 
+    /// `model/`: the fully fine-tuned model (a Hugging Face folder), when `training.lora` is off.
+    pub fn model(&self) -> PathBuf {
+        self.root.join("model")
+    }
+
+    /// Whether the run has saved a fully fine-tuned model (swapped in whole, like the adapter).
+    pub fn has_model(&self) -> bool {
+        self.model().join("config.json").is_file()
+    }
+
+    /// `model-step<N>/`: the fully fine-tuned model kept at the evaluation after optimizer step `step`.
+    pub fn model_at_step(&self, step: u64) -> PathBuf {
+        self.root.join(format!("model-step{step}"))
+    }
+
     /// `checkpoint/`: the resume state.
     pub fn checkpoint(&self) -> PathBuf {
         self.root.join("checkpoint")

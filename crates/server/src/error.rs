@@ -238,6 +238,7 @@ impl From<ferrotune_model::Error> for ApiError {
             | E::InvalidGeneration(_)
             | E::UnsupportedDtype(_)
             | E::QuantizedOnGpu
+            | E::FullFineTuningNeedsF32 { .. }
             | E::InvalidAdapter(_) => Class::User(StatusCode::BAD_REQUEST),
         };
         class.answer(e.to_string())

@@ -80,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     batch_size: batch,
                     max_length,
                     gradient_checkpointing: true,
+                    full_fine_tuning: false,
                 },
             );
             let gib = estimate.total() as f64 / (1u64 << 30) as f64;

@@ -32,12 +32,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Writes a checkpoint — the adapter (`save_adapter` writes it into the folder it is given), the optimizer and
-/// `state` — into the run's `checkpoint/`: staged in a temporary sibling and swapped in whole (see
-/// [`ferrotune_home::atomic::replace_dir`]).
+/// Writes a checkpoint — the trained weights (`save_weights` writes them into the folder `folder` of the
+/// checkpoint), the optimizer and `state` — into the run's `checkpoint/`: staged in a temporary sibling and
+/// swapped in whole (see [`ferrotune_home::atomic::replace_dir`]).
 pub fn save(
     run: &RunDir,
-    save_adapter: &dyn Fn(&Path) -> Result<()>,
+    folder: &str,
+    save_weights: &dyn Fn(&Path) -> Result<()>,
     optimizer: &Optimizer,
     state: &CheckpointState,
 ) -> Result<PathBuf> {
@@ -45,7 +46,7 @@ pub fn save(
     let tmp = atomic::temp_sibling(&final_dir);
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     let write = || -> Result<()> {
-        save_adapter(&tmp.join("adapter"))?;
+        save_weights(&tmp.join(folder))?;
         let (tensors, _) = optimizer.state();
         let path = tmp.join("optimizer.safetensors");
         if tensors.is_empty() {
@@ -72,11 +73,13 @@ pub fn save(
 pub struct Loaded {
     pub state: CheckpointState,
     pub optimizer_state: HashMap<String, Tensor>,
-    pub adapter_dir: PathBuf,
+    /// The folder of the trained weights (the adapter, or the whole model).
+    pub weights_dir: PathBuf,
 }
 
-/// Finds and reads the checkpoint of `output_dir` (falling back to the previous one if a swap was cut short).
-pub fn load(run: &RunDir, device: &Device) -> Result<Loaded> {
+/// Finds and reads the checkpoint of `output_dir` (falling back to the previous one if a swap was cut short);
+/// its trained weights are in its `folder`.
+pub fn load(run: &RunDir, folder: &str, device: &Device) -> Result<Loaded> {
     let mut dir = run.checkpoint();
     if !dir.join("state.json").is_file() {
         let old = run.checkpoint_backup();
@@ -106,6 +109,6 @@ pub fn load(run: &RunDir, device: &Device) -> Result<Loaded> {
     Ok(Loaded {
         state,
         optimizer_state,
-        adapter_dir: dir.join("adapter"),
+        weights_dir: dir.join(folder),
     })
 }

@@ -6,7 +6,6 @@ use std::io::Write;
 
 use ferrotune_config::SaveCheckpoint;
 use ferrotune_home::RunDir;
-use ferrotune_model::lora::LoraSpec;
 use ferrotune_model::Llama;
 
 use crate::checkpoint::{self, CheckpointState};
@@ -15,6 +14,7 @@ use crate::events::{Event, Listener};
 use crate::memory;
 use crate::objective::Objective;
 use crate::optim::Optimizer;
+use crate::trained::Trained;
 use crate::trainer::{Hooks, Position};
 
 /// Appends to `logs.log` and `metrics.jsonl`, and forwards every event to the caller's listener.
@@ -82,8 +82,7 @@ pub(crate) struct RunHooks<'a, 'b> {
     pub(crate) files: &'a mut RunFiles<'b>,
     pub(crate) objective: &'a dyn Objective,
     pub(crate) total_micro_steps: u64,
-    pub(crate) spec: LoraSpec,
-    pub(crate) base_model: String,
+    pub(crate) trained: Trained,
     pub(crate) save: SaveCheckpoint,
     pub(crate) seed: u64,
     /// Best validation metric so far and the step it was reached at.
@@ -93,9 +92,9 @@ pub(crate) struct RunHooks<'a, 'b> {
 }
 
 impl RunHooks<'_, '_> {
-    /// Saves the adapter into `dir`, with the objective's own weights (a head) beside it.
-    fn save_adapter(&self, model: &Llama, dir: &std::path::Path) -> Result<()> {
-        ferrotune_model::adapter::save_peft(model, &self.spec, &self.base_model, dir)?;
+    /// Saves the trained weights into `dir`, with the objective's own weights (a head) beside them.
+    pub(crate) fn save_weights(&self, model: &Llama, dir: &std::path::Path) -> Result<()> {
+        self.trained.save(model, dir)?;
         self.objective.save_own(dir)
     }
 }
@@ -138,11 +137,14 @@ impl Hooks for RunHooks<'_, '_> {
         if pos.micro_step > 0 && self.best.is_none_or(|(b, _)| metric.better(ev.metric, b)) {
             self.best = Some((ev.metric, pos.optimizer_step));
             if self.save == SaveCheckpoint::Best {
-                self.save_adapter(model, &self.files.run.adapter())?;
+                self.save_weights(model, &self.trained.folder(&self.files.run))?;
             }
         }
         if self.save == SaveCheckpoint::EachEvaluationEpoch && pos.micro_step > 0 {
-            self.save_adapter(model, &self.files.run.adapter_at_step(pos.optimizer_step))?;
+            let dir = self
+                .trained
+                .folder_at_step(&self.files.run, pos.optimizer_step);
+            self.save_weights(model, &dir)?;
         }
         Ok(())
     }
@@ -161,7 +163,8 @@ impl Hooks for RunHooks<'_, '_> {
         };
         let path = checkpoint::save(
             &self.files.run,
-            &|dir| self.save_adapter(model, dir),
+            self.trained.checkpoint_folder(),
+            &|dir| self.save_weights(model, dir),
             optimizer,
             &state,
         )?;

@@ -47,13 +47,23 @@ impl TrainedModel {
         home: &Home,
         device: &Device,
     ) -> Result<TrainedModel> {
-        let backbone = resolve_backbone(&config, home, &mut |_| {})?;
+        // A full fine-tuning's model is a backbone folder of its own.
+        let backbone = if run.has_model() {
+            run.model()
+        } else {
+            resolve_backbone(&config, home, &mut |_| {})?
+        };
         Ok(TrainedModel {
             format: inference_format(&config, device),
             backbone,
             adapter: run.has_adapter().then(|| run.adapter()),
             config,
         })
+    }
+
+    /// The folder of the trained weights (the adapter, or the fully fine-tuned model): where a head is saved.
+    pub fn weights_dir(&self) -> &Path {
+        self.adapter.as_deref().unwrap_or(&self.backbone)
     }
 
     /// Loads the backbone (importing a `.gguf` into the home's `backbones/` once) and applies the adapter.

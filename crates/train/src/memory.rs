@@ -39,6 +39,8 @@ pub struct RunShape<'a> {
     pub batch_size: usize,
     pub max_length: usize,
     pub gradient_checkpointing: bool,
+    /// `training.lora: false`: every weight trains (f32), with its gradient and two AdamW moments.
+    pub full_fine_tuning: bool,
 }
 
 /// Fitted: f32 values kept per token per layer, as multiples of the hidden size, the intermediate size and the
@@ -73,7 +75,13 @@ impl MemoryEstimate {
             })
             .sum::<usize>()
             * model.num_layers;
-        let adapters = lora_params as f64 * 16.0;
+        let adapters = if run.full_fine_tuning {
+            // The weights are counted above; their gradients and moments add 12 bytes each (frozen layers
+            // would add less: this is the upper bound).
+            (counts.decoder_linears + counts.other) as f64 * 12.0
+        } else {
+            lora_params as f64 * 16.0
+        };
 
         let tokens = (run.batch_size * run.max_length) as f64;
         // Activations are f32 except the frozen matmuls' outputs in the compute dtype; count them as f32.
@@ -115,7 +123,7 @@ impl MemoryEstimate {
     /// One line for the log: total and parts in GiB.
     pub fn describe(&self) -> String {
         format!(
-            "estimated peak memory {}: frozen weights {}, adapters and optimizer {}, activations {}, logits {}, runtime {}",
+            "estimated peak memory {}: weights {}, trained weights' gradients and optimizer state {}, activations {}, logits {}, runtime {}",
             gib(self.total()),
             gib(self.frozen_weights),
             gib(self.adapters),
@@ -190,6 +198,7 @@ mod tests {
                     batch_size: 4,
                     max_length: 256,
                     gradient_checkpointing: false,
+                    full_fine_tuning: false,
                 },
             )
         };

@@ -65,12 +65,13 @@ pub fn predict(request: &PredictRequest, progress: PredictProgress) -> Result<Pr
     let head = match cfg.problem_type {
         ProblemType::TextCausalClassificationModeling
         | ProblemType::TextCausalRegressionModeling => {
-            let dir = trained.adapter.as_deref().ok_or_else(|| {
-                Error::Setting(format!(
-                    "run `{}` has no trained head to predict with\nhelp: train it first (its `adapter/` holds the head)",
+            let dir = trained.weights_dir();
+            if !dir.join(crate::head::LABEL_MAPPING_FILE).is_file() {
+                return Err(Error::Setting(format!(
+                    "run `{}` has no trained head to predict with\nhelp: train it first (its `adapter/` or `model/` holds the head)",
                     request.run.root().display()
-                ))
-            })?;
+                )));
+            }
             Some(Head::load(dir)?)
         }
         ProblemType::TextCausalLanguageModeling | ProblemType::TextDpoModeling => None,

@@ -10,7 +10,6 @@ use ferrotune_config::{Experiment, SaveCheckpoint};
 use ferrotune_data::batch::PadOptions;
 use ferrotune_data::PreparedData;
 use ferrotune_home::{Home, RunDir, RunStatus};
-use ferrotune_model::lora::LoraSpec;
 use ferrotune_model::{Backbone, Device};
 use serde::Serialize;
 
@@ -25,6 +24,7 @@ use crate::optim::Optimizer;
 use crate::settings::{
     column_issues, loop_settings, lora_spec, prediction_config, unsupported, weight_format,
 };
+use crate::trained::Trained;
 use crate::trainer::{self, Outcome, Position};
 
 /// How to run an experiment.
@@ -50,6 +50,8 @@ pub struct RunSummary {
     pub metric_name: &'static str,
     pub metric: Option<f64>,
     pub adapter_dir: Option<PathBuf>,
+    /// Full fine-tuning: the trained model (a Hugging Face folder).
+    pub model_dir: Option<PathBuf>,
 }
 
 /// The embedded default: an empty `llm_backbone` trains the demo backbone (its path is written into the config,
@@ -149,13 +151,36 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
     cfg.save(&files.run.config())
         .map_err(|e| Error::Setting(e.to_string()))?;
     let backbone_path = resolve_backbone(cfg, request.home, &mut |_| {})?;
-    let mut backbone = load_backbone(cfg, &backbone_path, request.home, files)?;
+    let folder =
+        ferrotune_model::backbone::resolve_folder(&backbone_path, &request.home.backbones())?;
+    let trained = Trained::of(cfg, &folder);
+    let resumed = if request.resume {
+        Some(checkpoint::load(
+            &files.run,
+            trained.checkpoint_folder(),
+            &Device::Cpu,
+        )?)
+    } else {
+        None
+    };
+    // A full fine-tuning resumes from the whole model in its checkpoint.
+    let weights_from = match &resumed {
+        Some(loaded) if trained.is_full() => loaded.weights_dir.clone(),
+        _ => folder.clone(),
+    };
+    let mut backbone = load_backbone(cfg, &weights_from, request.home, files)?;
     let data = prepare_data(cfg, &backbone, files)?;
     let data_settings = ferrotune_data::DatasetSettings::from_experiment(cfg);
     let settings = loop_settings(cfg, PadOptions::train(&data_settings, &backbone.tokenizer)?);
-    let spec = lora_spec(cfg);
-    let base_model = backbone_path.display().to_string();
-    let start = start_position(request, files, &mut backbone, &spec)?;
+    let start = start_position(request, files, &mut backbone, &trained, resumed)?;
+    let params = trained.params(&mut backbone.model)?;
+    if trained.is_full() {
+        let count: usize = params.iter().map(|(_, v)| v.as_tensor().elem_count()).sum();
+        files.log(format!(
+            "full fine-tuning: {} weight tensors, {count} parameters trained",
+            params.len()
+        ));
+    }
     let objective = objective::for_problem(Inputs {
         config: cfg,
         data: &data,
@@ -169,7 +194,7 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
     }
     let mut optimizer = Optimizer::new(
         settings.optimizer,
-        trainer::trainable_params(&backbone.model, objective.own_params(), &settings),
+        trainer::trainable_params(params, objective.own_params(), &settings),
     );
     if let Some((state, steps)) = start.optimizer {
         optimizer.load_state(state, steps);
@@ -180,8 +205,7 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
         files,
         objective: objective.as_ref(),
         total_micro_steps: plan.total_micro_steps,
-        spec: spec.clone(),
-        base_model: base_model.clone(),
+        trained: trained.clone(),
         save: cfg.training.save_checkpoint,
         seed: settings.seed,
         best: start.best,
@@ -218,8 +242,7 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
             SaveCheckpoint::Last | SaveCheckpoint::EachEvaluationEpoch
         )
     {
-        ferrotune_model::adapter::save_peft(&backbone.model, &spec, &base_model, &run.adapter())?;
-        objective.save_own(&run.adapter())?;
+        hooks.save_weights(&backbone.model, &trained.folder(&run))?;
     }
     Ok(RunSummary {
         output_dir: run.root().to_path_buf(),
@@ -229,20 +252,21 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
         metric_name: objective.metric().name(),
         metric: hooks.last.map(|l| l.1),
         adapter_dir: run.has_adapter().then(|| run.adapter()),
+        model_dir: run.has_model().then(|| run.model()),
     })
 }
 
-/// Logs the memory estimate (warning when it exceeds what is available) and loads the frozen backbone.
+/// Logs the memory estimate (warning when it exceeds what is available) and loads the backbone folder.
 fn load_backbone(
     cfg: &Experiment,
-    path: &std::path::Path,
+    folder: &std::path::Path,
     home: &Home,
     files: &mut RunFiles,
 ) -> Result<Backbone> {
     let format = weight_format(cfg);
-    let folder = ferrotune_model::backbone::resolve_folder(path, &home.backbones())?;
+    let path = folder;
     let estimate = MemoryEstimate::estimate(
-        &ferrotune_model::ModelConfig::from_dir(&folder)?,
+        &ferrotune_model::ModelConfig::from_dir(folder)?,
         &RunShape {
             compute: format.compute,
             quantization: format.quantization,
@@ -250,6 +274,7 @@ fn load_backbone(
             batch_size: crate::settings::sequences_per_pass(cfg),
             max_length: cfg.tokenizer.max_length as usize,
             gradient_checkpointing: cfg.architecture.gradient_checkpointing,
+            full_fine_tuning: !cfg.training.lora,
         },
     );
     files.log(estimate.describe());
@@ -262,7 +287,7 @@ fn load_backbone(
         ));
     }
     files.log(format!("loading backbone {}", path.display()));
-    let backbone = Backbone::load(&folder, format, &Device::Cpu, &home.backbones())?;
+    let backbone = Backbone::load(folder, format, &Device::Cpu, &home.backbones())?;
     let (linear_bytes, other_bytes) = backbone.model.frozen_weight_bytes();
     files.log(format!(
         "frozen weights in memory: {} (decoder linear weights {} as {}, embedding, head and norms {} as {:?})",
@@ -327,12 +352,12 @@ fn start_position(
     request: &RunRequest,
     files: &mut RunFiles,
     backbone: &mut Backbone,
-    spec: &LoraSpec,
+    trained: &Trained,
+    resumed: Option<checkpoint::Loaded>,
 ) -> Result<Start> {
     let cfg = request.config;
     let seed = cfg.environment.seed.max(0) as u64;
-    if request.resume {
-        let loaded = checkpoint::load(&files.run, &Device::Cpu)?;
+    if let Some(loaded) = resumed {
         if loaded.state.seed != seed {
             return Err(Error::Checkpoint {
                 path: files.run.checkpoint(),
@@ -342,7 +367,9 @@ fn start_position(
                 ),
             });
         }
-        ferrotune_model::adapter::load_peft(&mut backbone.model, &loaded.adapter_dir)?;
+        if !trained.is_full() {
+            ferrotune_model::adapter::load_peft(&mut backbone.model, &loaded.weights_dir)?;
+        }
         files.log(format!(
             "resuming at step {}",
             loaded.state.position.optimizer_step
@@ -351,10 +378,15 @@ fn start_position(
             position: loaded.state.position,
             optimizer: Some((loaded.optimizer_state, loaded.state.optimizer_steps)),
             best: loaded.state.best_metric,
-            from: Some(loaded.adapter_dir),
+            from: Some(loaded.weights_dir),
         });
     }
     let mut from = None;
+    let spec = match trained {
+        Trained::Adapters { spec, .. } => spec,
+        // Every weight trains; nothing is attached (`pretrained_weights` is refused before the run).
+        Trained::Full { .. } => return Ok(Start::fresh(None)),
+    };
     if cfg.architecture.pretrained_weights.trim().is_empty() {
         ferrotune_model::adapter::attach_lora(&mut backbone.model, spec, seed)?;
     } else {
@@ -379,15 +411,22 @@ fn start_position(
         };
         from = from_dir_with_head(&dir, cfg);
     }
-    Ok(Start {
-        position: Position {
-            micro_step: 0,
-            optimizer_step: 0,
-        },
-        optimizer: None,
-        best: None,
-        from,
-    })
+    Ok(Start::fresh(from))
+}
+
+impl Start {
+    /// The start of a fresh run (its head, if any, restored from `from`).
+    fn fresh(from: Option<PathBuf>) -> Start {
+        Start {
+            position: Position {
+                micro_step: 0,
+                optimizer_step: 0,
+            },
+            optimizer: None,
+            best: None,
+            from,
+        }
+    }
 }
 
 /// `dir`, when it holds a head a head objective can restore.

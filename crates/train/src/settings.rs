@@ -75,11 +75,24 @@ pub fn unsupported(cfg: &Experiment) -> Vec<Issue> {
             );
         }
     }
-    no(
-        !cfg.training.lora,
-        "training.lora",
-        "full fine-tuning (`training.lora: false`) is not available; train LoRA adapters (`training.lora: true`)",
-    );
+    if !cfg.training.lora {
+        let format = weight_format(cfg);
+        no(
+            format.quantization != Quantization::None,
+            "architecture.backbone_dtype",
+            "an int8/int4 backbone cannot be fine-tuned in full: its weights are quantized; set `training.lora: true` (QLoRA), or `architecture.backbone_dtype: float32`",
+        );
+        no(
+            format.quantization == Quantization::None && format.compute != DType::F32,
+            "architecture.backbone_dtype",
+            "full fine-tuning trains f32 weights in this release; set `architecture.backbone_dtype: float32` and `environment.mixed_precision: false`, or train LoRA adapters (`training.lora: true`)",
+        );
+        no(
+            !cfg.architecture.pretrained_weights.trim().is_empty(),
+            "architecture.pretrained_weights",
+            "names an adapter, which full fine-tuning has none of; to continue an earlier full fine-tuning, set `llm_backbone` to its `model/` folder",
+        );
+    }
     no(
         cfg.training.sample_packing
             && (cfg.augmentation.skip_parent_probability > 0.0

@@ -116,14 +116,14 @@ pub fn mix(seed: u64, purpose: u64, index: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The trainable parameters — the model's adapters and `own` (an objective's head) — with their learning-rate
-/// multipliers.
+/// The trainable parameters — the model's trained weights ([`crate::trained::Trained::params`]) and `own` (an
+/// objective's head) — with their learning-rate multipliers.
 pub fn trainable_params(
-    model: &Llama,
+    trained: Vec<(String, candle_core::Var)>,
     own: Vec<(String, candle_core::Var)>,
     settings: &LoopSettings,
 ) -> Vec<Param> {
-    ferrotune_model::adapter::lora_parameters(model)
+    trained
         .into_iter()
         .chain(own)
         .map(|(name, var)| {

@@ -8,6 +8,7 @@ mod bleu;
 mod common;
 mod dpo;
 mod dpo_parity;
+mod full_ft;
 mod heads;
 mod lora_step;
 mod packing;

@@ -118,6 +118,8 @@ settings_struct! {
         grad_accumulation: u32 = 1 => meta().label("Gradient accumulation").min(1.0).grid();
         /// Train low-rank adapters (LoRA) on a frozen backbone instead of all weights.
         lora: bool = true => meta().label("LoRA").basic();
+        /// Full fine-tuning: backbone weights kept frozen, by name (a weight whose name contains one of these, e.g. `embed_tokens`, `layers.0.`).
+        freeze_layers: Vec<String> = Vec::new() => meta().when("training.lora", false);
         /// DoRA: LoRA with a learned magnitude per output feature.
         use_dora: bool = false => meta().label("DoRA").when("training.lora", true);
         /// Rank of the LoRA matrices.
