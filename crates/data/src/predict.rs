@@ -44,11 +44,50 @@ pub fn prediction_prompts(
             help: "the file needs a header (or keys) and at least one row to predict".into(),
         });
     }
+    prompts_of_table(settings, tokenizer, table)
+}
+
+/// The prompt of one typed text, formatted as the training prompts are: the text in the first prompt column
+/// (the other prompt columns empty, no system text, no history).
+pub fn prompt_of_text(
+    settings: &DatasetSettings,
+    tokenizer: &TextTokenizer,
+    text: &str,
+) -> Result<Vec<u32>> {
+    let mut columns = settings.prompt_column.clone();
+    if columns.is_empty() {
+        columns.push("prompt".into());
+    }
+    let mut table = Table::new(Path::new("the typed text"), columns.clone());
+    let mut row = vec![None; columns.len()];
+    row[0] = Some(text.to_string());
+    table.push(row, crate::table::RowOrigin::Record(1));
+    let mut settings = settings.clone();
+    settings.prompt_column = columns;
+    settings.system_column = None;
+    settings.parent_id_column = None;
+    settings.id_column = None;
+    let input = prompts_of_table(&settings, tokenizer, table)?;
+    Ok(input
+        .prompts
+        .into_iter()
+        .next()
+        .map(|p| p.ids)
+        .unwrap_or_default())
+}
+
+fn prompts_of_table(
+    settings: &DatasetSettings,
+    tokenizer: &TextTokenizer,
+    table: Table,
+) -> Result<PredictionInput> {
     let mut settings = settings.clone();
     // Every row is predicted; pairs and answers are not needed.
     settings.limit_chained_samples = false;
     settings.rejected_answer_column = None;
     settings.rejected_prompt_column = None;
+    // Labels are what is predicted: the file need not have them.
+    settings.targets = None;
     // New data is often single turns without ids: the chain columns are used only when the file has them.
     let has = |c: &Option<String>| c.as_ref().is_some_and(|c| table.column(c).is_some());
     if !has(&settings.parent_id_column) {

@@ -392,6 +392,26 @@ pages.experiment = () => {
     } catch (e) { status.textContent = ""; flash(e.message, true); }
     finally { button.disabled = false; }
   });
+  // Classification and regression: what the head says about typed text.
+  const scoreStart = $("#score-start");
+  if (scoreStart) scoreStart.addEventListener("click", async () => {
+    const text = $("#score-text").value, status = $("#score-status"), table = $("#score-result");
+    if (!text.trim()) { status.textContent = "Type a text first."; return; }
+    scoreStart.disabled = true; status.textContent = "Scoring…";
+    try {
+      const r = await api("POST", `${base()}/score`, { text });
+      status.textContent = `Prediction: ${r.prediction}`;
+      const body = table.querySelector("tbody");
+      body.replaceChildren(...r.outputs.map(([k, v]) => {
+        const tr = document.createElement("tr");
+        const th = document.createElement("th"); th.scope = "row"; th.textContent = k;
+        const td = document.createElement("td"); td.textContent = Number(v).toPrecision(4);
+        tr.append(th, td); return tr;
+      }));
+      table.hidden = false;
+    } catch (e) { status.textContent = ""; flash(e.message, true); }
+    finally { scoreStart.disabled = false; }
+  });
   // Restart clears the metrics file: start the charts afresh.
   const reset = () => { for (const k in series) series[k] = []; logs.textContent = ""; source.close(); connect(); draw(); };
   $$(".actions [data-action]").forEach(b => b.addEventListener("click", async () => {

@@ -287,3 +287,88 @@ async fn the_predict_panel_applies_the_run_to_an_upload_and_offers_the_csv() {
         "{e}"
     );
 }
+
+/// A finished classification run on the tiny backbone (its last word decides the label).
+fn classifier(root: &std::path::Path) -> std::path::PathBuf {
+    let mut rows = String::from("instruction,input,label\n");
+    for i in 0..24 {
+        let (word, label) = if i % 2 == 0 {
+            ("plum", "sweet")
+        } else {
+            ("brick", "plain")
+        };
+        rows.push_str(&format!("Item {i} is a {word},,{label}\n"));
+    }
+    let data = ferrotune_test_support::write_file(root, "labels.csv", rows);
+    let yaml = ferrotune_test_support::experiment_yaml("classifier", root, &data);
+    let mut cfg = ferrotune_config::Experiment::from_yaml_str(&yaml, "classifier").unwrap();
+    cfg.set(
+        "problem_type",
+        &"text_causal_classification_modeling".into(),
+    )
+    .unwrap();
+    cfg.training.epochs = 3;
+    cfg.training.learning_rate = 0.003;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let home = ferrotune_home::Home::new(root.join("home"));
+    let request = ferrotune_train::run::RunRequest {
+        config: &cfg,
+        home: &home,
+        resume: false,
+        stop: &stop,
+    };
+    let summary =
+        ferrotune_train::run::run(request, &mut |_: &ferrotune_train::events::Event| {}).unwrap();
+    assert_eq!(summary.status.name(), "finished");
+    cfg.output_dir()
+}
+
+#[tokio::test]
+async fn the_score_box_applies_a_classifier_to_typed_text() {
+    let root = tempfile::tempdir().unwrap();
+    let s = Studio::with_idle_runner();
+    s.place(&classifier(root.path()), "classifier");
+    s.place(&trained().finished, "done");
+    let (status, page) = s.get("/experiments/classifier").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("id=\"score-box\""),
+        "the classifier's page has the box"
+    );
+    let (_, page) = s.get("/experiments/done").await;
+    assert!(
+        !page.contains("id=\"score-box\""),
+        "a causal-LM run has none"
+    );
+
+    let (status, v) = s
+        .json(
+            "POST",
+            "/api/experiments/classifier/score",
+            json!({"text": "Item 77 is a plum"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v} {}", s.log());
+    assert_eq!(v["prediction"], "sweet", "{v}");
+    assert_eq!(v["outputs"][0][0], "probability_sweet", "{v}");
+    assert!(v["outputs"][0][1].as_f64().unwrap() > 0.5, "{v}");
+    let (_, v) = s
+        .json(
+            "POST",
+            "/api/experiments/classifier/score",
+            json!({"text": "Item 78 is a brick"}),
+        )
+        .await;
+    assert_eq!(v["prediction"], "plain", "{v}");
+    let (status, e) = s
+        .json("POST", "/api/experiments/done/score", json!({"text": "hi"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("chat with it instead"),
+        "{e}"
+    );
+}

@@ -140,6 +140,39 @@ fn generated(
     Ok((out.text.trim().to_string(), out.token_ids.len()))
 }
 
+/// What a run's head says about one text.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Scored {
+    /// As the `prediction` column writes it: the class, the 0/1 labels, or the value(s).
+    pub prediction: String,
+    /// The outputs by the names of their columns (`probability_<class>`, `prediction_<column>`, or the one
+    /// value's `prediction`).
+    pub outputs: Vec<(String, f64)>,
+}
+
+/// Applies `head` on `backbone` (a run's loaded model) to `text`, formatted as the run's training prompts are:
+/// the studio's box for typed text.
+pub fn score_text(
+    backbone: &Backbone,
+    cfg: &ferrotune_config::Experiment,
+    head: &Head,
+    text: &str,
+) -> Result<Scored> {
+    let settings = DatasetSettings::from_experiment(cfg);
+    let ids = ferrotune_data::predict::prompt_of_text(&settings, &backbone.tokenizer, text)?;
+    let model = backbone.model.for_inference();
+    let outputs = head.forward(&model, &[ids.as_slice()], Default::default())?;
+    let values = head.read(&outputs)?.into_iter().next().unwrap_or_default();
+    let names = match head_columns(Some(head)) {
+        names if names.is_empty() => vec![PREDICTION_COLUMN.to_string()],
+        names => names,
+    };
+    Ok(Scored {
+        prediction: head_prediction(head, &values),
+        outputs: names.into_iter().zip(values.iter().copied()).collect(),
+    })
+}
+
 /// The columns a head adds after `prediction`: a probability per class or label, or a value per target when
 /// there are several.
 fn head_columns(head: Option<&Head>) -> Vec<String> {

@@ -192,6 +192,41 @@ fn a_regressor_lowers_its_error_on_two_targets() {
         .output_dir()
         .join("adapter/regression_head.safetensors")
         .is_file());
+
+    // New rows need no target columns: one value per target.
+    let input = write_file(
+        dir.path(),
+        "new.csv",
+        "instruction,input\nItem 99 is a plum,\n",
+    );
+    let output = dir.path().join("values.csv");
+    ferrotune_train::predict::predict(
+        &ferrotune_train::predict::PredictRequest {
+            run: &ferrotune_home::RunDir::new(cfg.output_dir()),
+            home: &ferrotune_home::Home::new(std::env::temp_dir().join("ferrotune-tests-home")),
+            input: &input,
+            output: &output,
+            batch_size: 4,
+            device: &ferrotune_model::Device::Cpu,
+        },
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&output).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "instruction,input,prediction,prediction_score,prediction_count"
+    );
+    let values: Vec<f64> = lines[1]
+        .split(',')
+        .skip(3)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(
+        (values[0] - 2.0).abs() < 1.0,
+        "a fruit scores about 2: {text}"
+    );
 }
 
 #[test]

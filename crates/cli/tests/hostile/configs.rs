@@ -10,6 +10,26 @@ use crate::lab::{s, Lab};
 
 pub const CASES: &[Case] = &[
     Case {
+        id: "configs.classes-against-the-loss",
+        guards: "classification whose `num_classes` does not fit the loss (CrossEntropyLoss with 1 class) is refused, naming the setting and the fix",
+        check: Check::Run(classes_against_the_loss),
+    },
+    Case {
+        id: "configs.several-answer-columns-for-text",
+        guards: "several `answer_column`s on a causal-LM run are refused: only classification and regression take several",
+        check: Check::Run(several_answer_columns_for_text),
+    },
+    Case {
+        id: "configs.quantized-full-fine-tuning",
+        guards: "full fine-tuning (`training.lora: false`) of an int4 backbone is refused before the run, pointing at LoRA",
+        check: Check::Run(quantized_full_fine_tuning),
+    },
+    Case {
+        id: "configs.bad-labels",
+        guards: "a label outside `num_classes`, a non-numeric regression target, more label names than classes, an unseen validation label and one class only are errors naming the file, row and column",
+        check: Check::Elsewhere("crates/train/tests/heads.rs::bad_labels_are_refused_before_a_run_folder_exists"),
+    },
+    Case {
         id: "configs.dpo-missing-rejected-column",
         guards: "a DPO run on data without its rejected-answer column names the column, the file's columns and the setting",
         check: Check::Run(dpo_missing_rejected_column),
@@ -486,6 +506,47 @@ fn dpo_missing_rejected_column(lab: &Lab) {
             "no column `rejected_response`",
             "`instruction`",
             "help:",
+        ],
+    );
+}
+
+fn classes_against_the_loss(lab: &Lab) {
+    both_refuse(
+        lab,
+        "classes",
+        &[
+            "--problem_type",
+            "text_causal_classification_modeling",
+            "--training.loss_function",
+            "CrossEntropyLoss",
+        ],
+        &["`dataset.num_classes`", "needs at least 2 classes", "help:"],
+    );
+}
+
+fn several_answer_columns_for_text(lab: &Lab) {
+    both_refuse(
+        lab,
+        "answers",
+        &["--dataset.answer_column", "[output, input]"],
+        &["`dataset.answer_column`", "names 2 columns", "help:"],
+    );
+}
+
+fn quantized_full_fine_tuning(lab: &Lab) {
+    both_refuse(
+        lab,
+        "full-int4",
+        &[
+            "--training.lora",
+            "false",
+            "--architecture.backbone_dtype",
+            "int4",
+        ],
+        &[
+            "`architecture.backbone_dtype`",
+            "cannot be fine-tuned in full",
+            "QLoRA",
         ],
     );
 }

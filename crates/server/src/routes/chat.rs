@@ -72,7 +72,7 @@ pub struct ChatRequest {
 }
 
 /// Makes `slot` hold the run's trained model (kept when it already does).
-fn load(
+pub(crate) fn load(
     state: &AppState,
     slot: &mut Option<LoadedModel>,
     model: &TrainedModel,

@@ -21,6 +21,7 @@ pub fn api() -> Router<AppState> {
     Router::new()
         .route("/experiments/{name}/predict", post(predict_create))
         .route("/experiments/{name}/predict/{file}", get(predict_download))
+        .route("/experiments/{name}/score", post(score))
 }
 
 /// `POST /api/experiments/{name}/predict`.
@@ -38,6 +39,61 @@ struct Predicted {
     tokens: usize,
     /// Where to download it.
     download: String,
+}
+
+/// `POST /api/experiments/{name}/score`: classification and regression, one typed text.
+#[derive(Debug, Deserialize)]
+struct ScoreBody {
+    text: String,
+}
+
+/// Applies the run's model and head to the text (the model stays loaded, as for chat).
+async fn score(
+    State(state): State<AppState>,
+    AppPath(name): AppPath<String>,
+    AppJson(body): AppJson<ScoreBody>,
+) -> Result<Json<ferrotune_train::predict::Scored>, ApiError> {
+    let n = name.clone();
+    let info = state.with_store(move |s| Ok(s.experiment(&n)?)).await?;
+    let cfg = ferrotune_config::Experiment::from_yaml_str(&info.config, &name)?;
+    if !cfg.problem_type.has_head() {
+        return Err(ApiError::bad_request(format!(
+            "experiment `{name}` is `{}`: only classification and regression score a text; chat with it instead",
+            cfg.problem_type
+        )));
+    }
+    let run = ferrotune_home::RunDir::new(&info.output_dir);
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let model =
+            ferrotune_train::load::TrainedModel::of_config(cfg, &run, &st.home, &Device::Cpu)?;
+        let dir = model.weights_dir();
+        if !dir
+            .join(ferrotune_train::head::LABEL_MAPPING_FILE)
+            .is_file()
+        {
+            return Err(ApiError::not_found(format!(
+                "experiment `{name}` has no trained head yet; it is saved when training ends"
+            )));
+        }
+        let head = ferrotune_train::head::Head::load(dir)?;
+        let mut slot = st
+            .chat
+            .lock()
+            .map_err(|_| ApiError::internal("the model lock is poisoned"))?;
+        crate::routes::chat::load(&st, &mut slot, &model)?;
+        let Some(loaded) = slot.as_ref() else {
+            return Err(ApiError::internal("the model did not stay loaded"));
+        };
+        Ok(Json(ferrotune_train::predict::score_text(
+            &loaded.backbone,
+            &model.config,
+            &head,
+            &body.text,
+        )?))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the scoring task failed: {e}")))?
 }
 
 async fn predict_create(

@@ -370,6 +370,9 @@ async fn experiment_page(
     let artifacts = state.with_store(move |s| Ok(s.artifacts(&n)?)).await?;
     let summary = summary(&info, &events);
     let downloads = download_views(&artifacts);
+    // Classification and regression get a box that scores typed text.
+    let has_head = ferrotune_config::Experiment::from_yaml_str(&info.config, &info.name)
+        .is_ok_and(|cfg| cfg.problem_type.has_head());
     Ok(views::page(
         &csrf,
         "experiment.html",
@@ -380,6 +383,7 @@ async fn experiment_page(
             config => info.config.clone(),
             summary => minijinja::value::Serde(&summary),
             downloads => minijinja::value::Serde(&downloads),
+            has_head => has_head,
         },
     )?)
 }
