@@ -266,3 +266,50 @@ fn ferrotune_train_like_column_check(
         Err(e) => vec![ferrotune_config::Issue::new("dataset", e.to_string())],
     }
 }
+
+#[test]
+fn a_classification_plan_on_a_registered_dataset_reads_its_labels_from_the_answer() {
+    let mut h = TestHome::new();
+    let mut csv = String::from("text,label\n");
+    for i in 0..8 {
+        csv.push_str(&format!(
+            "review {i},{}\n",
+            if i % 2 == 0 { "good" } else { "bad" }
+        ));
+    }
+    let train = h.file("reviews.csv", csv);
+    h.store
+        .import_dataset(&ferrotune_store::ImportOptions {
+            name: "reviews".into(),
+            train,
+            validation: None,
+            // The mapping step: the label column is the answer.
+            mapping: ferrotune_data::import::Mapping {
+                prompt: vec!["text".into()],
+                answer: Some("label".into()),
+                ..Default::default()
+            },
+        })
+        .unwrap();
+    let mut opts = options(
+        &h,
+        "problem_type: text_causal_classification_modeling\n",
+        "classify",
+    );
+    opts.dataset = Some("reviews".into());
+    let plan = h
+        .store
+        .plan_experiments(&opts, &ferrotune_train_like_column_check)
+        .unwrap();
+    let cfg = &plan.experiments[0].config;
+    assert_eq!(cfg.dataset.answer_column, "answer");
+    // The labels read from the canonical table: two named classes.
+    let settings = ferrotune_data::DatasetSettings::from_experiment(cfg);
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures/llama3_rope");
+    let tokenizer = ferrotune_data::TextTokenizer::from_dir(&fixture).unwrap();
+    let data = ferrotune_data::prepare(&settings, &tokenizer).unwrap();
+    let targets = data.targets.unwrap();
+    assert_eq!(targets.classes, Some(vec!["bad".into(), "good".into()]));
+    assert_eq!(targets.train.len() + targets.validation.len(), 8);
+}
