@@ -243,6 +243,52 @@ impl Head {
             .collect())
     }
 
+    /// The columns its outputs are written to after `prediction` (validation predictions, `ferrotune
+    /// predict`, the studio's box): `probability_<class>` per class or label (binary: of the positive class
+    /// only), `prediction_<column>` per target when there are several (one value is the prediction itself).
+    pub fn output_columns(&self) -> Vec<String> {
+        let m = &self.mapping;
+        match m.loss.outputs() {
+            Outputs::Values if m.outputs == 1 => Vec::new(),
+            Outputs::Values => (0..m.outputs)
+                .map(|k| format!("prediction_{}", m.output_name(k)))
+                .collect(),
+            Outputs::Binary if m.columns.len() == 1 => {
+                vec![format!("probability_{}", m.output_name(1))]
+            }
+            _ => (0..m.outputs)
+                .map(|k| format!("probability_{}", m.output_name(k)))
+                .collect(),
+        }
+    }
+
+    /// What [`Head::read`]'s `values` of one sample write under [`Head::output_columns`].
+    pub fn output_values<'v>(&self, values: &'v [f64]) -> &'v [f64] {
+        if self.output_columns().is_empty() {
+            &[]
+        } else {
+            values
+        }
+    }
+
+    /// The prediction in words: the most likely class (its name for named labels), the 0/1 labels joined by
+    /// `;` (multilabel), or the value(s).
+    pub fn prediction(&self, values: &[f64]) -> String {
+        let m = &self.mapping;
+        let joined = |items: Vec<String>| items.join(";");
+        match m.loss.outputs() {
+            Outputs::Classes => m.output_name(crate::scores::argmax(values)),
+            Outputs::Binary if m.columns.len() == 1 => m.output_name(usize::from(values[0] >= 0.5)),
+            Outputs::Binary => joined(
+                values
+                    .iter()
+                    .map(|&p| u8::from(p >= 0.5).to_string())
+                    .collect(),
+            ),
+            Outputs::Values => joined(values.iter().map(f64::to_string).collect()),
+        }
+    }
+
     /// Writes the weights and the label mapping into `dir` (an adapter folder).
     pub fn save(&self, dir: &Path) -> Result<()> {
         let tensors =

@@ -20,7 +20,6 @@ use ferrotune_model::{generate, Backbone, Device};
 use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::load::TrainedModel;
-use crate::scores::Outputs;
 use crate::settings::prediction_config;
 
 /// The column a prediction is written to.
@@ -76,7 +75,11 @@ pub fn predict(request: &PredictRequest, progress: PredictProgress) -> Result<Pr
         }
         ProblemType::TextCausalLanguageModeling | ProblemType::TextDpoModeling => None,
     };
-    let mut out = Output::create(&partial, &input, &head_columns(head.as_ref()))?;
+    let mut out = Output::create(
+        &partial,
+        &input,
+        &head.as_ref().map(Head::output_columns).unwrap_or_default(),
+    )?;
     let total = input.prompts.len();
     let generation = prediction_config(cfg, &backbone);
     let mut tokens = 0;
@@ -89,11 +92,8 @@ pub fn predict(request: &PredictRequest, progress: PredictProgress) -> Result<Pr
                 let outputs = head.forward(&model, &rows, Default::default())?;
                 for (prompt, values) in batch.iter().zip(head.read(&outputs)?) {
                     tokens += prompt.ids.len();
-                    let mut record = vec![head_prediction(head, &values)];
-                    record.extend(values.iter().map(f64::to_string));
-                    if record.len() == 2 && head.mapping.loss.outputs() == Outputs::Values {
-                        record.pop();
-                    }
+                    let mut record = vec![head.prediction(&values)];
+                    record.extend(head.output_values(&values).iter().map(f64::to_string));
                     out.row(&input, prompt.row, &record)?;
                 }
             }
@@ -163,54 +163,14 @@ pub fn score_text(
     let model = backbone.model.for_inference();
     let outputs = head.forward(&model, &[ids.as_slice()], Default::default())?;
     let values = head.read(&outputs)?.into_iter().next().unwrap_or_default();
-    let names = match head_columns(Some(head)) {
+    let names = match head.output_columns() {
         names if names.is_empty() => vec![PREDICTION_COLUMN.to_string()],
         names => names,
     };
     Ok(Scored {
-        prediction: head_prediction(head, &values),
+        prediction: head.prediction(&values),
         outputs: names.into_iter().zip(values.iter().copied()).collect(),
     })
-}
-
-/// The columns a head adds after `prediction`: a probability per class or label, or a value per target when
-/// there are several.
-fn head_columns(head: Option<&Head>) -> Vec<String> {
-    let Some(head) = head else {
-        return Vec::new();
-    };
-    let m = &head.mapping;
-    match m.loss.outputs() {
-        Outputs::Values if m.outputs == 1 => Vec::new(),
-        Outputs::Values => (0..m.outputs)
-            .map(|k| format!("{PREDICTION_COLUMN}_{}", m.output_name(k)))
-            .collect(),
-        Outputs::Binary if m.columns.len() == 1 => {
-            vec![format!("probability_{}", m.output_name(1))]
-        }
-        _ => (0..m.outputs)
-            .map(|k| format!("probability_{}", m.output_name(k)))
-            .collect(),
-    }
-}
-
-/// The `prediction` of a head's outputs: the class, the 0/1 labels, or the value(s).
-fn head_prediction(head: &Head, values: &[f64]) -> String {
-    let m = &head.mapping;
-    match m.loss.outputs() {
-        Outputs::Classes => m.output_name(crate::scores::argmax(values)),
-        Outputs::Binary if m.columns.len() == 1 => m.output_name(usize::from(values[0] >= 0.5)),
-        Outputs::Binary => values
-            .iter()
-            .map(|&p| u8::from(p >= 0.5).to_string())
-            .collect::<Vec<_>>()
-            .join(";"),
-        Outputs::Values => values
-            .iter()
-            .map(f64::to_string)
-            .collect::<Vec<_>>()
-            .join(";"),
-    }
 }
 
 /// Where the output is written until it is complete.

@@ -264,7 +264,6 @@ fn load_backbone(
     files: &mut RunFiles,
 ) -> Result<Backbone> {
     let format = weight_format(cfg);
-    let path = folder;
     let estimate = MemoryEstimate::estimate(
         &ferrotune_model::ModelConfig::from_dir(folder)?,
         &RunShape {
@@ -286,7 +285,7 @@ fn load_backbone(
             memory::gib(available)
         ));
     }
-    files.log(format!("loading backbone {}", path.display()));
+    files.log(format!("loading backbone {}", folder.display()));
     let backbone = Backbone::load(folder, format, &Device::Cpu, &home.backbones())?;
     let (linear_bytes, other_bytes) = backbone.model.frozen_weight_bytes();
     files.log(format!(

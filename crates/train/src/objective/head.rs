@@ -96,27 +96,6 @@ impl<'a> HeadObjective<'a> {
             Metric::Perplexity | Metric::Bleu => f64::NAN,
         }
     }
-
-    /// The prediction of one sample in words: the most likely class, the labels over 0.5, or the values.
-    fn prediction_text(&self, output: &[f64]) -> String {
-        let mapping = &self.head.mapping;
-        match mapping.loss.outputs() {
-            scores::Outputs::Classes => mapping.output_name(scores::argmax(output)),
-            scores::Outputs::Binary if mapping.columns.len() == 1 => {
-                mapping.output_name(usize::from(output[0] >= 0.5))
-            }
-            scores::Outputs::Binary => output
-                .iter()
-                .map(|&p| u8::from(p >= 0.5).to_string())
-                .collect::<Vec<_>>()
-                .join(";"),
-            scores::Outputs::Values => output
-                .iter()
-                .map(|v| v.to_string())
-                .collect::<Vec<_>>()
-                .join(";"),
-        }
-    }
 }
 
 impl Objective for HeadObjective<'_> {
@@ -181,7 +160,7 @@ impl Objective for HeadObjective<'_> {
             .map(|(s, out)| Prediction {
                 prompt: s.prompt_text.clone(),
                 target: s.answer_text.clone(),
-                prediction: self.prediction_text(out),
+                prediction: self.head.prediction(out),
                 metric: f64::NAN,
                 outputs: out.clone(),
             })
@@ -196,18 +175,7 @@ impl Objective for HeadObjective<'_> {
     }
 
     fn write_predictions(&self, path: &Path, evaluation: &Evaluation) -> Result<()> {
-        let mapping = &self.head.mapping;
-        let columns: Vec<String> = match mapping.loss.outputs() {
-            scores::Outputs::Values => (0..mapping.outputs)
-                .map(|k| format!("prediction_{}", mapping.output_name(k)))
-                .collect(),
-            _ if mapping.columns.len() == 1 && mapping.outputs == 1 => {
-                vec![format!("probability_{}", mapping.output_name(1))]
-            }
-            _ => (0..mapping.outputs)
-                .map(|k| format!("probability_{}", mapping.output_name(k)))
-                .collect(),
-        };
+        let columns = self.head.output_columns();
         let mut writer = csv::Writer::from_writer(Vec::new());
         let mut header = vec!["prompt".to_string(), "target".into(), "prediction".into()];
         header.extend(columns);
@@ -218,7 +186,12 @@ impl Objective for HeadObjective<'_> {
         writer.write_record(&header).map_err(io)?;
         for p in &evaluation.predictions {
             let mut record = vec![p.prompt.clone(), p.target.clone(), p.prediction.clone()];
-            record.extend(p.outputs.iter().map(|v| v.to_string()));
+            record.extend(
+                self.head
+                    .output_values(&p.outputs)
+                    .iter()
+                    .map(f64::to_string),
+            );
             writer.write_record(&record).map_err(io)?;
         }
         let bytes = writer.into_inner().map_err(|e| Error::Io {
