@@ -81,7 +81,7 @@ pub fn check_folder(dir: &Path) -> crate::Result<()> {
         });
     }
     let has_lm_head = weights.contains("lm_head.weight");
-    for (name, expected) in crate::models::llama::expected_tensors(&config, has_lm_head) {
+    for (name, expected) in crate::models::tensors::expected_tensors(&config, has_lm_head) {
         let actual = weights.shape(&name)?;
         if actual != expected {
             return Err(crate::Error::ShapeMismatch {
@@ -109,7 +109,7 @@ mod tests {
             let weights = Weights::open(&dir).unwrap();
             let has_lm_head = weights.contains("lm_head.weight");
             let mut expected: Vec<String> =
-                crate::models::llama::expected_tensors(&config, has_lm_head)
+                crate::models::tensors::expected_tensors(&config, has_lm_head)
                     .into_iter()
                     .map(|(name, _)| name)
                     .collect();

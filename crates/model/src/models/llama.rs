@@ -18,6 +18,8 @@ use crate::quant::Quantization;
 use crate::rope::RotaryEmbedding;
 use crate::weights::Weights;
 
+pub use super::options::{ForwardOptions, Packing};
+
 /// How linear weights are kept: the compute dtype and the quantization of the decoder layers' projections.
 type Storage = (DType, Quantization);
 
@@ -332,61 +334,6 @@ impl DecoderLayer {
     }
 }
 
-/// Options of a training forward pass.
-#[derive(Debug, Clone, Default)]
-pub struct ForwardOptions {
-    /// Seed of this step's adapter-dropout masks; `None` disables dropout (inference).
-    pub dropout_seed: Option<u64>,
-    /// Dropout on each attention and MLP output before its residual add (H2O's `intermediate_dropout`);
-    /// applied only when `dropout_seed` is set.
-    pub intermediate_dropout: f32,
-    /// NEFTune (Jain et al., 2023): uniform noise of scale `alpha / √(seq·hidden)` on the embeddings.
-    pub neftune: Option<(f64, u64)>,
-    /// Sample packing: several samples per row, attending only within themselves, positions restarting at 0.
-    pub packing: Option<Packing>,
-    /// Gradient checkpointing: keep only each layer's input and recompute the layer in the backward pass; the
-    /// gradients of the layers' trained variables (adapters, backbone weights under full fine-tuning) computed
-    /// there are collected in this store (add them to the backward's).
-    pub checkpointing: Option<super::checkpointing::CheckpointGrads>,
-}
-
-/// Where the samples of packed rows lie: per row and position, the position id inside its sample and the
-/// sample's sequence id (0 for padding).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Packing {
-    pub position_ids: Vec<Vec<u32>>,
-    pub sequence_ids: Vec<Vec<u32>>,
-}
-
-impl Packing {
-    /// Additive attention bias `(batch, 1, n_rep·t, t)`: causal within a sample, −∞ across samples (padding
-    /// attends to itself only, so no row is all −∞).
-    fn mask(&self, n_rep: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-        let b = self.sequence_ids.len();
-        let t = self.sequence_ids.first().map(Vec::len).unwrap_or(0);
-        let mut data = Vec::with_capacity(b * n_rep * t * t);
-        for seq in &self.sequence_ids {
-            for _ in 0..n_rep {
-                for i in 0..t {
-                    data.extend((0..t).map(|j| {
-                        let visible = if seq[i] == 0 {
-                            i == j
-                        } else {
-                            j <= i && seq[j] == seq[i]
-                        };
-                        if visible {
-                            0.0f32
-                        } else {
-                            f32::NEG_INFINITY
-                        }
-                    }));
-                }
-            }
-        }
-        Ok(Tensor::from_vec(data, (b, 1, n_rep * t, t), device)?.to_dtype(dtype)?)
-    }
-}
-
 fn intermediate_dropout(h: &Tensor, p: f32, seed: Option<u64>, salt: u64) -> Result<Tensor> {
     match sub_seed(seed, salt) {
         Some(seed) if p > 0.0 => {
@@ -422,43 +369,6 @@ pub struct Llama {
     pub(super) lm_head_shares_embedding: bool,
     rotary: RotaryEmbedding,
     dtype: DType,
-}
-
-/// Every tensor [`Llama::load`] reads from a checkpoint of config `cfg`, with the shape it must have: what
-/// [`crate::check_folder`] verifies from the safetensors headers alone. `has_lm_head`: the checkpoint stores
-/// `lm_head.weight` (a tied embedding without one reuses `model.embed_tokens.weight`).
-pub(crate) fn expected_tensors(cfg: &ModelConfig, has_lm_head: bool) -> Vec<(String, Vec<usize>)> {
-    let (h, i, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
-    let (q_out, kv_out) = (cfg.num_heads * d, cfg.num_kv_heads * d);
-    let mut all = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![cfg.vocab_size, h],
-    )];
-    for layer in 0..cfg.num_layers {
-        let p = format!("model.layers.{layer}");
-        all.push((format!("{p}.input_layernorm.weight"), vec![h]));
-        all.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
-        let linears = [
-            ("self_attn.q_proj", q_out, h, cfg.qkv_bias),
-            ("self_attn.k_proj", kv_out, h, cfg.qkv_bias),
-            ("self_attn.v_proj", kv_out, h, cfg.qkv_bias),
-            ("self_attn.o_proj", h, q_out, cfg.o_bias),
-            ("mlp.gate_proj", i, h, cfg.mlp_bias),
-            ("mlp.up_proj", i, h, cfg.mlp_bias),
-            ("mlp.down_proj", h, i, cfg.mlp_bias),
-        ];
-        for (name, out_dim, in_dim, bias) in linears {
-            all.push((format!("{p}.{name}.weight"), vec![out_dim, in_dim]));
-            if bias {
-                all.push((format!("{p}.{name}.bias"), vec![out_dim]));
-            }
-        }
-    }
-    all.push(("model.norm.weight".to_string(), vec![h]));
-    if has_lm_head || !cfg.tie_word_embeddings {
-        all.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, h]));
-    }
-    all
 }
 
 impl Llama {

@@ -3,6 +3,8 @@
 
 pub mod checkpointing;
 pub mod llama;
+mod options;
+pub(crate) mod tensors;
 pub mod trainable;
 
 pub use checkpointing::CheckpointGrads;
