@@ -9,6 +9,8 @@ use serde_json::Value;
 
 #[path = "e2e/demo.rs"]
 mod demo;
+#[path = "e2e/export.rs"]
+mod export;
 #[path = "e2e/train.rs"]
 mod train;
 

@@ -261,7 +261,7 @@ fn sample_side(choice: &str) -> Option<bool> {
 
 /// Decodes the escapes H2O's markers accept (`\n`, `\t`, `\r`, `\\`), as Python's `unicode_escape` would; other
 /// backslashes stay as they are.
-pub(crate) fn unescape(text: &str) -> String {
+pub fn unescape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {

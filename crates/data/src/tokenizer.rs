@@ -54,6 +54,7 @@ pub struct TextTokenizer {
     eos_token: Option<String>,
     pad_token: Option<String>,
     chat_template: Option<ChatTemplate>,
+    chat_template_source: Option<String>,
 }
 
 impl TextTokenizer {
@@ -93,6 +94,7 @@ impl TextTokenizer {
         let bos_token = config.bos_token.map(|t| t.text().to_string());
         let eos_token = config.eos_token.map(|t| t.text().to_string());
         let chat_template = template_source
+            .clone()
             .map(|source| ChatTemplate::new(source, bos_token.clone(), eos_token.clone()))
             .transpose()?;
         Ok(Self {
@@ -101,7 +103,13 @@ impl TextTokenizer {
             eos_token,
             pad_token: config.pad_token.map(|t| t.text().to_string()),
             chat_template,
+            chat_template_source: template_source,
         })
+    }
+
+    /// The chat template's Jinja source, as the backbone's files give it.
+    pub fn chat_template_source(&self) -> Option<&str> {
+        self.chat_template_source.as_deref()
     }
 
     /// Token ids of `text`; `add_special_tokens` applies the tokenizer's post-processor (e.g. a BOS).

@@ -14,6 +14,7 @@
 //!   adapter/                    the LoRA adapter in PEFT's format (swapped in whole: present means complete)
 //!   adapter-step<N>/            adapters kept at each evaluation (`training.save_checkpoint: each_evaluation_epoch`)
 //!   checkpoint/                 resume state: adapter, optimizer moments, position (`checkpoint.old` mid-swap)
+//!   exports/<kind>/             the studio's exports (`hf`, `gguf-q8_0`, `gguf-adapter`, …), each swapped in whole
 //! ```
 //! Train writes these; store and the studio read them through this type, never by literal names.
 
@@ -284,6 +285,16 @@ impl RunDir {
     /// `model-step<N>/`: the fully fine-tuned model kept at the evaluation after optimizer step `step`.
     pub fn model_at_step(&self, step: u64) -> PathBuf {
         self.root.join(format!("model-step{step}"))
+    }
+
+    /// `exports/`: the studio's exports of the trained model, one folder per kind.
+    pub fn exports(&self) -> PathBuf {
+        self.root.join("exports")
+    }
+
+    /// `exports/<kind>/`: one export (e.g. `hf`, `gguf-q4_k_m`).
+    pub fn export_dir(&self, kind: &str) -> PathBuf {
+        self.exports().join(kind)
     }
 
     /// `checkpoint/`: the resume state.

@@ -164,57 +164,121 @@ pub fn save_peft(model: &Llama, spec: &LoraSpec, base_model: &str, dir: &Path) -
     result
 }
 
+/// A PEFT LoRA adapter as read from its folder: its settings and tensors (on the CPU, as stored).
+pub struct PeftAdapter {
+    /// The folder holding `adapter_config.json` (a run folder's `adapter/` when given the run folder).
+    pub dir: std::path::PathBuf,
+    pub config: PeftConfig,
+    tensors: HashMap<String, Tensor>,
+}
+
+/// One adapted module's update: `a` `(r, in)`, `b` `(out, r)`, DoRA's `magnitude` `(out)`.
+pub struct ModuleUpdate<'a> {
+    pub a: &'a Tensor,
+    pub b: &'a Tensor,
+    pub magnitude: Option<&'a Tensor>,
+}
+
+impl PeftAdapter {
+    /// Reads the adapter in `dir` (or in `dir/adapter`, a run folder's).
+    pub fn open(dir: &Path) -> Result<PeftAdapter> {
+        let nested = dir.join("adapter");
+        let dir = if !dir.join("adapter_config.json").is_file()
+            && nested.join("adapter_config.json").is_file()
+        {
+            nested.as_path()
+        } else {
+            dir
+        };
+        let config_path = dir.join("adapter_config.json");
+        if !config_path.is_file() {
+            return Err(Error::InvalidAdapter(format!(
+                "`{}` has no `adapter_config.json`\nhelp: give the folder a training run saved its adapter in (PEFT format)",
+                dir.display()
+            )));
+        }
+        let config: PeftConfig = read_json(&config_path)?;
+        if config.peft_type != "LORA" {
+            return Err(Error::InvalidAdapter(format!(
+                "adapter type `{}` is not supported; only LORA adapters are",
+                config.peft_type
+            )));
+        }
+        let weights_path = dir.join("adapter_model.safetensors");
+        let tensors = candle_core::safetensors::load(&weights_path, &candle_core::Device::Cpu)
+            .map_err(|e| Error::CorruptWeights {
+                path: weights_path.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(PeftAdapter {
+            dir: dir.to_path_buf(),
+            config,
+            tensors,
+        })
+    }
+
+    /// The settings as a [`LoraSpec`] (target modules left to the tensors present).
+    pub fn spec(&self) -> LoraSpec {
+        LoraSpec {
+            r: self.config.r,
+            alpha: self.config.lora_alpha,
+            dropout: self.config.lora_dropout as f32,
+            use_rslora: self.config.use_rslora,
+            use_dora: self.config.use_dora,
+            target_modules: Vec::new(),
+        }
+    }
+
+    /// The update of the module at `path` (e.g. `model.layers.0.self_attn.q_proj`), if the adapter has one.
+    pub fn module(&self, path: &str) -> Result<Option<ModuleUpdate<'_>>> {
+        let key = |suffix: &str| format!("{PEFT_PREFIX}{path}.{suffix}");
+        let (Some(a), Some(b)) = (
+            self.tensors.get(&key("lora_A.weight")),
+            self.tensors.get(&key("lora_B.weight")),
+        ) else {
+            return Ok(None);
+        };
+        let magnitude = self.tensors.get(&key("lora_magnitude_vector"));
+        if magnitude.is_none() && self.config.use_dora {
+            return Err(Error::InvalidAdapter(format!(
+                "DoRA adapter lacks `{}`",
+                key("lora_magnitude_vector")
+            )));
+        }
+        Ok(Some(ModuleUpdate { a, b, magnitude }))
+    }
+
+    /// Paths of the modules the adapter has an update for, sorted.
+    pub fn module_paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self
+            .tensors
+            .keys()
+            .filter_map(|k| k.strip_prefix(PEFT_PREFIX)?.strip_suffix(".lora_A.weight"))
+            .map(str::to_string)
+            .collect();
+        paths.sort();
+        paths
+    }
+
+    /// The adapter's safetensors file (for error messages).
+    pub fn weights_path(&self) -> std::path::PathBuf {
+        self.dir.join("adapter_model.safetensors")
+    }
+}
+
 /// Reads a PEFT LoRA adapter from `dir` and attaches it to `model`; returns its spec.
 pub fn load_peft(model: &mut Llama, dir: &Path) -> Result<LoraSpec> {
-    // A run's output directory holds its adapter in `adapter/`.
-    let nested = dir.join("adapter");
-    let dir = if !dir.join("adapter_config.json").is_file()
-        && nested.join("adapter_config.json").is_file()
-    {
-        nested.as_path()
-    } else {
-        dir
-    };
-    let config_path = dir.join("adapter_config.json");
-    if !config_path.is_file() {
-        return Err(Error::InvalidAdapter(format!(
-            "`{}` has no `adapter_config.json`\nhelp: give the folder a training run saved its adapter in (PEFT format)",
-            dir.display()
-        )));
-    }
-    let config: PeftConfig = read_json(&config_path)?;
-    if config.peft_type != "LORA" {
-        return Err(Error::InvalidAdapter(format!(
-            "adapter type `{}` is not supported; only LORA adapters are",
-            config.peft_type
-        )));
-    }
-    let weights_path = dir.join("adapter_model.safetensors");
-    let tensors = candle_core::safetensors::load(&weights_path, model.device()).map_err(|e| {
-        Error::CorruptWeights {
-            path: weights_path.clone(),
-            message: e.to_string(),
-        }
-    })?;
-    let spec = LoraSpec {
-        r: config.r,
-        alpha: config.lora_alpha,
-        dropout: config.lora_dropout as f32,
-        use_rslora: config.use_rslora,
-        use_dora: config.use_dora,
-        target_modules: Vec::new(),
-    };
+    let adapter = PeftAdapter::open(dir)?;
+    let weights_path = adapter.weights_path();
+    let spec = adapter.spec();
     let scale = spec.scale();
     let mut attached = 0;
     let device = model.device().clone();
     for (path, _, linear) in model.linears_mut() {
-        let key = |suffix: &str| format!("{PEFT_PREFIX}{path}.{suffix}");
-        let (Some(a), Some(b)) = (
-            tensors.get(&key("lora_A.weight")),
-            tensors.get(&key("lora_B.weight")),
-        ) else {
+        let Some(update) = adapter.module(&path)? else {
             continue;
         };
+        let (a, b) = (update.a, update.b);
         let (out_dim, in_dim) = linear.weight().dims()?;
         if a.dims() != [spec.r, in_dim] || b.dims() != [out_dim, spec.r] {
             return Err(Error::InvalidAdapter(format!(
@@ -222,21 +286,15 @@ pub fn load_peft(model: &mut Llama, dir: &Path) -> Result<LoraSpec> {
                 a.dims(), b.dims(), spec.r, spec.r
             )));
         }
-        let magnitude = match tensors.get(&key("lora_magnitude_vector")) {
+        let magnitude = match update.magnitude {
             Some(m) => Some(Var::from_tensor(
                 &m.to_dtype(DType::F32)?.to_device(&device)?,
             )?),
-            None if spec.use_dora => {
-                return Err(Error::InvalidAdapter(format!(
-                    "DoRA adapter lacks `{}`",
-                    key("lora_magnitude_vector")
-                )))
-            }
             None => None,
         };
         linear.set_lora(Some(LoraAdapter {
-            a: Var::from_tensor(&a.to_dtype(DType::F32)?)?,
-            b: Var::from_tensor(&b.to_dtype(DType::F32)?)?,
+            a: Var::from_tensor(&a.to_dtype(DType::F32)?.to_device(&device)?)?,
+            b: Var::from_tensor(&b.to_dtype(DType::F32)?.to_device(&device)?)?,
             magnitude,
             scale,
             dropout: spec.dropout,

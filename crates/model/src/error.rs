@@ -85,6 +85,10 @@ pub enum Error {
     #[error("invalid adapter: {0}")]
     InvalidAdapter(String),
 
+    /// A writer was used against its contract (a tensor not declared, a dtype it cannot write).
+    #[error("cannot write the model: {0}")]
+    WriteContract(String),
+
     #[error("full fine-tuning needs dense float32 weights, but {reason}\nhelp: set `architecture.backbone_dtype: float32` (no int8/int4 quantization) and `environment.mixed_precision: false`, or train LoRA adapters (`training.lora: true`)")]
     FullFineTuningNeedsF32 {
         /// What stands in the way (a 16-bit compute dtype, a quantized weight).

@@ -23,6 +23,7 @@ pub mod gguf;
 pub mod kernels;
 pub mod layers;
 pub mod lora;
+pub mod merge;
 pub mod models;
 pub mod ops;
 pub mod quant;
@@ -33,7 +34,7 @@ pub mod threads;
 pub mod weights;
 
 pub use backbone::{parse_dtype, parse_weight_format, Backbone, WeightFormat};
-pub use candle_core::{DType, Device};
+pub use candle_core::{DType, Device, Tensor};
 pub use config::ModelConfig;
 pub use describe::{check_folder, describe_folder, FolderSummary};
 pub use error::{Error, Result};

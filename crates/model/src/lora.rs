@@ -148,6 +148,27 @@ impl LoraAdapter {
     }
 }
 
+/// `W` with a LoRA update merged in, as PEFT's `merge_and_unload` computes it (all f32): `W + s·B·A`, and for
+/// DoRA `m / ‖W + s·B·A‖ ⊙ (W + s·B·A)` with the L2 norm of each output row. `w` `(out, in)`, `a` `(r, in)`,
+/// `b` `(out, r)`, `magnitude` `(out)`.
+pub fn merge_weight(
+    w: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    magnitude: Option<&Tensor>,
+    scale: f64,
+) -> Result<Tensor> {
+    let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+    let merged = (f32(w)? + (f32(b)?.matmul(&f32(a)?)? * scale)?)?;
+    Ok(match magnitude {
+        None => merged,
+        Some(m) => {
+            let factor = f32(m)?.broadcast_div(&row_norms(&merged)?)?;
+            merged.broadcast_mul(&factor.unsqueeze(1)?)?
+        }
+    })
+}
+
 /// L2 norm of each row of `w` `(out, in)` → `(out)`.
 fn row_norms(w: &Tensor) -> Result<Tensor> {
     Ok(w.sqr()?.sum(D::Minus1)?.sqrt()?)

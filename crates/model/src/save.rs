@@ -113,7 +113,7 @@ fn saved_config(source: &Path, untie: bool) -> Result<Value> {
 }
 
 /// Groups tensors of `sizes` bytes, in order, into shards of at most `max` bytes (an oversized tensor alone).
-fn shard_plan(sizes: &[usize], max: usize) -> Vec<std::ops::Range<usize>> {
+pub fn shard_plan(sizes: &[usize], max: usize) -> Vec<std::ops::Range<usize>> {
     let mut shards = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, &size) in sizes.iter().enumerate() {
@@ -140,19 +140,14 @@ fn write_weights(weights: &[(String, Tensor)], dir: &Path, max_shard_bytes: usiz
     }
     let mut weight_map = BTreeMap::new();
     for (i, range) in plan.iter().enumerate() {
-        let file = format!("model-{:05}-of-{:05}.safetensors", i + 1, plan.len());
+        let file = shard_file_name(i, plan.len());
         for (name, _) in &weights[range.clone()] {
             weight_map.insert(name.clone(), file.clone());
         }
         write_safetensors(&weights[range.clone()], &dir.join(&file))?;
     }
-    let index = json!({
-        "metadata": { "total_size": sizes.iter().sum::<usize>() },
-        "weight_map": weight_map,
-    });
-    let mut text = serde_json::to_string_pretty(&index).expect("JSON serializes");
-    text.push('\n');
-    write_file(&dir.join("model.safetensors.index.json"), text.as_bytes())
+    let index = shard_index(&weight_map, sizes.iter().sum::<usize>());
+    write_file(&dir.join("model.safetensors.index.json"), &index)
 }
 
 /// One safetensors file with transformers' `{"format": "pt"}` metadata.
@@ -169,6 +164,122 @@ fn write_safetensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
             source,
         }
     })
+}
+
+/// The file name of shard `i` (0-based) of `n`, as transformers names them (`model-00001-of-00003.safetensors`).
+pub fn shard_file_name(i: usize, n: usize) -> String {
+    format!("model-{:05}-of-{:05}.safetensors", i + 1, n)
+}
+
+/// `model.safetensors.index.json` for shards holding `weight_map` (tensor → file) of `total_size` bytes.
+pub fn shard_index(weight_map: &BTreeMap<String, String>, total_size: usize) -> Vec<u8> {
+    let index = json!({
+        "metadata": { "total_size": total_size },
+        "weight_map": weight_map,
+    });
+    let mut text = serde_json::to_string_pretty(&index).expect("JSON serializes");
+    text.push('\n');
+    text.into_bytes()
+}
+
+/// A safetensors file written one tensor at a time: the header (every name, dtype and shape, declared up
+/// front) first, then each tensor's bytes in the declared order, so only one tensor is ever in memory.
+pub struct SafetensorsWriter {
+    path: std::path::PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    declared: Vec<(String, DType, Vec<usize>)>,
+    next: usize,
+}
+
+impl SafetensorsWriter {
+    /// Creates `path` and writes the header for `tensors` (with transformers' `{"format": "pt"}` metadata).
+    pub fn create(path: &Path, tensors: Vec<(String, DType, Vec<usize>)>) -> Result<Self> {
+        let mut header = serde_json::Map::new();
+        header.insert("__metadata__".into(), json!({"format": "pt"}));
+        let mut offset = 0usize;
+        for (name, dtype, shape) in &tensors {
+            let n = shape.iter().product::<usize>() * dtype.size_in_bytes();
+            let code = match dtype {
+                DType::F32 => "F32",
+                DType::F16 => "F16",
+                DType::BF16 => "BF16",
+                other => {
+                    return Err(Error::WriteContract(format!(
+                        "cannot write `{name}` as {other:?}: only F32, F16 and BF16 are written"
+                    )))
+                }
+            };
+            header.insert(
+                name.clone(),
+                json!({"dtype": code, "shape": shape, "data_offsets": [offset, offset + n]}),
+            );
+            offset += n;
+        }
+        let mut header = serde_json::to_vec(&Value::Object(header)).expect("JSON serializes");
+        while !header.len().is_multiple_of(8) {
+            header.push(b' ');
+        }
+        let io = |source| Error::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::create(path).map_err(io)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 22, file);
+        use std::io::Write;
+        out.write_all(&(header.len() as u64).to_le_bytes())
+            .map_err(io)?;
+        out.write_all(&header).map_err(io)?;
+        Ok(SafetensorsWriter {
+            path: path.to_path_buf(),
+            out,
+            declared: tensors,
+            next: 0,
+        })
+    }
+
+    /// Writes the next declared tensor (converted to its declared dtype).
+    pub fn write(&mut self, name: &str, tensor: &Tensor) -> Result<()> {
+        let Some((expected, dtype, shape)) = self.declared.get(self.next) else {
+            return Err(Error::WriteContract(format!(
+                "`{name}` was not declared in `{}`",
+                self.path.display()
+            )));
+        };
+        if expected != name || tensor.dims() != shape.as_slice() {
+            return Err(Error::ShapeMismatch {
+                name: name.to_string(),
+                expected: shape.clone(),
+                actual: tensor.dims().to_vec(),
+            });
+        }
+        let t = tensor.to_dtype(*dtype)?.contiguous()?;
+        let bytes = safetensors::View::data(&t);
+        use std::io::Write;
+        self.out.write_all(&bytes).map_err(|source| Error::Write {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Flushes and syncs the file; every declared tensor must have been written.
+    pub fn finish(self) -> Result<()> {
+        if self.next != self.declared.len() {
+            return Err(Error::WriteContract(format!(
+                "`{}` got {} of its {} tensors",
+                self.path.display(),
+                self.next,
+                self.declared.len()
+            )));
+        }
+        let io = |source| Error::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let file = self.out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)
+    }
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {

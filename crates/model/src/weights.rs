@@ -91,6 +91,17 @@ impl Weights {
         self.index.keys().map(String::as_str)
     }
 
+    /// Names of all tensors in storage order: by file, then by position in the file.
+    pub fn names_in_file_order(&self) -> Vec<String> {
+        let mut names: Vec<(&usize, usize, &String)> = self
+            .index
+            .iter()
+            .map(|(name, (shard, info))| (shard, info.data_offsets.0, name))
+            .collect();
+        names.sort();
+        names.into_iter().map(|(_, _, n)| n.clone()).collect()
+    }
+
     /// The on-disk shape of `name`.
     pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
         Ok(self.info(name)?.shape.clone())
@@ -101,6 +112,13 @@ impl Weights {
         self.index
             .get("model.embed_tokens.weight")
             .or_else(|| self.index.values().next())
+            .and_then(|(_, info)| candle_dtype(info.dtype))
+    }
+
+    /// The dtype tensor `name` is stored in (`None`: no such tensor, or a dtype candle has not).
+    pub fn dtype_of(&self, name: &str) -> Option<DType> {
+        self.index
+            .get(name)
             .and_then(|(_, info)| candle_dtype(info.dtype))
     }
 

@@ -158,6 +158,7 @@ impl From<ferrotune_store::Error> for ApiError {
             E::Data(inner) => return data_class(inner).answer(e.to_string()),
             E::InArchive { source, .. } => return data_class(source).answer(e.to_string()),
             E::Config(inner) => return config_error(inner),
+            E::Export(inner) => return export_class(inner).answer(e.to_string()),
             E::Io { .. }
             | E::Sqlite { .. }
             | E::SchemaTooNew { .. }
@@ -184,6 +185,22 @@ impl From<ferrotune_store::Error> for ApiError {
             | E::NotABackbone { .. } => Class::User(StatusCode::BAD_REQUEST),
         };
         class.answer(e.to_string())
+    }
+}
+
+fn export_class(e: &ferrotune_export::Error) -> Class {
+    use ferrotune_export::Error as E;
+    match e {
+        E::NotARun { .. } => Class::User(StatusCode::NOT_FOUND),
+        E::StillRunning { .. }
+        | E::NoTrainedWeights { .. }
+        | E::BackboneGone { .. }
+        | E::OutputExists { .. } => Class::User(StatusCode::CONFLICT),
+        E::NotEnoughSpace { .. } => Class::User(StatusCode::INSUFFICIENT_STORAGE),
+        E::UnknownTemplate { .. } | E::Unsupported { .. } | E::Config(_) => {
+            Class::User(StatusCode::BAD_REQUEST)
+        }
+        E::Io { .. } | E::Model(_) | E::Gguf(_) | E::Train(_) => Class::Internal,
     }
 }
 
@@ -220,9 +237,11 @@ impl From<ferrotune_model::Error> for ApiError {
             E::Data(inner) => data_class(inner),
             E::Gguf(inner) => gguf_class(inner),
             // A corrupt or truncated weights file is damage on the server's disk, not a wrong request.
-            E::Io { .. } | E::Write { .. } | E::CorruptWeights { .. } | E::Candle(_) => {
-                Class::Internal
-            }
+            E::Io { .. }
+            | E::Write { .. }
+            | E::CorruptWeights { .. }
+            | E::Candle(_)
+            | E::WriteContract(_) => Class::Internal,
             E::NotFound { .. } => Class::User(StatusCode::NOT_FOUND),
             E::MissingConfig { .. }
             | E::NotAFolder { .. }

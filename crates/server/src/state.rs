@@ -55,6 +55,8 @@ pub struct Inner {
     pub(crate) chat: Mutex<Option<LoadedModel>>,
     /// What the demo registration is doing (shown on the home page), if anything.
     notice: RwLock<Option<String>>,
+    /// The exports this server started, by experiment.
+    pub(crate) exports: crate::routes::exports::ExportJobs,
 }
 
 impl std::ops::Deref for AppState {
@@ -76,6 +78,7 @@ impl AppState {
             settings: RwLock::new(settings),
             chat: Mutex::new(None),
             notice: RwLock::new(None),
+            exports: Default::default(),
         }))
     }
 

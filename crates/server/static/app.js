@@ -344,8 +344,9 @@ pages.experiment = () => {
       const changed = root.dataset.status !== e.status;
       root.dataset.status = e.status;
       enableActions($$(".actions [data-action]"), e.status);
-      // Tabs that depend on what the run has written follow its status: the downloads it has saved.
-      if (changed) refreshDownloads();
+      // Tabs that depend on what the run has written follow its status: the downloads it has saved (looked at
+      // again while any is missing, since the status can change before the last file lands).
+      if (changed || $$(".not-ready").some(n => !n.hidden)) refreshDownloads();
     });
     source.addEventListener("metric", ev => {
       const m = JSON.parse(ev.data);
@@ -357,6 +358,7 @@ pages.experiment = () => {
           series.margin.push([m.step, m.rewards.margin]); series.accuracy.push([m.step, m.rewards.accuracy]);
         }
       } else if (m.event === "evaluation") {
+        refreshDownloads(); // an evaluation saves the adapter and the predictions
         series.validation_loss.push([m.step, m.validation_loss]);
         series.metric.push([m.step, m.metric]);
         metricName = m.metric_name;
@@ -367,12 +369,48 @@ pages.experiment = () => {
       }
       schedule();
     });
+    source.addEventListener("export", ev => renderExports(JSON.parse(ev.data)));
     source.addEventListener("log", ev => {
       const atEnd = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 4;
       logs.append(JSON.parse(ev.data) + "\n");
       if (atEnd) logs.scrollTop = logs.scrollHeight;
     });
   };
+  // Exports: background jobs whose progress comes over the event stream; finished ones (also from earlier
+  // sessions, listed from disk) get a download link and their path.
+  const exportList = $("#export-list");
+  const onDisk = new Map();
+  const renderExports = jobs => {
+    const rows = new Map(onDisk);
+    for (const j of jobs) rows.set(j.kind, j);
+    exportList.replaceChildren(...[...rows.values()].map(j => {
+      const li = document.createElement("li");
+      li.dataset.kind = j.kind;
+      if (j.state === "running") li.textContent = `${j.kind}: writing ${j.done} / ${j.total || "?"} tensors…`;
+      else if (j.state === "failed") li.textContent = `${j.kind}: failed — ${j.message}`;
+      else {
+        const a = document.createElement("a");
+        a.href = j.download; a.textContent = `Download ${j.kind}`;
+        li.append(a, ` — on disk at ${j.path}`);
+      }
+      return li;
+    }));
+  };
+  (async () => {
+    try {
+      const list = await api("GET", `${base()}/exports`);
+      for (const e of list.exports) onDisk.set(e.kind, { ...e, state: "finished" });
+      renderExports(list.jobs);
+    } catch { /* the list appears with the next export event */ }
+  })();
+  for (const button of $$("[data-export]")) button.addEventListener("click", async () => {
+    const body = { format: button.dataset.export };
+    if (body.format === "gguf") body.gguf_type = $("#export-gguf-type").value;
+    button.disabled = true;
+    try { await api("POST", `${base()}/exports`, body); flash(`export ${body.format} started`); }
+    catch (e) { flash(e.message, true); }
+    finally { button.disabled = false; }
+  });
   connect();
   // Predict: stage the file, apply the run's model, offer the CSV.
   $("#predict-start").addEventListener("click", async () => {

@@ -30,6 +30,9 @@ pub enum Error {
     #[error(transparent)]
     Data(Box<ferrotune_data::Error>),
 
+    #[error(transparent)]
+    Export(Box<ferrotune_export::Error>),
+
     #[error("in `{}` (member `{member}`): {source}", archive.display())]
     InArchive {
         archive: PathBuf,
@@ -200,5 +203,11 @@ fn unsafe_help(members: &[String]) -> &'static str {
         ""
     } else {
         "; archive the files with paths inside the archive (`zip data.zip train.csv`, not `../train.csv`)"
+    }
+}
+
+impl From<ferrotune_export::Error> for Error {
+    fn from(e: ferrotune_export::Error) -> Self {
+        Error::Export(Box::new(e))
     }
 }

@@ -49,6 +49,7 @@ mod doctor;
 pub mod error;
 pub mod experiment;
 mod experiments;
+mod exports;
 mod files;
 pub mod grid;
 mod preview;
@@ -71,9 +72,11 @@ pub use experiment::{ExperimentInfo, Status};
 pub use experiments::{
     device_of, Comparison, ExperimentSource, Plan, Planned, Review, StartOptions, Stopped,
 };
+pub use exports::{ExportDownload, ExportRecord, ExportRequest, PlannedExport};
 pub use ferrotune_data::import::{
     CanonicalRow, ColumnCounts, Histogram, Mapping, Shape, Statistics,
 };
+pub use ferrotune_export::{ExportDtype, ExportFormat, GgufType};
 pub use ferrotune_home::Home;
 pub use preview::{Preview, PREVIEW_CHARS};
 pub use process::ensure_runner;

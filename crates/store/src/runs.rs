@@ -262,6 +262,15 @@ fn not_yet(name: &str, artifact: Artifact) -> Error {
 
 /// The files of `dir` (one level) as a zip whose entries are under `prefix/`.
 fn zip_folder(dir: &Path, prefix: &str) -> Result<Vec<u8>> {
+    zip_with(dir, prefix, zip::CompressionMethod::Deflated)
+}
+
+/// The files of `dir` as a zip without compression (model weights hardly compress), under `prefix/`.
+pub(crate) fn zip_folder_stored(dir: &Path, prefix: &str) -> Result<Vec<u8>> {
+    zip_with(dir, prefix, zip::CompressionMethod::Stored)
+}
+
+fn zip_with(dir: &Path, prefix: &str, method: zip::CompressionMethod) -> Result<Vec<u8>> {
     let zip_err = |e: zip::result::ZipError| Error::Corrupt {
         path: dir.to_path_buf(),
         message: e.to_string(),
@@ -269,7 +278,8 @@ fn zip_folder(dir: &Path, prefix: &str) -> Result<Vec<u8>> {
     let mut out = std::io::Cursor::new(Vec::new());
     let mut zip = zip::ZipWriter::new(&mut out);
     let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
+        .compression_method(method)
+        .large_file(true);
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(io(dir))?
         .flatten()

@@ -120,6 +120,18 @@ impl LabelMapping {
     }
 }
 
+impl LabelMapping {
+    /// What head output `k` is: its class or column ([`LabelMapping::output_name`]), except a binary head's
+    /// one output, which is the probability of the positive class (index 1).
+    pub fn output_label(&self, k: usize) -> String {
+        if self.loss == HeadLoss::BinaryCrossEntropy && self.columns.len() == 1 {
+            self.output_name(1)
+        } else {
+            self.output_name(k)
+        }
+    }
+}
+
 /// A trained (or training) head.
 #[derive(Debug, Clone)]
 pub struct Head {
@@ -253,11 +265,8 @@ impl Head {
             Outputs::Values => (0..m.outputs)
                 .map(|k| format!("prediction_{}", m.output_name(k)))
                 .collect(),
-            Outputs::Binary if m.columns.len() == 1 => {
-                vec![format!("probability_{}", m.output_name(1))]
-            }
             _ => (0..m.outputs)
-                .map(|k| format!("probability_{}", m.output_name(k)))
+                .map(|k| format!("probability_{}", m.output_label(k)))
                 .collect(),
         }
     }

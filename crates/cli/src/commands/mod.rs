@@ -10,6 +10,7 @@ mod demo;
 mod doctor;
 mod experiment;
 mod experiment_view;
+mod export;
 mod generate;
 mod predict;
 mod score;
@@ -20,8 +21,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use ferrotune_home::Home;
+use ferrotune_home::{Home, RunDir};
 use ferrotune_model::{Backbone, Device, GenerationConfig};
+use ferrotune_store::Store;
 
 use crate::printer::Printer;
 
@@ -54,6 +56,8 @@ pub enum Command {
     Chat(chat::ChatArgs),
     /// Apply a run's model to a new file: its rows plus a `prediction` column, as CSV.
     Predict(predict::PredictArgs),
+    /// Export a run's model: a merged Hugging Face folder, a GGUF with an Ollama Modelfile, or a llama.cpp LoRA adapter.
+    Export(export::ExportArgs),
     /// Manage backbones: import a GGUF file as a Hugging Face folder; register, list and remove named backbones.
     #[command(subcommand)]
     Backbone(backbone::BackboneCommand),
@@ -86,6 +90,7 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(args, printer),
         Command::Chat(args) => chat::run(args, printer),
         Command::Predict(args) => predict::run(args, printer),
+        Command::Export(args) => export::run(args, printer),
         Command::Backbone(cmd) => backbone::run(cmd, printer),
         Command::Assets(cmd) => assets::run(cmd, printer),
         Command::Config(cmd) => config::run(cmd, printer),
@@ -213,4 +218,20 @@ impl GenerationArgs {
             ..backbone.generation_config()
         }
     }
+}
+
+/// The run folder `run` names: a folder with `cfg.yaml`, else a registered experiment.
+pub(crate) fn run_folder(run: &str) -> anyhow::Result<RunDir> {
+    let path = PathBuf::from(run);
+    if path.join(ferrotune_home::run::CONFIG_FILE).is_file() {
+        return Ok(RunDir::new(path));
+    }
+    if path.is_dir() {
+        anyhow::bail!(
+            "`{run}` holds no `{}`: it is not a run folder\nhelp: give the folder `ferrotune train` wrote (its `output_directory`), or an experiment's name",
+            ferrotune_home::run::CONFIG_FILE
+        );
+    }
+    let mut store = Store::from_env()?;
+    Ok(store.run_dir(run)?)
 }

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use ferrotune_home::{Home, RunDir};
-use ferrotune_store::Store;
+use ferrotune_home::Home;
 use ferrotune_train::predict::{predict, PredictRequest};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -31,7 +30,7 @@ pub struct PredictArgs {
 
 pub fn run(args: PredictArgs, printer: &Printer) -> anyhow::Result<()> {
     let home = Home::from_env();
-    let run = run_folder(&args.run)?;
+    let run = super::run_folder(&args.run)?;
     if args.output.exists() && args.output.is_dir() {
         anyhow::bail!(
             "`{}` is a folder\nhelp: --output names the CSV file to write",
@@ -71,20 +70,4 @@ pub fn run(args: PredictArgs, printer: &Printer) -> anyhow::Result<()> {
         summary.tokens as f64 / summary.seconds.max(1e-9)
     ));
     Ok(())
-}
-
-/// The run folder `run` names: a folder with `cfg.yaml`, else a registered experiment.
-fn run_folder(run: &str) -> anyhow::Result<RunDir> {
-    let path = PathBuf::from(run);
-    if path.join(ferrotune_home::run::CONFIG_FILE).is_file() {
-        return Ok(RunDir::new(path));
-    }
-    if path.is_dir() {
-        anyhow::bail!(
-            "`{run}` holds no `{}`: it is not a run folder\nhelp: give the folder `ferrotune train` wrote (its `output_directory`), or an experiment's name",
-            ferrotune_home::run::CONFIG_FILE
-        );
-    }
-    let mut store = Store::from_env()?;
-    Ok(store.run_dir(run)?)
 }

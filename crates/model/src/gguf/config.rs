@@ -215,34 +215,75 @@ fn rope_scaling(
 
 /// Recover Llama 3's `rope_scaling` from the factors llama.cpp's converter baked into
 /// `rope_freqs.weight`: try the published parameter sets and keep the one that reproduces them.
+/// Llama 3.1's per-frequency rope factors (`rope_freqs.weight`, what llama.cpp's converter writes), one per
+/// pair of dimensions: 1 for short wavelengths, `factor` for long ones, smoothly in between.
+pub fn llama3_rope_factors(
+    head_dim: usize,
+    theta: f64,
+    factor: f64,
+    low: f64,
+    high: f64,
+    original: usize,
+) -> Vec<f64> {
+    let low_wavelen = original as f64 / low;
+    let high_wavelen = original as f64 / high;
+    (0..head_dim / 2)
+        .map(|i| {
+            let freq = 1.0 / theta.powf((2 * i) as f64 / head_dim as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            if wavelen < high_wavelen {
+                1.0
+            } else if wavelen > low_wavelen {
+                factor
+            } else {
+                let smooth = (original as f64 / wavelen - low) / (high - low);
+                1.0 / ((1.0 - smooth) / factor + smooth)
+            }
+        })
+        .collect()
+}
+
 fn llama3_scaling(freqs: &[f32], head_dim: usize, theta: f64) -> Option<Json> {
     if freqs.len() * 2 != head_dim {
         return None;
     }
-    let candidates = [
+    let mut candidates = vec![
         (8.0, 1.0, 4.0, 8192usize),
         (32.0, 1.0, 4.0, 8192),
         (16.0, 1.0, 4.0, 8192),
         (4.0, 1.0, 4.0, 8192),
     ];
+    // Other original lengths: with Llama 3's low/high factors (1, 4), a factor between 1 and the largest one
+    // gives the original length back from its wavelength.
+    let factor = freqs.iter().fold(1f32, |m, &f| m.max(f)) as f64;
+    if let Some((i, &f)) = freqs
+        .iter()
+        .enumerate()
+        .find(|(_, &f)| f as f64 > 1.0 + 1e-4 && (f as f64) < factor - 1e-4)
+    {
+        let wavelen = 2.0 * std::f64::consts::PI * theta.powf((2 * i) as f64 / head_dim as f64);
+        let smooth = (1.0 / f as f64 - 1.0 / factor) / (1.0 - 1.0 / factor);
+        let original = (wavelen * (smooth * 3.0 + 1.0)).round() as usize;
+        candidates.push((factor, 1.0, 4.0, original));
+    } else if let Some(k) = freqs.iter().position(|&f| f as f64 >= factor - 1e-4) {
+        // Only 1s then `factor`s: any original length between 4× the last short wavelength and the first long
+        // one gives the same factors; the largest integer below the first long wavelength is one.
+        let wavelen = 2.0 * std::f64::consts::PI * theta.powf((2 * k) as f64 / head_dim as f64);
+        candidates.push((
+            factor,
+            1.0,
+            4.0,
+            (wavelen.ceil() as usize).saturating_sub(1),
+        ));
+    }
     candidates
         .iter()
         .find_map(|&(factor, low, high, original)| {
-            let low_wavelen = original as f64 / low;
-            let high_wavelen = original as f64 / high;
-            let ok = freqs.iter().enumerate().all(|(i, &got)| {
-                let freq = 1.0 / theta.powf((2 * i) as f64 / head_dim as f64);
-                let wavelen = 2.0 * std::f64::consts::PI / freq;
-                let want = if wavelen < high_wavelen {
-                    1.0
-                } else if wavelen > low_wavelen {
-                    factor
-                } else {
-                    let smooth = (original as f64 / wavelen - low) / (high - low);
-                    1.0 / ((1.0 - smooth) / factor + smooth)
-                };
-                (got as f64 - want).abs() <= 1e-3 * want
-            });
+            let wanted = llama3_rope_factors(head_dim, theta, factor, low, high, original);
+            let ok = freqs
+                .iter()
+                .zip(&wanted)
+                .all(|(&got, &want)| (got as f64 - want).abs() <= 1e-3 * want);
             ok.then(|| {
                 json!({"rope_type": "llama3", "factor": factor, "low_freq_factor": low,
                    "high_freq_factor": high, "original_max_position_embeddings": original})

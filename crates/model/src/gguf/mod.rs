@@ -15,10 +15,13 @@
 //! leaves nothing behind.
 
 mod config;
+pub mod export;
 mod reader;
 mod tensors;
 mod tokenizer;
 mod types;
+pub mod vocab;
+pub mod writer;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -29,7 +32,7 @@ use serde_json::json;
 pub use config::SUPPORTED_ARCHITECTURES;
 pub use reader::{GgufFile, TensorInfo};
 pub use tokenizer::SUPPORTED_TOKENIZERS;
-pub use types::{ggml_type_name, Value, SUPPORTED_GGML_TYPES};
+pub use types::{block_layout, ggml_id, ggml_type_name, Value, SUPPORTED_GGML_TYPES};
 
 /// Errors of the GGUF importer. Each message is a lowercase first line naming the thing in
 /// backticks, then a `help:` line with the fix.

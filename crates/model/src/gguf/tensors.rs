@@ -12,6 +12,55 @@ use super::config::{Arch, Hparams};
 use super::reader::GgufFile;
 use super::GgufError;
 
+/// The tensors of every decoder layer: (llama.cpp's name after `blk.N.`, transformers' after
+/// `model.layers.N.`), without the `.weight` / `.bias` suffix.
+pub const LAYER_TENSORS: &[(&str, &str)] = &[
+    ("attn_norm", "input_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
+/// The tensors outside the layers: (llama.cpp's name, transformers').
+pub const GLOBAL_TENSORS: &[(&str, &str)] = &[
+    ("token_embd.weight", "model.embed_tokens.weight"),
+    ("output_norm.weight", "model.norm.weight"),
+    ("output.weight", "lm_head.weight"),
+];
+
+/// transformers' name of layer `l`'s tensor `gguf` (e.g. `attn_q.weight` → `model.layers.l.self_attn.q_proj.weight`).
+fn hf_layer_tensor(l: usize, gguf: &str) -> String {
+    let (module, kind) = gguf.rsplit_once('.').unwrap_or((gguf, "weight"));
+    let hf = LAYER_TENSORS
+        .iter()
+        .find(|(g, _)| *g == module)
+        .map_or(module, |(_, h)| h);
+    format!("model.layers.{l}.{hf}.{kind}")
+}
+
+/// llama.cpp's name of a transformers tensor (`model.layers.3.mlp.down_proj.weight` → `blk.3.ffn_down.weight`),
+/// or `None` for a tensor llama.cpp's Llama-family models do not have.
+pub fn gguf_tensor_name(hf: &str) -> Option<String> {
+    if let Some((g, _)) = GLOBAL_TENSORS.iter().find(|(_, h)| *h == hf) {
+        return Some(g.to_string());
+    }
+    let (layer, rest) = hf.strip_prefix("model.layers.")?.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (module, kind) = rest.rsplit_once('.')?;
+    let (g, _) = LAYER_TENSORS.iter().find(|(_, h)| *h == module)?;
+    matches!(kind, "weight" | "bias").then(|| format!("blk.{layer}.{g}.{kind}"))
+}
+
+/// The layer index of a llama.cpp tensor name (`blk.3.ffn_down.weight` → 3).
+pub fn gguf_layer(name: &str) -> Option<usize> {
+    name.strip_prefix("blk.")?.split_once('.')?.0.parse().ok()
+}
+
 /// One tensor to write: where it comes from, its HF name and shape, and the permutation to undo.
 #[derive(Debug, Clone)]
 pub struct Planned {
@@ -41,112 +90,67 @@ pub fn plan(file: &GgufFile, h: &Hparams) -> Result<Vec<Planned>, GgufError> {
         })
     };
     push(
-        "token_embd.weight".into(),
-        "model.embed_tokens.weight".into(),
+        GLOBAL_TENSORS[0].0.into(),
+        GLOBAL_TENSORS[0].1.into(),
         vec![h.vocab_rows, d],
         None,
     );
     for l in 0..h.n_layers {
         let g = |s: &str| format!("blk.{l}.{s}");
-        let m = |s: &str| format!("model.layers.{l}.{s}");
-        push(
-            g("attn_norm.weight"),
-            m("input_layernorm.weight"),
-            vec![d],
-            None,
-        );
+        let m = |s: &str| hf_layer_tensor(l, s);
+        push(g("attn_norm.weight"), m("attn_norm.weight"), vec![d], None);
         let (pq, pk) = if permute {
             (Some(h.n_heads), Some(h.n_kv_heads))
         } else {
             (None, None)
         };
-        push(
-            g("attn_q.weight"),
-            m("self_attn.q_proj.weight"),
-            vec![q_rows, d],
-            pq,
-        );
-        push(
-            g("attn_k.weight"),
-            m("self_attn.k_proj.weight"),
-            vec![kv_rows, d],
-            pk,
-        );
+        push(g("attn_q.weight"), m("attn_q.weight"), vec![q_rows, d], pq);
+        push(g("attn_k.weight"), m("attn_k.weight"), vec![kv_rows, d], pk);
         push(
             g("attn_v.weight"),
-            m("self_attn.v_proj.weight"),
+            m("attn_v.weight"),
             vec![kv_rows, d],
             None,
         );
         push(
             g("attn_output.weight"),
-            m("self_attn.o_proj.weight"),
+            m("attn_output.weight"),
             vec![d, q_rows],
             None,
         );
         if h.attention_bias {
-            push(
-                g("attn_q.bias"),
-                m("self_attn.q_proj.bias"),
-                vec![q_rows],
-                pq,
-            );
-            push(
-                g("attn_k.bias"),
-                m("self_attn.k_proj.bias"),
-                vec![kv_rows],
-                pk,
-            );
-            push(
-                g("attn_v.bias"),
-                m("self_attn.v_proj.bias"),
-                vec![kv_rows],
-                None,
-            );
+            push(g("attn_q.bias"), m("attn_q.bias"), vec![q_rows], pq);
+            push(g("attn_k.bias"), m("attn_k.bias"), vec![kv_rows], pk);
+            push(g("attn_v.bias"), m("attn_v.bias"), vec![kv_rows], None);
             if h.arch == Arch::Llama {
-                push(
-                    g("attn_output.bias"),
-                    m("self_attn.o_proj.bias"),
-                    vec![d],
-                    None,
-                );
+                push(g("attn_output.bias"), m("attn_output.bias"), vec![d], None);
             }
         }
-        push(
-            g("ffn_norm.weight"),
-            m("post_attention_layernorm.weight"),
-            vec![d],
-            None,
-        );
+        push(g("ffn_norm.weight"), m("ffn_norm.weight"), vec![d], None);
         push(
             g("ffn_gate.weight"),
-            m("mlp.gate_proj.weight"),
+            m("ffn_gate.weight"),
             vec![h.ffn, d],
             None,
         );
-        push(
-            g("ffn_up.weight"),
-            m("mlp.up_proj.weight"),
-            vec![h.ffn, d],
-            None,
-        );
+        push(g("ffn_up.weight"), m("ffn_up.weight"), vec![h.ffn, d], None);
         push(
             g("ffn_down.weight"),
-            m("mlp.down_proj.weight"),
+            m("ffn_down.weight"),
             vec![d, h.ffn],
             None,
         );
     }
     push(
-        "output_norm.weight".into(),
-        "model.norm.weight".into(),
+        GLOBAL_TENSORS[1].0.into(),
+        GLOBAL_TENSORS[1].1.into(),
         vec![d],
         None,
     );
     if !h.tied {
         push(
-            "output.weight".into(),
-            "lm_head.weight".into(),
+            GLOBAL_TENSORS[2].0.into(),
+            GLOBAL_TENSORS[2].1.into(),
             vec![h.vocab_rows, d],
             None,
         );
@@ -211,6 +215,25 @@ pub fn unpermute_rows(w: &[f32], rows: usize, n_head: usize) -> Vec<f32> {
             for t in 0..2 {
                 let src = h * hd + 2 * j + t;
                 let dst = h * hd + t * half + j;
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+/// llama.cpp's `permute` (what its converter applies to Llama's q/k rows): each head's rows
+/// `[first halves; second halves]` (rotate-half) become interleaved pairs. The inverse of [`unpermute_rows`].
+pub fn permute_rows(w: &[f32], rows: usize, n_head: usize) -> Vec<f32> {
+    let cols = w.len() / rows;
+    let hd = rows / n_head;
+    let half = hd / 2;
+    let mut out = vec![0f32; w.len()];
+    for h in 0..n_head {
+        for j in 0..half {
+            for t in 0..2 {
+                let dst = h * hd + 2 * j + t;
+                let src = h * hd + t * half + j;
                 out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
             }
         }

@@ -60,6 +60,25 @@ fn split_regex(pre: &str) -> Option<&'static str> {
     })
 }
 
+/// The `tokenizer.ggml.pre` name llama.cpp knows for a split regex (the first name [`split_regex`] maps to it).
+pub(super) fn pre_name(regex: &str) -> Option<&'static str> {
+    [
+        ("llama-bpe", LLAMA3_SPLIT),
+        ("qwen2", QWEN2_SPLIT),
+        ("qwen35", QWEN35_SPLIT),
+        ("tekken", TEKKEN_SPLIT),
+        ("gpt-4o", GPT4O_SPLIT),
+    ]
+    .into_iter()
+    .find(|(name, r)| *r == regex && split_regex(name) == Some(r))
+    .map(|(name, _)| name)
+}
+
+/// The `tokenizer.ggml.pre` name of a byte-level BPE whose digits are split one by one before the GPT-2 regex.
+pub(super) const DIGITS_PRE_NAME: &str = DIGIT_PRE[0];
+/// The `tokenizer.ggml.pre` name of the plain GPT-2 byte-level split.
+pub(super) const GPT2_PRE_NAME: &str = GPT2_PRE[1];
+
 /// What was built.
 #[derive(Debug)]
 pub struct BuiltTokenizer {

@@ -40,6 +40,25 @@ impl Value {
         }
     }
 
+    /// The GGUF value type id (`gguf_type` in ggml): what the file stores before the value.
+    pub fn type_id(&self) -> u32 {
+        match self {
+            Value::U8(_) => 0,
+            Value::I8(_) => 1,
+            Value::U16(_) => 2,
+            Value::I16(_) => 3,
+            Value::U32(_) => 4,
+            Value::I32(_) => 5,
+            Value::F32(_) => 6,
+            Value::Bool(_) => 7,
+            Value::String(_) => 8,
+            Value::Array(_) => 9,
+            Value::U64(_) => 10,
+            Value::I64(_) => 11,
+            Value::F64(_) => 12,
+        }
+    }
+
     /// Any integer type as i128 (wide enough for u64 and i64 alike).
     pub fn as_int(&self) -> Option<i128> {
         Some(match *self {
@@ -136,6 +155,22 @@ pub(super) fn candle_dtype(id: u32) -> Option<GgmlDType> {
         14 => GgmlDType::Q6K,
         _ => return None,
     })
+}
+
+/// The ggml type id of a candle quantized dtype (the inverse of the table candle reads).
+pub fn ggml_id(dtype: GgmlDType) -> u32 {
+    GGML_TYPES
+        .iter()
+        .map(|t| t.0)
+        .find(|&id| candle_dtype(id) == Some(dtype))
+        .expect("every candle ggml dtype has an id in the table")
+}
+
+/// Elements per block and bytes per block of a candle quantized dtype.
+pub fn block_layout(dtype: GgmlDType) -> (usize, usize) {
+    let id = ggml_id(dtype);
+    let t = GGML_TYPES.iter().find(|t| t.0 == id).expect("listed");
+    (t.2, t.3)
 }
 
 /// The f64 whose decimal form is the shortest one that round-trips the f32: GGUF stores

@@ -14,6 +14,7 @@ use safetensors::SafeTensors;
 use serde_json::Value;
 
 mod errors;
+mod export;
 mod fixtures;
 mod synthetic;
 mod writer;

@@ -1,7 +1,7 @@
 //! Live updates over Server-Sent Events, fed by what the training process writes (the one event stream:
 //! `metrics.jsonl`, `logs.log`, and the registry the runner keeps): `GET /api/events` sends the experiment list
 //! whenever it changes; `GET /api/experiments/{name}/events` replays and then follows one experiment's metric
-//! events, log lines and status.
+//! events, log lines, status, and the state of its export jobs.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -82,7 +82,15 @@ async fn events_one(
 
 async fn follow(state: AppState, name: String, mut files: RunFollower, tx: mpsc::Sender<Event>) {
     let mut last_status = String::new();
+    let mut last_exports = Vec::new();
     loop {
+        let jobs = super::exports::jobs_of(&state, &name);
+        if jobs != last_exports {
+            if tx.send(json_event("export", &jobs)).await.is_err() {
+                return;
+            }
+            last_exports = jobs;
+        }
         let n = name.clone();
         if let Ok(info) = state.with_store(move |s| Ok(s.experiment(&n)?)).await {
             let text = serde_json::to_string(&info).unwrap_or_default();

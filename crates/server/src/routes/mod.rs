@@ -5,6 +5,7 @@ mod chat;
 mod dataset_pages;
 mod datasets;
 mod experiments;
+pub(crate) mod exports;
 mod home;
 mod live;
 mod predict;
@@ -35,6 +36,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(live::api())
         .merge(chat::api())
         .merge(predict::api())
+        .merge(exports::api())
         .fallback(api_not_found)
         .method_not_allowed_fallback(api_method_not_allowed);
     // Apart from the API, so that their fallbacks stay their own.

@@ -384,6 +384,7 @@ async fn experiment_page(
             summary => minijinja::value::Serde(&summary),
             downloads => minijinja::value::Serde(&downloads),
             has_head => has_head,
+            gguf_types => ferrotune_store::GgufType::ALL.map(|t| t.name()).to_vec(),
         },
     )?)
 }
