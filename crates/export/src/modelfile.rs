@@ -183,3 +183,65 @@ pub fn modelfile(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backbone(t: &str) -> TemplateSource {
+        TemplateSource::Backbone(t.into())
+    }
+
+    const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+    const LLAMA3: &str = "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+    const LLAMA2: &str = "{% if messages[0]['role'] == 'system' %}{% set system = '<<SYS>>\n' + messages[0]['content'] + '\n<</SYS>>\n\n' %}{% endif %}{% for message in messages %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + ' ' + eos_token }}{% endif %}{% endfor %}";
+    const MISTRAL: &str = "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}";
+    const ZEPHYR: &str = "{% for message in messages %}{% if message['role'] == 'user' %}{{ '<|user|>\n' + message['content'] + eos_token }}{% elif message['role'] == 'system' %}{{ '<|system|>\n' + message['content'] + eos_token }}{% elif message['role'] == 'assistant' %}{{ '<|assistant|>\n'  + message['content'] + eos_token }}{% endif %}{% if loop.last and add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}{% endfor %}";
+
+    #[test]
+    fn each_template_family_gets_its_go_template_and_stops() {
+        let cfg = Experiment::default();
+        let cases: [(&str, &str, &str, &[&str]); 5] = [
+            (CHATML, "<|im_end|>", "<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n", &["<|im_start|>", "<|im_end|>"]),
+            (LLAMA3, "<|eot_id|>", "<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>", &["<|eot_id|>", "<|start_header_id|>"]),
+            (LLAMA2, "</s>", "[INST] {{ if $system }}<<SYS>>\n{{ $system }}\n<</SYS>>\n\n", &["[INST]", "</s>"]),
+            (MISTRAL, "</s>", "[INST] {{ if $system }}{{ $system }}\n\n{{ $system = \"\" }}{{ end }}{{ .Content }}[/INST]", &["[INST]", "[/INST]", "</s>"]),
+            (ZEPHYR, "</s>", "<|{{ .Role }}|>\n{{ .Content }}</s>\n{{ end }}<|assistant|>\n", &["<|user|>", "</s>"]),
+        ];
+        for (template, eos, go, stops) in cases {
+            let text = modelfile("m.q8_0.gguf", &backbone(template), eos, &cfg).unwrap();
+            assert!(text.contains("FROM ./m.q8_0.gguf\n"), "{text}");
+            assert!(text.contains(go), "{template}\n---\n{text}");
+            for s in stops {
+                assert!(text.contains(&format!("PARAMETER stop {}", quoted(s))), "{s}: {text}");
+            }
+            assert!(text.contains("PARAMETER temperature 0\n") && text.contains("PARAMETER num_predict 256\n"), "{text}");
+        }
+        let chatml = modelfile("m.gguf", &backbone(CHATML), "<|im_end|>", &cfg).unwrap();
+        assert!(chatml.ends_with("SYSTEM \"You are a helpful AI assistant named SmolLM.\"\n"), "{chatml}");
+    }
+
+    #[test]
+    fn marker_templates_are_written_from_the_markers_and_unknown_ones_are_named() {
+        let mut cfg = Experiment::default();
+        cfg.dataset.text_prompt_start = "### Q:\\n".into();
+        cfg.dataset.add_eos_token_to_prompt = false;
+        cfg.prediction.do_sample = true;
+        cfg.prediction.temperature = 0.3;
+        cfg.prediction.stop_tokens = "###, END".into();
+        let source = TemplateSource::Markers(Markers::of(&cfg, true));
+        let text = modelfile("m.gguf", &source, "</s>", &cfg).unwrap();
+        assert!(
+            text.contains("{{- else if eq .Role \"user\" }}{{ \"### Q:\\n\" }}{{ .Content }}{{ \"<|answer|>\" }}{{- else if eq .Role \"assistant\" }}{{ .Content }}{{ \"</s>\" }}"),
+            "{text}"
+        );
+        for s in ["### Q:", "<|system|>", "</s>", "###", "END"] {
+            assert!(text.contains(&format!("PARAMETER stop {}\n", quoted(s))), "{s}: {text}");
+        }
+        assert!(text.contains("PARAMETER temperature 0.3\nPARAMETER top_p 1\n"), "{text}");
+        let err = modelfile("m.gguf", &backbone("{% for m in messages %}>> {{ m.content }}{% endfor %}"), "</s>", &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`{% for m in messages %}>> {{ m.content }}{% endfor %}`") && err.contains("--no-modelfile"), "{err}");
+    }
+}

@@ -58,6 +58,10 @@ fn logits(dir: &Path, ids: &Tensor) -> Tensor {
     b.model.forward(ids, None).unwrap()
 }
 
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+}
+
 fn reference(case: &str) -> (Tensor, Tensor) {
     let path = train_fixture("export_merge").join(format!("{case}.safetensors"));
     let t = candle_core::safetensors::load(&path, &Device::Cpu).unwrap_or_else(|e| {
@@ -167,8 +171,8 @@ fn sixteen_bit_exports_and_shards_keep_the_logits_close() {
         );
         let sharded = out.join("model.safetensors.index.json").is_file();
         assert_eq!(sharded, shard < 1_000_000, "{}", dtype.name());
-        let d = max_diff(&logits(&out, &ids), &want);
-        assert!(d <= bound, "{}: {d}", dtype.name());
+        let d = max_diff(&logits(&out, &ids), &want) / max_abs(&want);
+        assert!(d <= bound, "{}: {d} of the largest logit", dtype.name());
     }
 }
 
@@ -258,11 +262,14 @@ fn gguf_exports_read_back_with_the_merged_weights_and_a_modelfile() {
         let back = tmp.path().join(format!("back-{}", ty.name()));
         ferrotune_model::gguf::import_gguf(&file, &back).unwrap();
         let (ids, want) = reference("qwen2_lora");
-        let d = max_diff(&logits(&back, &ids), &logits(&hf, &ids));
-        let bound = if ty == GgufType::F32 { 1e-5 } else { 0.05 };
+        // Relative to the largest logit: f32 exact; q8_0 (weights within 1/254 of their block max, checked in the
+        // model crate) within 10 % through this tiny random model, whose logits are dominated by few weights.
+        let scale = max_abs(&want);
+        let d = max_diff(&logits(&back, &ids), &logits(&hf, &ids)) / scale;
+        let bound = if ty == GgufType::F32 { 1e-6 } else { 0.1 };
         assert!(d <= bound, "{}: {d}", ty.name());
-        let d = max_diff(&logits(&back, &ids), &want);
-        assert!(d <= bound.max(1e-4), "{}: {d}", ty.name());
+        let d = max_diff(&logits(&back, &ids), &want) / scale;
+        assert!(d <= bound.max(1e-5), "{}: {d}", ty.name());
     }
 }
 

@@ -130,6 +130,31 @@ pub const CASES: &[Case] = &[
         guards: "`--dtype f8` lists the dtypes there are",
         check: Check::Run(bad_dtype),
     },
+    Case {
+        id: "models.export-bad-runs",
+        guards: "`export` of a folder that is not a run, a run still running, one without trained weights, one whose backbone is gone, or into a non-empty folder is one paragraph with the fix; nothing is written and the folder's files are kept",
+        check: Check::Elsewhere("crates/export/tests/export.rs::bad_runs_are_refused_with_one_paragraph_and_nothing_written"),
+    },
+    Case {
+        id: "models.export-unknown-template",
+        guards: "a GGUF export whose chat template is no family the Modelfile knows names the template and `--no-modelfile` before anything is written",
+        check: Check::Elsewhere("crates/export/tests/export.rs::bad_runs_are_refused_with_one_paragraph_and_nothing_written"),
+    },
+    Case {
+        id: "models.export-dora-adapter-gguf",
+        guards: "a DoRA adapter is not written as a llama.cpp adapter (llama.cpp cannot apply it); the message points to the merged GGUF",
+        check: Check::Elsewhere("crates/export/tests/export.rs::the_adapter_gguf_has_llama_cpp_names_and_alpha"),
+    },
+    Case {
+        id: "models.export-head-as-gguf",
+        guards: "a classifier is not exported as GGUF (llama.cpp runs causal LMs) and a full fine-tuning has no adapter to export; each says which format to use",
+        check: Check::Elsewhere("crates/cli/tests/e2e/export.rs::a_classifier_exports_as_a_sequence_classifier_and_full_fine_tuning_without_an_adapter"),
+    },
+    Case {
+        id: "models.export-bad-flags",
+        guards: "`--dtype` with a GGUF format, a `--max-shard-size` that is no size, and an existing non-empty `--out` are refused without touching anything",
+        check: Check::Elsewhere("crates/cli/tests/e2e/export.rs::an_int4_trained_adapter_exports_merged_gguf_and_as_an_adapter"),
+    },
 ];
 
 /// A copy of the tiny llama fixture whose `config.json` went through `edit`.

@@ -199,6 +199,39 @@ mod tests {
     use candle_core::Device;
 
     #[test]
+    fn candles_quantizers_stay_within_each_formats_bound() {
+        // A [4, 512] tensor with one outlier per row; each block's error is bounded by its largest value over
+        // the format's levels (q8_0: ±127, q6_k: ±31, q5: ±15, q4: ±7; K-quants also round their block scales,
+        // hence the margins).
+        let values: Vec<f32> = (0..4 * 512)
+            .map(|i| {
+                let x = ((i as f32) * 0.618).sin() * ((i % 7) as f32 + 1.0);
+                if i % 301 == 0 { x * 20.0 } else { x }
+            })
+            .collect();
+        let t = Tensor::from_vec(values.clone(), (4, 512), &Device::Cpu).unwrap();
+        for (dtype, block, levels) in [
+            (GgmlDType::Q8_0, 32, 127.0),
+            (GgmlDType::Q5_0, 32, 15.0),
+            (GgmlDType::Q5_1, 32, 15.0),
+            (GgmlDType::Q4_0, 32, 7.0),
+            (GgmlDType::Q6K, 256, 24.0),
+            (GgmlDType::Q5K, 256, 12.0),
+            (GgmlDType::Q4K, 256, 6.0),
+        ] {
+            let bytes = encode(&t, dtype).unwrap();
+            assert_eq!(bytes.len(), (block_layout(dtype).1 * values.len() / block_layout(dtype).0));
+            let q = QTensor::quantize(&t, dtype).unwrap();
+            let back: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            for (b, (want, got)) in values.chunks(block).zip(back.chunks(block)).enumerate() {
+                let amax = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let err = want.iter().zip(got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(err <= amax / levels, "{dtype:?} block {b}: error {err} > {amax} / {levels}");
+            }
+        }
+    }
+
+    #[test]
     fn what_the_writer_writes_the_reader_reads_back() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("t.gguf");

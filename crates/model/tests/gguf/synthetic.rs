@@ -133,8 +133,8 @@ fn sentencepiece_vocab_tokenizes_like_transformers() {
         .without("token_embd.weight")
         .f32_tensor("token_embd.weight", &[tokens.len(), 8])
         .kv("tokenizer.ggml.model", Kv::Str("llama".into()))
-        .kv("tokenizer.ggml.tokens", Kv::Strs(tokens))
-        .kv("tokenizer.ggml.token_type", Kv::I32s(types))
+        .kv("tokenizer.ggml.tokens", Kv::Strs(tokens.clone()))
+        .kv("tokenizer.ggml.token_type", Kv::I32s(types.clone()))
         .kv("tokenizer.ggml.scores", Kv::F32s(scores))
         .kv("tokenizer.ggml.bos_token_id", Kv::U32(1))
         .kv("tokenizer.ggml.eos_token_id", Kv::U32(2))
@@ -197,6 +197,39 @@ fn sentencepiece_vocab_tokenizes_like_transformers() {
         tc["add_bos_token"], true,
         "SentencePiece vocabularies add BOS unless the file says otherwise"
     );
+
+    // Exported again (HF tokenizer.json → `llama` GGUF vocabulary): the same tokens and types, and a GGUF
+    // written from the imported folder imports back to a tokenizer giving the same ids.
+    use ferrotune_model::gguf::export::{write_model_gguf, GgufType};
+    use ferrotune_model::gguf::{vocab::vocab_metadata, Value};
+    let vocab = vocab_metadata(&out, 300, (Some(1), Some(2))).unwrap();
+    assert_eq!(vocab.model, "llama");
+    let get = |k: &str| vocab.entries.iter().find(|(key, _)| key == &format!("tokenizer.ggml.{k}")).map(|(_, v)| v.clone());
+    let strs = |v: Option<Value>| match v {
+        Some(Value::Array(items)) => items.into_iter().map(|i| match i {
+            Value::String(s) => s,
+            other => format!("{other:?}"),
+        }).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(strs(get("tokens")), tokens);
+    let got_types: Vec<i32> = match get("token_type") {
+        Some(Value::Array(items)) => items.into_iter().map(|i| match i { Value::I32(t) => t, _ => -1 }).collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(got_types, types);
+    assert_eq!(get("add_bos_token"), Some(Value::Bool(true)));
+    assert_eq!(get("unknown_token_id"), Some(Value::U32(0)));
+    assert_eq!(get("add_space_prefix"), Some(Value::Bool(true)));
+    let weights = ferrotune_model::merge::MergedWeights::open(&out, None).unwrap();
+    let again = tmp.path().join("again.gguf");
+    write_model_gguf(&weights, vocab, None, "sp", GgufType::F32, &again, &mut |_, _| {}).unwrap();
+    let back = tmp.path().join("back");
+    import_gguf(&again, &back).unwrap();
+    let tok2 = tokenizers::Tokenizer::from_file(back.join("tokenizer.json")).unwrap();
+    for (text, want, _) in cases {
+        assert_eq!(tok2.encode(text, true).unwrap().get_ids(), want, "ids of {text:?} after export");
+    }
 }
 
 #[test]
