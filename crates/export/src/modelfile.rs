@@ -213,12 +213,22 @@ mod tests {
             assert!(text.contains("FROM ./m.q8_0.gguf\n"), "{text}");
             assert!(text.contains(go), "{template}\n---\n{text}");
             for s in stops {
-                assert!(text.contains(&format!("PARAMETER stop {}", quoted(s))), "{s}: {text}");
+                assert!(
+                    text.contains(&format!("PARAMETER stop {}", quoted(s))),
+                    "{s}: {text}"
+                );
             }
-            assert!(text.contains("PARAMETER temperature 0\n") && text.contains("PARAMETER num_predict 256\n"), "{text}");
+            assert!(
+                text.contains("PARAMETER temperature 0\n")
+                    && text.contains("PARAMETER num_predict 256\n"),
+                "{text}"
+            );
         }
         let chatml = modelfile("m.gguf", &backbone(CHATML), "<|im_end|>", &cfg).unwrap();
-        assert!(chatml.ends_with("SYSTEM \"You are a helpful AI assistant named SmolLM.\"\n"), "{chatml}");
+        assert!(
+            chatml.ends_with("SYSTEM \"You are a helpful AI assistant named SmolLM.\"\n"),
+            "{chatml}"
+        );
     }
 
     #[test]
@@ -236,12 +246,27 @@ mod tests {
             "{text}"
         );
         for s in ["### Q:", "<|system|>", "</s>", "###", "END"] {
-            assert!(text.contains(&format!("PARAMETER stop {}\n", quoted(s))), "{s}: {text}");
+            assert!(
+                text.contains(&format!("PARAMETER stop {}\n", quoted(s))),
+                "{s}: {text}"
+            );
         }
-        assert!(text.contains("PARAMETER temperature 0.3\nPARAMETER top_p 1\n"), "{text}");
-        let err = modelfile("m.gguf", &backbone("{% for m in messages %}>> {{ m.content }}{% endfor %}"), "</s>", &cfg)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("`{% for m in messages %}>> {{ m.content }}{% endfor %}`") && err.contains("--no-modelfile"), "{err}");
+        assert!(
+            text.contains("PARAMETER temperature 0.3\nPARAMETER top_p 1\n"),
+            "{text}"
+        );
+        let err = modelfile(
+            "m.gguf",
+            &backbone("{% for m in messages %}>> {{ m.content }}{% endfor %}"),
+            "</s>",
+            &cfg,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`{% for m in messages %}>> {{ m.content }}{% endfor %}`")
+                && err.contains("--no-modelfile"),
+            "{err}"
+        );
     }
 }

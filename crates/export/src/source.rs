@@ -116,7 +116,7 @@ impl RunSource {
 }
 
 /// Whether process `pid` exists (signal 0 checks without sending anything).
-fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists and may be signalled.
     unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
 }

@@ -40,6 +40,7 @@ impl Staged {
                 });
             }
         }
+        remove_dead_leftovers(&parent, target);
         let dir = ferrotune_home::atomic::temp_sibling(target);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         Ok(Staged {
@@ -67,6 +68,28 @@ impl Drop for Staged {
     fn drop(&mut self) {
         if self.armed {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Removes the staging folders of earlier exports to `target` whose process is gone (killed mid-export):
+/// `.<name>.tmp-<pid>-…` siblings of a dead pid.
+fn remove_dead_leftovers(parent: &Path, target: &Path) {
+    let Some(leaf) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{leaf}.tmp-");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !crate::source::pid_alive(p)) {
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }

@@ -53,6 +53,13 @@ fn fake_run(root: &Path, base: &str, adapter: &Path, extra: &str) -> RunDir {
     run
 }
 
+/// [`fake_run`] resolved for export (with a home of its own under `root`).
+fn resolved(root: &Path, base: &str, adapter: &str, extra: &str) -> RunSource {
+    let home = Home::new(root.join("home"));
+    let run = fake_run(root, base, &train_fixture(adapter), extra);
+    RunSource::resolve(&run, &home).unwrap()
+}
+
 fn logits(dir: &Path, ids: &Tensor) -> Tensor {
     let b = Backbone::load_folder(dir, DType::F32, &Device::Cpu).unwrap();
     b.model.forward(ids, None).unwrap()
@@ -147,14 +154,7 @@ fn merged_folders_give_peft_merge_and_unload_logits() {
 #[test]
 fn sixteen_bit_exports_and_shards_keep_the_logits_close() {
     let tmp = tempfile::tempdir().unwrap();
-    let home = Home::new(tmp.path().join("home"));
-    let run = fake_run(
-        tmp.path(),
-        "llama3_rope",
-        &train_fixture("lora_step/adapter"),
-        "",
-    );
-    let source = RunSource::resolve(&run, &home).unwrap();
+    let source = resolved(tmp.path(), "llama3_rope", "lora_step/adapter", "");
     let (ids, want) = reference("llama_lora");
     for (dtype, shard, bound) in [
         (ExportDtype::Bfloat16, 100_000, 0.1),
@@ -179,14 +179,7 @@ fn sixteen_bit_exports_and_shards_keep_the_logits_close() {
 #[test]
 fn the_marker_template_renders_the_tokens_training_used() {
     let tmp = tempfile::tempdir().unwrap();
-    let home = Home::new(tmp.path().join("home"));
-    let run = fake_run(
-        tmp.path(),
-        "llama3_rope",
-        &train_fixture("lora_step/adapter"),
-        "",
-    );
-    let source = RunSource::resolve(&run, &home).unwrap();
+    let source = resolved(tmp.path(), "llama3_rope", "lora_step/adapter", "");
     let out = tmp.path().join("merged");
     export(
         &source,
@@ -225,14 +218,7 @@ fn the_marker_template_renders_the_tokens_training_used() {
 #[test]
 fn gguf_exports_read_back_with_the_merged_weights_and_a_modelfile() {
     let tmp = tempfile::tempdir().unwrap();
-    let home = Home::new(tmp.path().join("home"));
-    let run = fake_run(
-        tmp.path(),
-        "qwen2_tied",
-        &train_fixture("lora_step_qwen2/adapter"),
-        "dataset:\n  use_chat_template: true\nprediction:\n  do_sample: true\n  temperature: 0.7\n  top_k: 40\n",
-    );
-    let source = RunSource::resolve(&run, &home).unwrap();
+    let source = resolved(tmp.path(), "qwen2_tied", "lora_step_qwen2/adapter", "dataset:\n  use_chat_template: true\nprediction:\n  do_sample: true\n  temperature: 0.7\n  top_k: 40\n");
     let hf = tmp.path().join("hf");
     let mut opts = ExportOptions::new(hf.clone(), ExportFormat::Hf);
     opts.dtype = Some(ExportDtype::Float32);
@@ -276,14 +262,7 @@ fn gguf_exports_read_back_with_the_merged_weights_and_a_modelfile() {
 #[test]
 fn the_adapter_gguf_has_llama_cpp_names_and_alpha() {
     let tmp = tempfile::tempdir().unwrap();
-    let home = Home::new(tmp.path().join("home"));
-    let run = fake_run(
-        tmp.path(),
-        "llama3_rope",
-        &train_fixture("lora_step/rslora/adapter"),
-        "",
-    );
-    let source = RunSource::resolve(&run, &home).unwrap();
+    let source = resolved(tmp.path(), "llama3_rope", "lora_step/rslora/adapter", "");
     let out = tmp.path().join("lora");
     export(
         &source,
@@ -309,13 +288,7 @@ fn the_adapter_gguf_has_llama_cpp_names_and_alpha() {
     assert!(file.tensor_info("blk.1.ffn_down.weight.lora_b").is_some());
     // DoRA has no adapter form.
     let tmp2 = tempfile::tempdir().unwrap();
-    let run = fake_run(
-        tmp2.path(),
-        "llama3_rope",
-        &train_fixture("lora_step/dora/adapter"),
-        "",
-    );
-    let source = RunSource::resolve(&run, &home).unwrap();
+    let source = resolved(tmp2.path(), "llama3_rope", "lora_step/dora/adapter", "");
     let err = export(
         &source,
         &ExportOptions::new(tmp2.path().join("x"), ExportFormat::GgufAdapter),
@@ -374,6 +347,17 @@ fn bad_runs_are_refused_with_one_paragraph_and_nothing_written() {
         "",
     );
     let source = RunSource::resolve(&run3, &home).unwrap();
+    // A killed export's staging folder (its pid above Linux's largest, so gone) is cleared by the next export to the same place.
+    let stale = tmp2.path().join(".merged.tmp-4194305-1-0");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("model.safetensors"), "half").unwrap();
+    export(
+        &source,
+        &ExportOptions::new(tmp2.path().join("merged"), ExportFormat::Hf),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(!stale.exists());
     let out = tmp2.path().join("full");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("keep.txt"), "mine").unwrap();

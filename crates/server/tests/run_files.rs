@@ -279,7 +279,11 @@ async fn exports_run_in_the_background_report_progress_and_download() {
     let s = Studio::new(None);
     let dir = s.place(&trained().finished, "tiny");
     let (status, body) = s
-        .json("POST", "/api/experiments/tiny/exports", serde_json::json!({"format": "gguf", "gguf_type": "q4_k_m"}))
+        .json(
+            "POST",
+            "/api/experiments/tiny/exports",
+            serde_json::json!({"format": "gguf", "gguf_type": "q4_k_m"}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["kind"], "gguf-q4_k_m");
@@ -297,7 +301,10 @@ async fn exports_run_in_the_background_report_progress_and_download() {
     }
     let job = &list["jobs"][0];
     assert_eq!(job["state"], "finished", "{list}");
-    assert!(job["done"].as_u64().unwrap() > 0 && job["done"] == job["total"], "{job}");
+    assert!(
+        job["done"].as_u64().unwrap() > 0 && job["done"] == job["total"],
+        "{job}"
+    );
     let on_disk = dir.join("exports/gguf-q4_k_m");
     assert_eq!(job["path"], on_disk.to_string_lossy().as_ref());
     assert_eq!(list["exports"][0]["kind"], "gguf-q4_k_m");
@@ -308,32 +315,52 @@ async fn exports_run_in_the_background_report_progress_and_download() {
         headers[header::CONTENT_DISPOSITION],
         "attachment; filename=\"tiny.q4_k_m.gguf\""
     );
-    assert_eq!(bytes, std::fs::read(on_disk.join("tiny.q4_k_m.gguf")).unwrap());
+    assert_eq!(
+        bytes,
+        std::fs::read(on_disk.join("tiny.q4_k_m.gguf")).unwrap()
+    );
     // The experiment's stream carries the job's state.
-    let events = s.events_until("/api/experiments/tiny/events", |e| e.iter().any(|(n, _)| n == "export")).await;
+    let events = s
+        .events_until("/api/experiments/tiny/events", |e| {
+            e.iter().any(|(n, _)| n == "export")
+        })
+        .await;
     let (_, data) = events.iter().find(|(n, _)| n == "export").unwrap();
     assert_eq!(json(data)[0]["state"], "finished");
 
     // The merged folder downloads as a zip; a second export of a kind replaces the first.
     for _ in 0..2 {
         let (status, _) = s
-            .json("POST", "/api/experiments/tiny/exports", serde_json::json!({"format": "hf"}))
+            .json(
+                "POST",
+                "/api/experiments/tiny/exports",
+                serde_json::json!({"format": "hf"}),
+            )
             .await;
         assert_eq!(status, StatusCode::ACCEPTED);
         for _ in 0..200 {
             let (_, text) = s.get("/api/experiments/tiny/exports").await;
             let l = json(&text);
-            if l["jobs"].as_array().unwrap().iter().all(|j| j["state"] != "running") {
+            if l["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|j| j["state"] != "running")
+            {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
-    let (status, headers, bytes) = s.get_bytes("/api/experiments/tiny/exports/hf/download").await;
+    let (status, headers, bytes) = s
+        .get_bytes("/api/experiments/tiny/exports/hf/download")
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[header::CONTENT_TYPE], "application/zip");
     let zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
-    assert!(zip.file_names().any(|n| n.is_ok_and(|n| n == "tiny-hf/model.safetensors")));
+    assert!(zip
+        .file_names()
+        .any(|n| n.is_ok_and(|n| n == "tiny-hf/model.safetensors")));
     let entries: Vec<String> = std::fs::read_dir(dir.join("exports"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -342,10 +369,22 @@ async fn exports_run_in_the_background_report_progress_and_download() {
 
     // Bad requests name the field and its choices.
     let (status, body) = s
-        .json("POST", "/api/experiments/tiny/exports", serde_json::json!({"format": "onnx"}))
+        .json(
+            "POST",
+            "/api/experiments/tiny/exports",
+            serde_json::json!({"format": "onnx"}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"].as_str().unwrap().contains("`format` is `onnx`; it is one of `hf`, `gguf`, `gguf-adapter`"), "{body}");
-    let (status, body) = s.get("/api/experiments/tiny/exports/gguf-q6_k/download").await;
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("`format` is `onnx`; it is one of `hf`, `gguf`, `gguf-adapter`"),
+        "{body}"
+    );
+    let (status, body) = s
+        .get("/api/experiments/tiny/exports/gguf-q6_k/download")
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }

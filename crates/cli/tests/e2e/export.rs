@@ -85,14 +85,7 @@ fn an_int4_trained_adapter_exports_merged_gguf_and_as_an_adapter() {
         merged.model.forward(&ids, None).unwrap(),
         reference.model.forward(&ids, None).unwrap(),
     );
-    let d: f32 = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let d = ferrotune_test_support::max_diff(&a, &b);
     assert!(d < 0.05, "f16 merged logits differ by {d}");
     for f in [
         "README.md",

@@ -206,25 +206,17 @@ fn squeeze(shape: &[usize]) -> Vec<usize> {
 /// RoPE pairs); HF wants them as `[first halves; second halves]` (rotate-half). Equivalent to
 /// `w.reshape(n_head, hd/2, 2, cols).swapaxes(1, 2).reshape(rows, cols)`.
 pub fn unpermute_rows(w: &[f32], rows: usize, n_head: usize) -> Vec<f32> {
-    let cols = w.len() / rows;
-    let hd = rows / n_head;
-    let half = hd / 2;
-    let mut out = vec![0f32; w.len()];
-    for h in 0..n_head {
-        for j in 0..half {
-            for t in 0..2 {
-                let src = h * hd + 2 * j + t;
-                let dst = h * hd + t * half + j;
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
-            }
-        }
-    }
-    out
+    reorder_rows(w, rows, n_head, false)
 }
 
 /// llama.cpp's `permute` (what its converter applies to Llama's q/k rows): each head's rows
 /// `[first halves; second halves]` (rotate-half) become interleaved pairs. The inverse of [`unpermute_rows`].
 pub fn permute_rows(w: &[f32], rows: usize, n_head: usize) -> Vec<f32> {
+    reorder_rows(w, rows, n_head, true)
+}
+
+/// Row `h·hd + 2j + t` (interleaved) ↔ row `h·hd + t·hd/2 + j` (halves), towards interleaved when `interleave`.
+fn reorder_rows(w: &[f32], rows: usize, n_head: usize, interleave: bool) -> Vec<f32> {
     let cols = w.len() / rows;
     let hd = rows / n_head;
     let half = hd / 2;
@@ -232,8 +224,12 @@ pub fn permute_rows(w: &[f32], rows: usize, n_head: usize) -> Vec<f32> {
     for h in 0..n_head {
         for j in 0..half {
             for t in 0..2 {
-                let dst = h * hd + 2 * j + t;
-                let src = h * hd + t * half + j;
+                let (interleaved, halves) = (h * hd + 2 * j + t, h * hd + t * half + j);
+                let (dst, src) = if interleave {
+                    (interleaved, halves)
+                } else {
+                    (halves, interleaved)
+                };
                 out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
             }
         }

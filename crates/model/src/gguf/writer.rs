@@ -206,7 +206,11 @@ mod tests {
         let values: Vec<f32> = (0..4 * 512)
             .map(|i| {
                 let x = ((i as f32) * 0.618).sin() * ((i % 7) as f32 + 1.0);
-                if i % 301 == 0 { x * 20.0 } else { x }
+                if i % 301 == 0 {
+                    x * 20.0
+                } else {
+                    x
+                }
             })
             .collect();
         let t = Tensor::from_vec(values.clone(), (4, 512), &Device::Cpu).unwrap();
@@ -220,13 +224,28 @@ mod tests {
             (GgmlDType::Q4K, 256, 6.0),
         ] {
             let bytes = encode(&t, dtype).unwrap();
-            assert_eq!(bytes.len(), (block_layout(dtype).1 * values.len() / block_layout(dtype).0));
+            assert_eq!(
+                bytes.len(),
+                (block_layout(dtype).1 * values.len() / block_layout(dtype).0)
+            );
             let q = QTensor::quantize(&t, dtype).unwrap();
-            let back: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let back: Vec<f32> = q
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             for (b, (want, got)) in values.chunks(block).zip(back.chunks(block)).enumerate() {
                 let amax = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let err = want.iter().zip(got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-                assert!(err <= amax / levels, "{dtype:?} block {b}: error {err} > {amax} / {levels}");
+                let err = want
+                    .iter()
+                    .zip(got)
+                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    err <= amax / levels,
+                    "{dtype:?} block {b}: error {err} > {amax} / {levels}"
+                );
             }
         }
     }

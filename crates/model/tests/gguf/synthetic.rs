@@ -204,17 +204,32 @@ fn sentencepiece_vocab_tokenizes_like_transformers() {
     use ferrotune_model::gguf::{vocab::vocab_metadata, Value};
     let vocab = vocab_metadata(&out, 300, (Some(1), Some(2))).unwrap();
     assert_eq!(vocab.model, "llama");
-    let get = |k: &str| vocab.entries.iter().find(|(key, _)| key == &format!("tokenizer.ggml.{k}")).map(|(_, v)| v.clone());
+    let get = |k: &str| {
+        vocab
+            .entries
+            .iter()
+            .find(|(key, _)| key == &format!("tokenizer.ggml.{k}"))
+            .map(|(_, v)| v.clone())
+    };
     let strs = |v: Option<Value>| match v {
-        Some(Value::Array(items)) => items.into_iter().map(|i| match i {
-            Value::String(s) => s,
-            other => format!("{other:?}"),
-        }).collect::<Vec<_>>(),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::String(s) => s,
+                other => format!("{other:?}"),
+            })
+            .collect::<Vec<_>>(),
         other => panic!("{other:?}"),
     };
     assert_eq!(strs(get("tokens")), tokens);
     let got_types: Vec<i32> = match get("token_type") {
-        Some(Value::Array(items)) => items.into_iter().map(|i| match i { Value::I32(t) => t, _ => -1 }).collect(),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::I32(t) => t,
+                _ => -1,
+            })
+            .collect(),
         other => panic!("{other:?}"),
     };
     assert_eq!(got_types, types);
@@ -223,12 +238,25 @@ fn sentencepiece_vocab_tokenizes_like_transformers() {
     assert_eq!(get("add_space_prefix"), Some(Value::Bool(true)));
     let weights = ferrotune_model::merge::MergedWeights::open(&out, None).unwrap();
     let again = tmp.path().join("again.gguf");
-    write_model_gguf(&weights, vocab, None, "sp", GgufType::F32, &again, &mut |_, _| {}).unwrap();
+    write_model_gguf(
+        &weights,
+        vocab,
+        None,
+        "sp",
+        GgufType::F32,
+        &again,
+        &mut |_, _| {},
+    )
+    .unwrap();
     let back = tmp.path().join("back");
     import_gguf(&again, &back).unwrap();
     let tok2 = tokenizers::Tokenizer::from_file(back.join("tokenizer.json")).unwrap();
     for (text, want, _) in cases {
-        assert_eq!(tok2.encode(text, true).unwrap().get_ids(), want, "ids of {text:?} after export");
+        assert_eq!(
+            tok2.encode(text, true).unwrap().get_ids(),
+            want,
+            "ids of {text:?} after export"
+        );
     }
 }
 
