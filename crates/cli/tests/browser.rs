@@ -411,6 +411,38 @@ async fn the_studio_in_a_real_browser() {
         json!("/api/experiments/first/predict/new-rows.predictions.csv")
     );
 
+    // 4c. Downloads: the adapter is offered without a reload (the tab followed the run to `finished`), and a GGUF
+    // export runs in the background until its download link and path appear.
+    css(&c, "#tab-downloads").await.click().await.unwrap();
+    wait_js(
+        &c,
+        "the adapter download marked ready",
+        "document.querySelector('.not-ready[data-download=\"adapter\"]').hidden",
+    )
+    .await;
+    c.execute(
+        "document.querySelector('#export-gguf-type').value = 'q4_k_m'",
+        vec![],
+    )
+    .await
+    .unwrap();
+    css(&c, "[data-export=\"gguf\"]").await.click().await.unwrap();
+    let export = wait_js(
+        &c,
+        "the GGUF export's link",
+        "(a => a && [a.textContent, a.getAttribute('href'), a.parentElement.textContent])(document.querySelector('#export-list li[data-kind=\"gguf-q4_k_m\"] a'))",
+    )
+    .await;
+    assert_eq!(export[0], json!("Download gguf-q4_k_m"));
+    assert_eq!(
+        export[1],
+        json!("/api/experiments/first/exports/gguf-q4_k_m/download")
+    );
+    assert!(
+        export[2].as_str().unwrap().contains("exports/gguf-q4_k_m"),
+        "{export}"
+    );
+
     // 5. A second experiment from the first one's config, with another learning rate.
     c.goto(&format!("{url}/experiments/new?from=first"))
         .await
