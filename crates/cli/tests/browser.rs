@@ -426,7 +426,11 @@ async fn the_studio_in_a_real_browser() {
     )
     .await
     .unwrap();
-    css(&c, "[data-export=\"gguf\"]").await.click().await.unwrap();
+    css(&c, "[data-export=\"gguf\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
     let export = wait_js(
         &c,
         "the GGUF export's link",
