@@ -23,6 +23,9 @@ pub struct CheckpointState {
     pub seed: u64,
     /// Best validation metric so far and the step it was reached at.
     pub best_metric: Option<(f64, u64)>,
+    /// Evaluations since the best one that did not improve on it (early stopping's count).
+    #[serde(default)]
+    pub evaluations_since_best: u32,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {

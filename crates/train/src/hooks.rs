@@ -89,6 +89,11 @@ pub(crate) struct RunHooks<'a, 'b> {
     pub(crate) best: Option<(f64, u64)>,
     /// The last evaluation's validation loss and metric.
     pub(crate) last: Option<(f64, f64)>,
+    /// Early stopping: evaluations without improvement allowed (0: off), and the improvement that counts.
+    pub(crate) patience: u32,
+    pub(crate) threshold: f64,
+    /// Evaluations since the best one that did not improve on it.
+    pub(crate) since_best: u32,
 }
 
 impl RunHooks<'_, '_> {
@@ -134,10 +139,19 @@ impl Hooks for RunHooks<'_, '_> {
                 value: ev.loss,
             });
         }
-        if pos.micro_step > 0 && self.best.is_none_or(|(b, _)| metric.better(ev.metric, b)) {
-            self.best = Some((ev.metric, pos.optimizer_step));
-            if self.save == SaveCheckpoint::Best {
-                self.save_weights(model, &self.trained.folder(&self.files.run))?;
+        if pos.micro_step > 0 {
+            let improved = self.best.is_none_or(|(b, _)| {
+                metric.better(ev.metric, b) && (ev.metric - b).abs() > self.threshold
+            });
+            if improved {
+                self.best = Some((ev.metric, pos.optimizer_step));
+                self.since_best = 0;
+                // Early stopping keeps the best evaluation's weights as the result, whatever `save_checkpoint` says.
+                if self.save == SaveCheckpoint::Best || self.patience > 0 {
+                    self.save_weights(model, &self.trained.folder(&self.files.run))?;
+                }
+            } else {
+                self.since_best += 1;
             }
         }
         if self.save == SaveCheckpoint::EachEvaluationEpoch && pos.micro_step > 0 {
@@ -160,6 +174,7 @@ impl Hooks for RunHooks<'_, '_> {
             optimizer_steps: optimizer.steps(),
             seed: self.seed,
             best_metric: self.best,
+            evaluations_since_best: self.since_best,
         };
         let path = checkpoint::save(
             &self.files.run,
@@ -177,6 +192,27 @@ impl Hooks for RunHooks<'_, '_> {
 
     fn event(&mut self, event: &Event) {
         self.files.emit(event.clone());
+    }
+
+    fn early_stop(&self) -> bool {
+        self.patience > 0 && self.since_best >= self.patience
+    }
+}
+
+impl RunHooks<'_, '_> {
+    /// Why early stopping ended the run, for its status and log.
+    pub(crate) fn early_stop_reason(&self, step: u64) -> String {
+        let metric = self.objective.metric().name();
+        let best = match self.best {
+            Some((value, at)) => format!(
+                "; the result is the best evaluation's weights ({metric} {value:.4} at step {at})"
+            ),
+            None => String::new(),
+        };
+        format!(
+            "stopped early at step {step}: {metric} did not improve by more than {} for {} evaluations{best}",
+            self.threshold, self.patience
+        )
     }
 }
 

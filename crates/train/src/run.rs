@@ -52,6 +52,8 @@ pub struct RunSummary {
     pub adapter_dir: Option<PathBuf>,
     /// Full fine-tuning: the trained model (a Hugging Face folder).
     pub model_dir: Option<PathBuf>,
+    /// Why the run ended when it did not run to its end (early stopping), else empty.
+    pub message: String,
 }
 
 /// The embedded default: an empty `llm_backbone` trains the demo backbone (its path is written into the config,
@@ -136,7 +138,7 @@ pub fn run(request: RunRequest, listener: &mut dyn Listener) -> Result<RunSummar
     }
     let result = run_stages(&request, &mut files);
     let (status, message) = match &result {
-        Ok(s) => (s.status, String::new()),
+        Ok(s) => (s.status, s.message.clone()),
         Err(e) => (RunStatus::Failed, e.to_string()),
     };
     if let Err(e) = &result {
@@ -210,6 +212,9 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
         seed: settings.seed,
         best: start.best,
         last: None,
+        patience: cfg.training.early_stopping_patience,
+        threshold: cfg.training.early_stopping_threshold,
+        since_best: start.since_best,
     };
     let (outcome, pos) = trainer::train(
         &backbone.model,
@@ -220,12 +225,17 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
         request.stop,
         &mut hooks,
     )?;
-    let status = match outcome {
-        Outcome::Finished => RunStatus::Finished,
+    let (status, message) = match outcome {
+        Outcome::Finished => (RunStatus::Finished, String::new()),
+        Outcome::EarlyStopped => {
+            let reason = hooks.early_stop_reason(pos.optimizer_step);
+            hooks.files.log(reason.clone());
+            (RunStatus::Finished, reason)
+        }
         Outcome::Stopped => {
             use crate::trainer::Hooks;
             hooks.checkpoint(&backbone.model, &optimizer, pos)?;
-            RunStatus::Stopped
+            (RunStatus::Stopped, String::new())
         }
     };
     if let Some(bytes) = memory::peak_resident() {
@@ -236,7 +246,9 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
         });
     }
     let run = hooks.files.run.clone();
+    // Early stopping already keeps the best evaluation's weights as the result.
     if outcome == Outcome::Finished
+        && cfg.training.early_stopping_patience == 0
         && matches!(
             cfg.training.save_checkpoint,
             SaveCheckpoint::Last | SaveCheckpoint::EachEvaluationEpoch
@@ -253,6 +265,7 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
         metric: hooks.last.map(|l| l.1),
         adapter_dir: run.has_adapter().then(|| run.adapter()),
         model_dir: run.has_model().then(|| run.model()),
+        message,
     })
 }
 
@@ -340,6 +353,8 @@ struct Start {
     /// The optimizer's saved state and step count (when resuming).
     optimizer: Option<(std::collections::HashMap<String, candle_core::Tensor>, u64)>,
     best: Option<(f64, u64)>,
+    /// Evaluations since the best (early stopping), carried over a resume.
+    since_best: u32,
     /// The adapter folder the weights came from (a checkpoint's, or `pretrained_weights`): where an
     /// objective's own weights are restored from.
     from: Option<PathBuf>,
@@ -377,6 +392,7 @@ fn start_position(
             position: loaded.state.position,
             optimizer: Some((loaded.optimizer_state, loaded.state.optimizer_steps)),
             best: loaded.state.best_metric,
+            since_best: loaded.state.evaluations_since_best,
             from: Some(loaded.weights_dir),
         });
     }
@@ -423,6 +439,7 @@ impl Start {
             },
             optimizer: None,
             best: None,
+            since_best: 0,
             from,
         }
     }

@@ -151,6 +151,8 @@ pub enum Outcome {
     Finished,
     /// `stop` was raised; the position reached is returned for a checkpoint.
     Stopped,
+    /// The hooks ended the run after an evaluation ([`Hooks::early_stop`]).
+    EarlyStopped,
 }
 
 /// Callbacks of the loop into the run: evaluation and checkpointing live with the caller, who owns the files.
@@ -166,6 +168,10 @@ pub trait Hooks {
     ) -> Result<()>;
     /// Receives the loop's step events.
     fn event(&mut self, event: &Event);
+    /// Whether the run should end after the evaluation just made (early stopping).
+    fn early_stop(&self) -> bool {
+        false
+    }
 }
 
 /// Trains `model`'s adapters with `objective` (which owns the data, the collation and the loss) from `start` to
@@ -288,6 +294,9 @@ pub fn train(
                 pos.micro_step as f64 / plan.micro_steps_per_epoch as f64,
             )?;
             hooks.checkpoint(model, optimizer, pos)?;
+            if hooks.early_stop() && pos.micro_step < plan.total_micro_steps {
+                return Ok((Outcome::EarlyStopped, pos));
+            }
         }
     }
     Ok((Outcome::Finished, pos))

@@ -224,3 +224,78 @@ fn a_run_stopped_from_the_listener_resumes_to_the_adapter_of_an_uninterrupted_ru
         "the same final evaluation"
     );
 }
+
+#[test]
+fn early_stopping_ends_the_run_finished_and_keeps_the_best_evaluations_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    // A threshold no change reaches: after the first evaluation nothing counts as an improvement, so patience 2
+    // ends the run at the third evaluation of eight.
+    let cfg = experiment(
+        dir.path(),
+        "early",
+        &[
+            ("training.epochs", "2"),
+            ("training.evaluation_epochs", "0.25"),
+            ("training.early_stopping_patience", "2"),
+            ("training.early_stopping_threshold", "1000000"),
+            ("training.save_checkpoint", "each_evaluation_epoch"),
+        ],
+    );
+    let ran = train(&cfg, false, None);
+    let evaluations: Vec<u64> = ran
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Evaluation { step, .. } => Some(*step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(evaluations.len(), 3, "{evaluations:?}");
+    assert_eq!(ran.summary.status.name(), "finished");
+    assert_eq!(ran.summary.steps, evaluations[2]);
+    assert!(
+        ran.summary.message.starts_with(&format!(
+            "stopped early at step {}: Perplexity did not improve by more than 1000000 for 2 evaluations; the result is the best evaluation's weights (Perplexity ",
+            evaluations[2]
+        )) && ran.summary.message.ends_with(&format!("at step {})", evaluations[0])),
+        "{}",
+        ran.summary.message
+    );
+    let run = ferrotune_home::RunDir::new(cfg.output_dir());
+    assert_eq!(
+        ferrotune_test_support::run_status(run.root())["message"],
+        ran.summary.message.as_str()
+    );
+    // The result is the first (best) evaluation's adapter, not the last one's.
+    let result = ferrotune_test_support::adapter_tensors(run.root());
+    let best = ferrotune_test_support::read_f32_tensors(
+        &run.adapter_at_step(evaluations[0])
+            .join("adapter_model.safetensors"),
+    );
+    let last = ferrotune_test_support::read_f32_tensors(
+        &run.adapter_at_step(evaluations[2])
+            .join("adapter_model.safetensors"),
+    );
+    assert_eq!(
+        ferrotune_test_support::max_tensors_diff(&result, &best),
+        0.0
+    );
+    assert!(ferrotune_test_support::max_tensors_diff(&result, &last) > 0.0);
+    // Resuming keeps the count: a run stopped after the second evaluation stops at the third when resumed.
+    let dir2 = tempfile::tempdir().unwrap();
+    let cfg2 = experiment(
+        dir2.path(),
+        "early",
+        &[
+            ("training.epochs", "2"),
+            ("training.evaluation_epochs", "0.25"),
+            ("training.early_stopping_patience", "2"),
+            ("training.early_stopping_threshold", "1000000"),
+        ],
+    );
+    let first = train(&cfg2, false, Some(evaluations[1] + 1));
+    assert_eq!(first.summary.status.name(), "stopped");
+    let resumed = train(&cfg2, true, None);
+    assert_eq!(resumed.summary.status.name(), "finished");
+    assert_eq!(resumed.summary.steps, evaluations[2]);
+}

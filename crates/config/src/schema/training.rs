@@ -136,6 +136,10 @@ settings_struct! {
         save_checkpoint: SaveCheckpoint = SaveCheckpoint::Last => meta();
         /// Evaluate every this many epochs (may be fractional, e.g. 0.25).
         evaluation_epochs: f64 = 1.0 => meta().above(0.0);
+        /// Early stopping: end the run after this many evaluations in a row without the metric improving (0: off); the best evaluation's weights are kept as the run's result.
+        early_stopping_patience: u32 = 0 => meta().min(0.0);
+        /// Early stopping: how much the metric must improve on the best so far to count as an improvement.
+        early_stopping_threshold: f64 = 0.0 => meta().min(0.0).unless("training.early_stopping_patience", 0.0);
         /// Evaluate once before the first step (a baseline).
         evaluate_before_training: bool = false => meta();
         /// Also train on the validation data (its metric is then optimistic).
