@@ -228,3 +228,52 @@ fn stray_arguments_after_the_file_are_explained() {
     );
     assert!(stderr(&o).contains("help: write overrides as `--section.field value`"));
 }
+
+#[test]
+fn an_h2o_file_validates_as_it_is_and_import_h2o_writes_the_ferrotune_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let h2o = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tests/fixtures/h2o/regression.yaml"),
+    )
+    .unwrap()
+    .replace("LLM_BACKBONE", "/models/backbone")
+    .replace("TRAIN_DATAFRAME", "/data/train.csv");
+    std::fs::write(dir.path().join("cfg.yaml"), &h2o).unwrap();
+    let o = run(
+        dir.path(),
+        &["config", "validate", "--settings-only", "cfg.yaml"],
+    );
+    assert_success(&o);
+    let out = stdout(&o);
+    assert!(
+        out.contains("warning: `environment.use_deepspeed` is an H2O LLM Studio setting and is ignored: DeepSpeed"),
+        "{out}"
+    );
+    let o = run(
+        dir.path(),
+        &["config", "import-h2o", "cfg.yaml", "--out", "ours.yaml"],
+    );
+    assert_success(&o);
+    let ours = std::fs::read_to_string(dir.path().join("ours.yaml")).unwrap();
+    assert!(
+        ours.starts_with("# Imported from the H2O LLM Studio experiment `cfg.yaml`."),
+        "{ours}"
+    );
+    assert!(
+        ours.contains("#   environment.huggingface_branch: backbones are local folders"),
+        "{ours}"
+    );
+    let a = Experiment::from_yaml_str(&h2o, "h2o").unwrap();
+    let b = Experiment::from_yaml_str(&ours, "ours").unwrap();
+    assert!(b.ignored.is_empty(), "the written file is Ferrotune's own");
+    assert_eq!(a.to_yaml(), b.to_yaml());
+    let o = run(
+        dir.path(),
+        &["config", "import-h2o", "cfg.yaml", "--out", "ours.yaml"],
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("--force"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -30,6 +30,37 @@ pub fn settings_markdown() -> String {
         }
     }
     out.push_str(&problem_types());
+    out.push_str(&h2o_table());
+    out
+}
+
+/// How H2O LLM Studio's keys are read (from `crate::h2o`'s lists).
+fn h2o_table() -> String {
+    let mut out = String::from(
+        "\n## H2O LLM Studio files\n\nAn H2O LLM Studio 1.14 `cfg.yaml` is read as it is (`config validate`, `train`, \
+         `experiment start`, the studio's YAML import; `config import-h2o FILE` writes the Ferrotune file). Its keys \
+         are Ferrotune settings of the same name, read with H2O's conventions (`None` for an unset column, \
+         `lora_target_modules` as a comma-separated string, `gpus: ['']` for none, floats for integers), except:\n\n\
+         | H2O key | read as | why |\n|---|---|---|\n",
+    );
+    for (key, why) in crate::h2o::H2O_IGNORED {
+        out.push_str(&format!("| `{key}` | ignored, with a warning | {why} |\n"));
+    }
+    for (key, accepted, why) in crate::h2o::H2O_DEFAULT_ONLY {
+        let accepted = if accepted.is_empty() { "''" } else { accepted };
+        out.push_str(&format!(
+            "| `{key}` | accepted at `{accepted}` (H2O's default), refused otherwise | {why} |\n"
+        ));
+    }
+    for key in crate::h2o::H2O_COMPANIONS {
+        out.push_str(&format!(
+            "| `{key}` | accepted | used only with `dataset.personalize: true` |\n"
+        ));
+    }
+    out.push_str(
+        "| `logging.logger` | `None`, `TensorBoard`; `Neptune` / `W&B` refused | they need internet access |\n\
+         | `prediction.metric: GPT` | refused by validation | the LLM judge is not built yet |\n",
+    );
     out
 }
 

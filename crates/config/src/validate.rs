@@ -27,6 +27,9 @@ pub fn validate(cfg: &Experiment) -> Report {
     prediction(cfg, &mut report);
     max_length(cfg, &mut report);
     crate::problem::check(cfg, &mut report);
+    for ignored in &cfg.ignored {
+        report.warning(ignored.clone());
+    }
     report
 }
 

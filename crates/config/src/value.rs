@@ -173,11 +173,18 @@ impl<T: SettingValue> SettingValue for Vec<T> {
     fn to_value(&self) -> Value {
         Value::Sequence(self.iter().map(T::to_value).collect())
     }
-    /// A list; also a single item (a one-item list) and nothing (the empty list).
+    /// A list; also a single item (a one-item list) and nothing (the empty list). H2O LLM Studio's conventions
+    /// too: an empty string is the empty list, and a list of choices may be one comma-separated string
+    /// (`lora_target_modules: 'q_proj,v_proj'`).
     fn from_value(value: &Value) -> Result<Self, Mismatch> {
         match value {
             Value::Sequence(items) => items.iter().map(T::from_value).collect(),
             Value::Null => Ok(Vec::new()),
+            Value::String(s) if s.trim().is_empty() => Ok(Vec::new()),
+            Value::String(s) if matches!(T::KIND, Kind::Choice { .. }) && s.contains(',') => s
+                .split(',')
+                .map(|item| T::from_value(&Value::String(item.trim().to_string())))
+                .collect(),
             Value::Mapping(_) | Value::Tagged(_) => Err(Mismatch::default()),
             scalar => Ok(vec![T::from_value(scalar)?]),
         }

@@ -3,6 +3,7 @@
 mod docs;
 mod environment;
 mod examples;
+mod h2o;
 mod metadata;
 mod overrides;
 mod roundtrip;

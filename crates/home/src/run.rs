@@ -14,6 +14,7 @@
 //!   adapter/                    the LoRA adapter in PEFT's format (swapped in whole: present means complete)
 //!   adapter-step<N>/            adapters kept at each evaluation (`training.save_checkpoint: each_evaluation_epoch`)
 //!   checkpoint/                 resume state: adapter, optimizer moments, position (`checkpoint.old` mid-swap)
+//!   tensorboard/                TensorBoard event files (`logging.logger: TensorBoard`)
 //!   exports/<kind>/             the studio's exports (`hf`, `gguf-q8_0`, `gguf-adapter`, …), each swapped in whole
 //! ```
 //! Train writes these; store and the studio read them through this type, never by literal names.
@@ -285,6 +286,11 @@ impl RunDir {
     /// `model-step<N>/`: the fully fine-tuned model kept at the evaluation after optimizer step `step`.
     pub fn model_at_step(&self, step: u64) -> PathBuf {
         self.root.join(format!("model-step{step}"))
+    }
+
+    /// `tensorboard/`: TensorBoard event files (`logging.logger: TensorBoard`).
+    pub fn tensorboard(&self) -> PathBuf {
+        self.root.join("tensorboard")
     }
 
     /// `exports/`: the studio's exports of the trained model, one folder per kind.

@@ -23,6 +23,8 @@ pub(crate) struct RunFiles<'a> {
     log: std::fs::File,
     metrics: std::fs::File,
     listener: &'a mut dyn Listener,
+    /// `logging.logger`'s trackers (one that fails is dropped, its failure logged).
+    trackers: Vec<Box<dyn crate::trackers::Tracker>>,
 }
 
 impl<'a> RunFiles<'a> {
@@ -35,7 +37,13 @@ impl<'a> RunFiles<'a> {
             metrics: open_append(&run.metrics())?,
             run,
             listener,
+            trackers: Vec::new(),
         })
+    }
+
+    /// Starts sending the events to `trackers` too.
+    pub(crate) fn add_trackers(&mut self, trackers: Vec<Box<dyn crate::trackers::Tracker>>) {
+        self.trackers.extend(trackers);
     }
 
     pub(crate) fn emit(&mut self, event: Event) {
@@ -56,6 +64,28 @@ impl<'a> RunFiles<'a> {
             other => other.to_line(),
         };
         let _ = writeln!(self.log, "{text}");
+        let mut failed = Vec::new();
+        self.trackers.retain_mut(|t| match t.record(&event) {
+            Ok(()) => true,
+            Err(e) => {
+                failed.push(format!(
+                    "warning: {} stopped receiving metrics: {e}; training goes on",
+                    t.name()
+                ));
+                false
+            }
+        });
+        for line in failed {
+            let _ = writeln!(
+                self.metrics,
+                "{}",
+                Event::Log {
+                    message: line.clone()
+                }
+                .to_line()
+            );
+            let _ = writeln!(self.log, "{line}");
+        }
         self.listener.on_event(&event);
     }
 

@@ -32,6 +32,7 @@ pub mod run;
 pub mod schedule;
 pub mod scores;
 pub mod settings;
+pub mod trackers;
 pub mod trained;
 pub mod trainer;
 

@@ -152,6 +152,11 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
     let cfg = request.config;
     cfg.save(&files.run.config())
         .map_err(|e| Error::Setting(e.to_string()))?;
+    let (trackers, notes) = crate::trackers::for_config(cfg, &files.run);
+    for note in notes {
+        files.log(note);
+    }
+    files.add_trackers(trackers);
     let backbone_path = resolve_backbone(cfg, request.home, &mut |_| {})?;
     let folder =
         ferrotune_model::backbone::resolve_folder(&backbone_path, &request.home.backbones())?;

@@ -101,11 +101,7 @@ pub fn unsupported(cfg: &Experiment) -> Vec<Issue> {
         "`training.sample_packing` cannot be combined with the parent augmentations yet; turn one off",
     );
     // `prediction.metric: GPT` is refused by the config's own `validate` (said once, there).
-    no(
-        !cfg.environment.gpus.is_empty(),
-        "environment.gpus",
-        "`environment.gpus` must be empty: training runs on the CPU in this release",
-    );
+    // `environment.gpus` on the CPU (an H2O file from a GPU machine) draws the config's "has no effect" warning.
     no(
         !cfg.environment.device.starts_with("cpu"),
         "environment.device",
@@ -264,6 +260,7 @@ pub fn loop_settings(cfg: &Experiment, padding: PadOptions) -> LoopSettings {
         evaluate_before_training: t.evaluate_before_training,
         padding,
         sample_packing: t.sample_packing,
+        drop_last_batch: t.drop_last_batch,
     }
 }
 

@@ -54,6 +54,8 @@ pub struct LoopSettings {
     pub padding: PadOptions,
     /// Pack several samples into each row of up to `max_length` tokens (attention stays within a sample).
     pub sample_packing: bool,
+    /// Skip each epoch's last batch when it is not full (`training.drop_last_batch`).
+    pub drop_last_batch: bool,
 }
 
 /// The training units: with packing, rows of several samples (first-fit decreasing); else one sample each.
@@ -100,9 +102,12 @@ impl LoopSettings {
 }
 
 impl LoopSettings {
-    /// The data order: shuffled per epoch from (seed, epoch), last partial batch kept.
+    /// The data order: shuffled per epoch from (seed, epoch); the last partial batch kept unless
+    /// `drop_last_batch`.
     pub fn sampler(&self, n_train: usize) -> BatchSampler {
-        BatchSampler::new(n_train, self.batch_size, self.seed)
+        let mut sampler = BatchSampler::new(n_train, self.batch_size, self.seed);
+        sampler.drop_last = self.drop_last_batch;
+        sampler
     }
 }
 

@@ -278,3 +278,47 @@ fn bad_labels_are_refused_before_a_run_folder_exists() {
     );
     assert!(!dir.path().join("bad/checkpoint").exists());
 }
+
+#[test]
+fn an_h2o_llm_studio_classification_file_trains_as_it_is() {
+    // H2O 1.14's saved classification experiment (crates/config/tests/fixtures/h2o), with only the backbone,
+    // the training data and the output folder pointed at local places: int4 backbone, gradient checkpointing,
+    // mixed precision, H2O's differential learning rate for `classification_head`, its `drop_last_batch`.
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_rows(dir.path(), 48);
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../config/tests/fixtures/h2o/classification.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "LLM_BACKBONE",
+        &ferrotune_test_support::model_fixture("llama3_rope")
+            .display()
+            .to_string(),
+    )
+    .replace("TRAIN_DATAFRAME", &data.display().to_string())
+    .replace(
+        "output_directory: output/user/fixture-classification/",
+        &format!("output_directory: {}/h2o", dir.path().display()),
+    );
+    let cfg = ferrotune_config::Experiment::from_yaml_str(&text, "h2o").unwrap();
+    assert!(cfg.training.drop_last_batch);
+    let ran = train(&cfg, false, None);
+    assert_eq!(ran.summary.status.name(), "finished");
+    // H2O's `validation_size: 0.01` leaves one validation row here: its loss is a number, its AUC undefined.
+    assert!(
+        ran.summary.validation_loss.is_some_and(f64::is_finite),
+        "{:?}",
+        ran.summary
+    );
+    // The run's log reports each ignored H2O key once.
+    let log = std::fs::read_to_string(cfg.output_dir().join("logs.log")).unwrap();
+    assert_eq!(
+        log.matches("`environment.use_deepspeed`: is an H2O LLM Studio setting and is ignored")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(Head::load(&cfg.output_dir().join("adapter")).is_ok());
+}

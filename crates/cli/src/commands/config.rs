@@ -20,6 +20,22 @@ pub enum ConfigCommand {
     Validate(ValidateArgs),
     /// Print the experiment as it runs: defaults, then the file, then the command-line overrides.
     Show(ShowArgs),
+    /// Convert an H2O LLM Studio `cfg.yaml` into a Ferrotune experiment file: its settings under Ferrotune's
+    /// names with every other setting at its default, and a comment on each H2O key that was left out and why.
+    ImportH2o(ImportH2oArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportH2oArgs {
+    /// The H2O LLM Studio experiment file (its `cfg.yaml`).
+    #[arg(value_name = "FILE.yaml")]
+    file: PathBuf,
+    /// Write to this file instead of stdout.
+    #[arg(long, value_name = "FILE.yaml")]
+    out: Option<PathBuf>,
+    /// Replace the file if it exists.
+    #[arg(long, requires = "out")]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -75,7 +91,31 @@ pub fn run(cmd: ConfigCommand, printer: &Printer) -> anyhow::Result<()> {
         ConfigCommand::Init(args) => init(args, printer),
         ConfigCommand::Validate(args) => validate_file(args, printer),
         ConfigCommand::Show(args) => show(args, printer),
+        ConfigCommand::ImportH2o(args) => import_h2o(args, printer),
     }
+}
+
+fn import_h2o(args: ImportH2oArgs, printer: &Printer) -> anyhow::Result<()> {
+    let cfg = Experiment::load(&args.file)?;
+    let text = ferrotune_config::h2o::import_text(&cfg, &format!("`{}`", args.file.display()));
+    let Some(path) = args.out else {
+        printer.stream(&text)?;
+        return Ok(());
+    };
+    if path.exists() && !args.force {
+        bail!(
+            "`{}` already exists\nhelp: pass --force to replace it",
+            path.display()
+        );
+    }
+    ferrotune_home::atomic::write(&path, text.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))?;
+    printer.status(&format!(
+        "wrote {} ({} H2O keys left out, named at its top)",
+        path.display(),
+        cfg.ignored.len()
+    ));
+    Ok(())
 }
 
 fn init(args: InitArgs, printer: &Printer) -> anyhow::Result<()> {

@@ -20,7 +20,7 @@ pub use architecture::{Architecture, BackboneDtype};
 pub use augmentation::Augmentation;
 pub use dataset::{column_name, Columns, DataSampleChoice, Dataset, ValidationStrategy, NO_COLUMN};
 pub use environment::{Environment, MixedPrecisionDtype};
-pub use logging::{LogStepSize, Logging};
+pub use logging::{LogStepSize, Logger, Logging};
 pub use prediction::{Metric, Prediction};
 pub use tokenizer::Tokenizer;
 pub use training::{LoraModule, LossFunction, Optimizer, SaveCheckpoint, Schedule, Training};
@@ -76,6 +76,8 @@ settings_struct! {
     extra {
         /// The value lists of a grid search (see [`GridValues`]); empty outside one.
         grid: GridValues = GridValues::new(),
+        /// H2O LLM Studio keys read and ignored, each with why (validation reports them as warnings).
+        ignored: Vec<Issue> = Vec::new(),
     }
 }
 
@@ -104,7 +106,42 @@ impl Experiment {
     /// Sets the setting `key` from a YAML value, checked against its type. A list for a grid-enabled setting that
     /// is not itself a list is a grid: the field takes the first value and [`Experiment::grid`] keeps them all.
     pub fn set(&mut self, key: &str, value: &Value) -> Result<(), Issue> {
+        if let Some(read) = crate::h2o::read(key, value) {
+            if let Some(warning) = read? {
+                if !self.ignored.iter().any(|w| w.key == warning.key) {
+                    self.ignored.push(warning);
+                }
+            }
+            return Ok(());
+        }
+        if key == "logging.logger" {
+            if let Some(name) = value
+                .as_str()
+                .filter(|n| ["Neptune", "W&B", "Wandb"].contains(n))
+            {
+                return Err(Issue::new(
+                    key,
+                    format!("is `{name}`, which needs internet access to its service"),
+                )
+                .with_help("use `TensorBoard` (event files in the run folder, read offline by `tensorboard --logdir`) or `None`"));
+            }
+        }
         let setting = setting(key).ok_or_else(|| unknown_key(key))?;
+        // H2O writes `gpus: ['']` for none.
+        let cleaned;
+        let value = match value {
+            Value::Sequence(items) if key == "environment.gpus" => {
+                cleaned = Value::Sequence(
+                    items
+                        .iter()
+                        .filter(|v| v.as_str().is_none_or(|s| !s.trim().is_empty()))
+                        .cloned()
+                        .collect(),
+                );
+                &cleaned
+            }
+            other => other,
+        };
         if let Value::Sequence(items) = value {
             if !setting.kind.is_list() {
                 return self.set_grid(setting, items);

@@ -144,6 +144,8 @@ settings_struct! {
         evaluate_before_training: bool = false => meta();
         /// Also train on the validation data (its metric is then optimistic).
         train_validation_data: bool = false => meta().unless("training.save_checkpoint", "best");
+        /// Skip each epoch's last batch when it has fewer than `batch_size` samples (H2O LLM Studio's default is `true`).
+        drop_last_batch: bool = false => meta();
         /// Pack several samples into each sequence of `max_length` tokens (attention stays within each sample).
         sample_packing: bool = false => meta();
     }
