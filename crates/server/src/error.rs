@@ -182,7 +182,8 @@ impl From<ferrotune_store::Error> for ApiError {
             | E::InvalidName { .. }
             | E::InvalidExperimentName { .. }
             | E::GridNameClash { .. }
-            | E::NotABackbone { .. } => Class::User(StatusCode::BAD_REQUEST),
+            | E::NotABackbone { .. }
+            | E::NotAnH2oExperiment { .. } => Class::User(StatusCode::BAD_REQUEST),
         };
         class.answer(e.to_string())
     }

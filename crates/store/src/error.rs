@@ -33,6 +33,9 @@ pub enum Error {
     #[error(transparent)]
     Export(Box<ferrotune_export::Error>),
 
+    #[error("`{}` is not an H2O LLM Studio experiment folder Ferrotune can read: {reason}\nhelp: give the folder H2O LLM Studio saved the experiment in (its `cfg.yaml` and `adapter_model/`)", path.display())]
+    NotAnH2oExperiment { path: PathBuf, reason: String },
+
     #[error("in `{}` (member `{member}`): {source}", archive.display())]
     InArchive {
         archive: PathBuf,

@@ -52,6 +52,7 @@ mod experiments;
 mod exports;
 mod files;
 pub mod grid;
+mod h2o;
 mod preview;
 pub mod process;
 mod rebuild;

@@ -128,6 +128,21 @@ fn from_folder(
     Ok(Some((info, progress)))
 }
 
+/// The row of the experiment folder `dir` (which must have a `cfg.yaml` naming it).
+pub(crate) fn row_of_folder(home: &Home, dir: &Path) -> Result<(ExperimentInfo, Progress)> {
+    match from_folder(home, dir) {
+        Ok(Some(run)) => Ok(run),
+        Ok(None) => Err(crate::Error::Corrupt {
+            path: dir.to_path_buf(),
+            message: "has no cfg.yaml".into(),
+        }),
+        Err(message) => Err(crate::Error::Corrupt {
+            path: dir.to_path_buf(),
+            message,
+        }),
+    }
+}
+
 /// The training process of the run in `dir`, if the pid in its `status.json` still runs `train` on that folder.
 fn live_process(dir: &Path) -> Option<ProcessId> {
     let text = std::fs::read_to_string(ferrotune_home::RunDir::new(dir).status()).ok()?;

@@ -37,6 +37,9 @@ pub enum ExperimentCommand {
     Rename(RenameArgs),
     /// Compare experiments: metric summaries side by side, then only the settings that differ.
     Compare(CompareArgs),
+    /// Register an H2O LLM Studio experiment folder (its `cfg.yaml` and PEFT `adapter_model/`) as a finished
+    /// experiment, to chat with, predict with and export; the folder itself is only read.
+    ImportH2o(ImportH2oArgs),
     /// Save one of an experiment's downloads (config, logs, predictions, adapter) — the same list as the
     /// studio's Downloads tab.
     Download(DownloadArgs),
@@ -145,6 +148,7 @@ pub fn run(cmd: ExperimentCommand, printer: &Printer) -> anyhow::Result<()> {
         ExperimentCommand::Delete(args) => delete(args, printer),
         ExperimentCommand::Rename(args) => rename(args, printer),
         ExperimentCommand::Compare(args) => compare(args, printer),
+        ExperimentCommand::ImportH2o(args) => import_h2o(args, printer),
         ExperimentCommand::Runner => runner(printer),
     }
 }
@@ -373,5 +377,28 @@ fn download(args: DownloadArgs, printer: &Printer) -> anyhow::Result<()> {
         target.display(),
         file.bytes.len()
     ))?;
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ImportH2oArgs {
+    /// The H2O LLM Studio experiment folder (holding `cfg.yaml` and `adapter_model/`).
+    #[arg(value_name = "DIR")]
+    dir: std::path::PathBuf,
+    /// The experiment's name here.
+    #[arg(long)]
+    name: String,
+}
+
+fn import_h2o(args: ImportH2oArgs, printer: &Printer) -> anyhow::Result<()> {
+    let mut store = ferrotune_store::Store::from_env()?;
+    let info = store.import_h2o_experiment(&args.dir, &args.name)?;
+    printer.status(&format!(
+        "registered `{}` ({}, finished) in {}; chat with it in the studio, or `ferrotune export {}`",
+        info.name,
+        args.dir.display(),
+        info.output_dir.display(),
+        info.name
+    ));
     Ok(())
 }

@@ -194,3 +194,87 @@ fn a_classifier_exports_as_a_sequence_classifier_and_full_fine_tuning_without_an
         stderr(&o)
     );
 }
+
+#[test]
+fn an_h2o_llm_studio_experiment_folder_is_registered_and_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    // What H2O LLM Studio leaves: its cfg.yaml and the PEFT adapter in `adapter_model/`.
+    let h2o = dir.path().join("h2o-run");
+    std::fs::create_dir_all(&h2o).unwrap();
+    let cfg = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tests/fixtures/h2o/causal_lm.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "LLM_BACKBONE",
+        &fixture("llama3_rope").display().to_string(),
+    )
+    .replace("TRAIN_DATAFRAME", "/gone/train.csv");
+    std::fs::write(h2o.join("cfg.yaml"), cfg).unwrap();
+    let adapter =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../train/tests/fixtures/lora_step/adapter");
+    std::fs::create_dir_all(h2o.join("adapter_model")).unwrap();
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        std::fs::copy(adapter.join(f), h2o.join("adapter_model").join(f)).unwrap();
+    }
+    let cmd = |args: &[&str]| {
+        ferrotune()
+            .args(args)
+            .env("FERROTUNE_HOME", &home)
+            .output()
+            .unwrap()
+    };
+    let o = cmd(&[
+        "experiment",
+        "import-h2o",
+        h2o.to_str().unwrap(),
+        "--name",
+        "from-h2o",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cmd(&["experiment", "show", "from-h2o"]);
+    let shown = String::from_utf8_lossy(&o.stdout).to_string() + &stderr(&o);
+    assert!(
+        shown.contains("finished") && shown.contains("imported from the H2O LLM Studio experiment"),
+        "{shown}"
+    );
+    let out = dir.path().join("merged");
+    let o = cmd(&[
+        "export",
+        "from-h2o",
+        "--out",
+        out.to_str().unwrap(),
+        "--dtype",
+        "float32",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // H2O's own marker texts travel into the exported chat template.
+    let template = std::fs::read_to_string(out.join("chat_template.jinja")).unwrap();
+    assert!(
+        template.contains("\"<|prompt|>\"") && template.contains("\"<|answer|>\""),
+        "{template}"
+    );
+    // Refused: the same name again, and a folder without `adapter_model/`.
+    let o = cmd(&[
+        "experiment",
+        "import-h2o",
+        h2o.to_str().unwrap(),
+        "--name",
+        "from-h2o",
+    ]);
+    assert!(!o.status.success(), "{}", stderr(&o));
+    std::fs::remove_dir_all(h2o.join("adapter_model")).unwrap();
+    let o = cmd(&[
+        "experiment",
+        "import-h2o",
+        h2o.to_str().unwrap(),
+        "--name",
+        "other",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("adapter_model/adapter_config.json"),
+        "{}",
+        stderr(&o)
+    );
+}
