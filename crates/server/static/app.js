@@ -613,7 +613,13 @@ pages["experiment-new"] = () => {
   $("#import-yaml").addEventListener("change", async ev => {
     const file = ev.target.files[0];
     if (!file) return;
-    try { fill(await api("POST", "/api/experiments/form-values", { yaml: await file.text() })); flash(`read ${file.name}`); }
+    try {
+      const read = await api("POST", "/api/experiments/form-values", { yaml: await file.text() });
+      fill(read.values);
+      // An H2O LLM Studio file: say which of its keys mean nothing here, and why.
+      const ignored = read.ignored.map(i => `${i.key} (${i.message.replace(/^.*is ignored: /, "")})`);
+      flash(ignored.length ? `read ${file.name}; ignored H2O settings: ${ignored.join("; ")}` : `read ${file.name}`);
+    }
     catch (e) { flash(e.message, true); }
   });
   const collect = (startAnyway) => {

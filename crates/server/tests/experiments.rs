@@ -99,7 +99,29 @@ async fn grids_show_their_runs_and_warnings_need_start_anyway() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(values["training.learning_rate"], "0.003");
+    assert_eq!(values["values"]["training.learning_rate"], "0.003");
+    assert_eq!(values["ignored"], serde_json::json!([]));
+    // An H2O LLM Studio file too, with its ignored keys and why.
+    let (status, values) = s
+        .json(
+            "POST",
+            "/api/experiments/form-values",
+            serde_json::json!({"yaml": "environment:\n  use_deepspeed: false\ntraining:\n  lora_target_modules: 'q_proj,v_proj'\n"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{values}");
+    assert_eq!(
+        values["values"]["training.lora_target_modules"],
+        "q_proj,v_proj"
+    );
+    assert_eq!(values["ignored"][0]["key"], "environment.use_deepspeed");
+    assert!(
+        values["ignored"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DeepSpeed"),
+        "{values}"
+    );
     let (status, e) = s
         .json(
             "POST",

@@ -236,11 +236,22 @@ pub struct YamlText {
     pub yaml: String,
 }
 
+/// `POST /api/experiments/form-values`: the form's values of an experiment file (Ferrotune's or H2O LLM
+/// Studio's), and the H2O keys it had that were ignored, with why.
+#[derive(Debug, Serialize)]
+struct FormValues {
+    values: BTreeMap<String, String>,
+    ignored: Vec<ferrotune_config::Issue>,
+}
+
 async fn form_values_from_yaml(
     AppJson(req): AppJson<YamlText>,
-) -> Result<Json<BTreeMap<String, String>>, ApiError> {
+) -> Result<Json<FormValues>, ApiError> {
     let cfg = Experiment::from_yaml_str(&req.yaml, "the uploaded experiment file")?;
-    Ok(Json(form_values(&cfg)))
+    Ok(Json(FormValues {
+        values: form_values(&cfg),
+        ignored: cfg.ignored.clone(),
+    }))
 }
 
 /// One row of the experiments table: the registry's row and the backbone it trains.
