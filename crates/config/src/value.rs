@@ -137,9 +137,19 @@ macro_rules! integer_setting {
                 Value::from(*self)
             }
             fn from_value(value: &Value) -> Result<Self, Mismatch> {
+                // A whole float (`2.0`, as H2O LLM Studio writes some integers) is that integer.
+                let whole = |f: f64| (f.fract() == 0.0 && f.abs() < 1e15).then_some(f as i128);
                 let n = match value {
-                    Value::Number(n) => n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)),
-                    Value::String(s) => s.trim().parse::<i128>().ok(),
+                    Value::Number(n) => n
+                        .as_i64()
+                        .map(i128::from)
+                        .or_else(|| n.as_u64().map(i128::from))
+                        .or_else(|| n.as_f64().and_then(whole)),
+                    Value::String(s) => s
+                        .trim()
+                        .parse::<i128>()
+                        .ok()
+                        .or_else(|| s.trim().parse::<f64>().ok().and_then(whole)),
                     _ => None,
                 };
                 let n = n.ok_or_default()?;
@@ -306,6 +316,20 @@ mod tests {
 
     fn yaml(text: &str) -> Value {
         serde_yaml_ng::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn whole_floats_are_integers_and_h2o_lists_read_as_lists() {
+        assert_eq!(u32::from_value(&yaml("2.0")), Ok(2));
+        assert_eq!(i64::from_value(&yaml("'-1.0'")), Ok(-1));
+        assert!(u32::from_value(&yaml("2.5")).is_err());
+        assert!(u32::from_value(&yaml("-1.0")).is_err());
+        assert_eq!(<Vec<String>>::from_value(&yaml("''")), Ok(Vec::new()));
+        assert_eq!(
+            <Vec<String>>::from_value(&yaml("'a,b'")),
+            Ok(vec!["a,b".to_string()]),
+            "free text keeps its commas"
+        );
     }
 
     #[test]

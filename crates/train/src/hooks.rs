@@ -263,3 +263,56 @@ fn weights_are_finite(optimizer: &Optimizer) -> Result<bool> {
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tracker whose service is down from its second event on.
+    struct Flaky(u32);
+
+    impl crate::trackers::Tracker for Flaky {
+        fn name(&self) -> &'static str {
+            "Flaky"
+        }
+        fn record(&mut self, _: &Event) -> std::result::Result<(), String> {
+            self.0 += 1;
+            if self.0 > 1 {
+                Err("connection refused".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[test]
+    fn a_failing_tracker_is_dropped_and_reported_once_and_the_run_files_go_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::new(tmp.path().join("run"));
+        let mut seen = 0;
+        let mut listener = |_: &Event| seen += 1;
+        let mut files = RunFiles::open(run.clone(), &mut listener).unwrap();
+        files.add_trackers(vec![Box::new(Flaky(0))]);
+        for i in 0..5 {
+            files.log(format!("line {i}"));
+        }
+        drop(files);
+        assert_eq!(seen, 5, "every event still reaches the listener");
+        let log = std::fs::read_to_string(run.log()).unwrap();
+        assert_eq!(
+            log.matches(
+                "warning: Flaky stopped receiving metrics: connection refused; training goes on"
+            )
+            .count(),
+            1,
+            "{log}"
+        );
+        assert!(log.contains("line 4"));
+        let metrics = std::fs::read_to_string(run.metrics()).unwrap();
+        assert_eq!(
+            metrics.lines().count(),
+            6,
+            "five events and the one warning: {metrics}"
+        );
+    }
+}
