@@ -52,11 +52,6 @@ fn h2o_table() -> String {
             "| `{key}` | accepted at `{accepted}` (H2O's default), refused otherwise | {why} |\n"
         ));
     }
-    for key in crate::h2o::H2O_COMPANIONS {
-        out.push_str(&format!(
-            "| `{key}` | accepted | used only with `dataset.personalize: true` |\n"
-        ));
-    }
     out.push_str(
         "| `logging.logger` | `None`, `TensorBoard`; `Neptune` / `W&B` refused | they need internet access |\n\
          | `prediction.metric: GPT` | refused by validation | the LLM judge is not built yet |\n",

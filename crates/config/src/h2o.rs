@@ -39,14 +39,10 @@ pub const H2O_IGNORED: &[(&str, &str)] = &[
 /// value would need).
 pub const H2O_DEFAULT_ONLY: &[(&str, &str, &str)] = &[
     ("architecture.pretrained", "true", "training from randomly initialised weights is not supported; the backbone's weights are always loaded"),
-    ("dataset.personalize", "false", "rewriting identity answers (`chatbot_name`, `chatbot_author`) is not built yet"),
     ("dataset.add_prompt_answer_tokens", "false", "adding the markers as new tokens to the vocabulary is not supported"),
     ("tokenizer.add_prompt_answer_tokens", "false", "adding the markers as new tokens to the vocabulary is not supported"),
     ("training.lora_unfreeze_layers", "", "training whole layers beside LoRA is not supported; use full fine-tuning (`training.lora: false`)"),
 ];
-
-/// Keys that only mean something next to a [`H2O_DEFAULT_ONLY`] key at another value (accepted silently).
-pub const H2O_COMPANIONS: &[&str] = &["dataset.chatbot_name", "dataset.chatbot_author"];
 
 /// Whether `value` is `expected` as H2O writes it (`true`, `false`, `''`, an empty list).
 fn is(value: &Value, expected: &str) -> bool {
@@ -70,9 +66,6 @@ pub(crate) fn read(key: &str, value: &Value) -> Option<Result<Option<Issue>, Iss
             key,
             format!("is an H2O LLM Studio setting and is ignored: {why}"),
         ))));
-    }
-    if H2O_COMPANIONS.contains(&key) {
-        return Some(Ok(None));
     }
     let (_, accepted, why) = H2O_DEFAULT_ONLY.iter().find(|(k, ..)| *k == key)?;
     Some(if is(value, accepted) {

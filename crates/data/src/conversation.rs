@@ -60,13 +60,63 @@ pub(crate) fn conversations(
     Ok(Conversations { root, chains })
 }
 
-/// The texts of `row`.
+/// H2O LLM Studio's `personalize` rewrites, in its order: (text, replaced by the name (`true`) or the author,
+/// then this suffix).
+const PERSONALIZE: &[(&str, bool, &str)] = &[
+    ("Open Assistant", true, ""),
+    ("Open-Assistant", true, ""),
+    ("open-assistant", true, ""),
+    ("OpenAssistant", true, ""),
+    ("open assistant", true, ""),
+    ("Open Assistand", true, ""),
+    ("Open Assitant", true, ""),
+    ("Open Assistent", true, ""),
+    ("Open Assisstant", true, ""),
+    ("Open Assitent", true, ""),
+    ("Open Assitiant", true, ""),
+    ("Open Assistiant", true, ""),
+    ("Open Assitan ", true, " "),
+    ("Open Assistan ", true, " "),
+    ("Open Asistant", true, ""),
+    ("Open Assiant", true, ""),
+    ("Assistant", true, ""),
+    ("ChatGPT", true, ""),
+    ("LAION AI", false, ""),
+    ("LAION-AI", false, ""),
+    ("LAION,", false, ","),
+    ("LAION.ai", false, ""),
+    ("LAION.", false, "."),
+    ("LAION", false, ""),
+    ("Laion AI", false, ""),
+    ("OpenAI", false, ""),
+    ("Open AI", false, ""),
+    ("openai", false, ""),
+    ("open ai", false, ""),
+];
+
+/// `text` with the assistant's identity rewritten to `name` and `author` (H2O's `personalize`).
+pub fn personalize(text: &str, name: &str, author: &str) -> String {
+    let mut out = text.to_string();
+    for (from, is_name, suffix) in PERSONALIZE {
+        if out.contains(from) {
+            let to = format!("{}{suffix}", if *is_name { name } else { author });
+            out = out.replace(from, &to);
+        }
+    }
+    out
+}
+
+/// The texts of `row` (personalized when the settings say so: prompts and answer, not the system prompt).
 pub(crate) fn turn(table: &Table, cols: &Columns, settings: &DatasetSettings, row: usize) -> Turn {
     let separator = unescape(&settings.prompt_column_separator);
+    let rewrite = |text: &str| match &settings.personalize {
+        Some((name, author)) => personalize(text, name, author),
+        None => text.to_string(),
+    };
     let prompt = cols
         .prompt
         .iter()
-        .map(|&c| table.text(row, c))
+        .map(|&c| rewrite(table.text(row, c)))
         .filter(|v| !v.is_empty())
         .collect::<Vec<_>>()
         .join(&separator);
@@ -76,7 +126,29 @@ pub(crate) fn turn(table: &Table, cols: &Columns, settings: &DatasetSettings, ro
             .map(|c| table.text(row, c).to_string())
             .unwrap_or_default(),
         prompt,
-        answer: table.text(row, cols.answer).to_string(),
+        answer: rewrite(table.text(row, cols.answer)),
+    }
+}
+
+#[cfg(test)]
+mod personalize_tests {
+    use super::personalize;
+
+    #[test]
+    fn identity_answers_are_rewritten_in_h2os_order() {
+        assert_eq!(
+            personalize("I am Open Assistant, made by LAION. Ask ChatGPT or OpenAI, LAION, or the Assistant.", "Ferro", "Us"),
+            "I am Ferro, made by Us. Ask Ferro or Us, Us, or the Ferro."
+        );
+        // "Open Assistan " keeps its space; "LAION AI" goes before "LAION".
+        assert_eq!(
+            personalize("Open Assistan here; LAION AI", "N", "A"),
+            "N here; A"
+        );
+        assert_eq!(
+            personalize("nothing to change", "N", "A"),
+            "nothing to change"
+        );
     }
 }
 

@@ -49,6 +49,8 @@ pub struct DatasetSettings {
     pub add_eos_token_to_system: bool,
     pub add_eos_token_to_prompt: bool,
     pub add_eos_token_to_answer: bool,
+    /// `dataset.personalize`: the (chatbot name, chatbot author) written into prompts and answers.
+    pub personalize: Option<(String, String)>,
     /// Only whole conversations (rows that are no one's parent) become samples.
     pub limit_chained_samples: bool,
     /// No loss on system and prompt tokens.
@@ -114,6 +116,9 @@ impl DatasetSettings {
             add_eos_token_to_system: d.add_eos_token_to_system,
             add_eos_token_to_prompt: d.add_eos_token_to_prompt,
             add_eos_token_to_answer: d.add_eos_token_to_answer,
+            personalize: d
+                .personalize
+                .then(|| (d.chatbot_name.clone(), d.chatbot_author.clone())),
             limit_chained_samples: d.limit_chained_samples,
             mask_prompt_labels: d.mask_prompt_labels,
             only_last_answer: d.only_last_answer,

@@ -69,6 +69,12 @@ settings_struct! {
         add_eos_token_to_prompt: bool = true => meta().label("EOS token after each prompt").when("dataset.use_chat_template", false);
         /// Add the end-of-sequence token after each answer.
         add_eos_token_to_answer: bool = true => meta().label("EOS token after each answer").when("dataset.use_chat_template", false);
+        /// Rewrite the assistant's identity in prompts and answers as H2O LLM Studio does: "Open Assistant", "ChatGPT", "Assistant" (and misspellings) become `chatbot_name`, "LAION", "OpenAI" become `chatbot_author`.
+        personalize: bool = false => meta();
+        /// The assistant's name that `personalize` writes.
+        chatbot_name: String = "h2oGPT".into() => meta().when("dataset.personalize", true);
+        /// The assistant's maker that `personalize` writes.
+        chatbot_author: String = "H2O.ai".into() => meta().when("dataset.personalize", true);
         /// Build each sample from a whole conversation only, not from each of its partial chains.
         limit_chained_samples: bool = false => meta().unless("dataset.parent_id_column", "None");
         /// Compute the loss on answers only, not on prompts.
