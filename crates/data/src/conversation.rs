@@ -130,28 +130,6 @@ pub(crate) fn turn(table: &Table, cols: &Columns, settings: &DatasetSettings, ro
     }
 }
 
-#[cfg(test)]
-mod personalize_tests {
-    use super::personalize;
-
-    #[test]
-    fn identity_answers_are_rewritten_in_h2os_order() {
-        assert_eq!(
-            personalize("I am Open Assistant, made by LAION. Ask ChatGPT or OpenAI, LAION, or the Assistant.", "Ferro", "Us"),
-            "I am Ferro, made by Us. Ask Ferro or Us, Us, or the Ferro."
-        );
-        // "Open Assistan " keeps its space; "LAION AI" goes before "LAION".
-        assert_eq!(
-            personalize("Open Assistan here; LAION AI", "N", "A"),
-            "N here; A"
-        );
-        assert_eq!(
-            personalize("nothing to change", "N", "A"),
-            "nothing to change"
-        );
-    }
-}
-
 /// The rejected version of `row`'s turn (preference pairs): its rejected answer, after the rejected prompt when
 /// that column is set, else after the same prompt. `None` without a rejected column.
 pub(crate) fn rejected_turn(
@@ -176,5 +154,27 @@ pub(crate) fn conversation_id(table: &Table, cols: &Columns, root: usize) -> Str
             table.text(root, id_col).to_string()
         }
         _ => root.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod personalize_tests {
+    use super::personalize;
+
+    #[test]
+    fn identity_answers_are_rewritten_in_h2os_order() {
+        assert_eq!(
+            personalize("I am Open Assistant, made by LAION. Ask ChatGPT or OpenAI, LAION, or the Assistant.", "Ferro", "Us"),
+            "I am Ferro, made by Us. Ask Ferro or Us, Us, or the Ferro."
+        );
+        // "Open Assistan " keeps its space; "LAION AI" goes before "LAION".
+        assert_eq!(
+            personalize("Open Assistan here; LAION AI", "N", "A"),
+            "N here; A"
+        );
+        assert_eq!(
+            personalize("nothing to change", "N", "A"),
+            "nothing to change"
+        );
     }
 }
