@@ -250,6 +250,37 @@ fn beam_search_matches_transformers() {
 }
 
 #[test]
+fn max_time_ends_generation_with_length() {
+    let backbone = load("llama3_rope");
+    let exp = expected_text("llama3_rope");
+    let prompt = ids_of(&exp["generation"]["prompt_ids"]);
+    let greedy = ids_of(&exp["generation"]["greedy_ids"]);
+    let run = |max_time| {
+        let cfg = GenerationConfig {
+            max_new_tokens: 12,
+            max_time,
+            ..Default::default()
+        };
+        generate(
+            &backbone.model,
+            &backbone.tokenizer,
+            &prompt,
+            &cfg,
+            &mut |_| {},
+        )
+        .unwrap()
+    };
+    // No time at all: nothing is generated, and it says so as a length limit (as transformers' `max_time`).
+    let out = run(Some(std::time::Duration::ZERO));
+    assert!(out.token_ids.is_empty());
+    assert_eq!(out.finish_reason, ferrotune_model::FinishReason::Length);
+    // Plenty of time: the same greedy answer as without a limit.
+    let out = run(Some(std::time::Duration::from_secs(600)));
+    assert_eq!(out.token_ids, greedy[..out.token_ids.len()]);
+    assert!(!out.token_ids.is_empty());
+}
+
+#[test]
 fn stop_tokens_min_tokens_and_stop_strings() {
     let backbone = load("llama3_rope");
     let exp = expected_text("llama3_rope");

@@ -289,6 +289,7 @@ pub fn prediction_config(cfg: &Experiment, backbone: &Backbone) -> GenerationCon
         num_beams: p.num_beams.max(1) as usize,
         seed: cfg.environment.seed.max(0) as u64,
         stop_strings,
+        max_time: (p.max_time > 0.0).then(|| std::time::Duration::from_secs_f64(p.max_time)),
         ..backbone.generation_config()
     }
 }

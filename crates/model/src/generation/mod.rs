@@ -42,6 +42,9 @@ pub struct GenerationConfig {
     pub stop_token_ids: Vec<u32>,
     /// Texts that end generation; the completion is cut before them.
     pub stop_strings: Vec<String>,
+    /// Stop after this much time (H2O LLM Studio's `prediction.max_time`; transformers' `max_time`), with
+    /// [`FinishReason::Length`]; `None`: no limit.
+    pub max_time: Option<std::time::Duration>,
 }
 
 impl Default for GenerationConfig {
@@ -58,6 +61,7 @@ impl Default for GenerationConfig {
             seed: 0,
             stop_token_ids: Vec::new(),
             stop_strings: Vec::new(),
+            max_time: None,
         }
     }
 }
@@ -209,6 +213,10 @@ pub fn generate_until(
     while generated.len() < cfg.max_new_tokens {
         if cancelled() {
             finish = FinishReason::Cancelled;
+            break;
+        }
+        if cfg.max_time.is_some_and(|t| start.elapsed() >= t) {
+            finish = FinishReason::Length;
             break;
         }
         let mut logits = model
