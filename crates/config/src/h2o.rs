@@ -29,7 +29,6 @@ pub const H2O_IGNORED: &[(&str, &str)] = &[
     ("tokenizer.max_length_prompt", "an older H2O setting: prompts are cut as part of `tokenizer.max_length`"),
     ("tokenizer.max_length_answer", "an older H2O setting: answers are cut as part of `tokenizer.max_length`"),
     ("training.attention_implementation", "attention is Ferrotune's own fused kernel"),
-    ("prediction.num_history", "the studio's chat keeps the whole conversation"),
     ("prediction.metric_gpt_model", "the LLM-judge metric is not built yet; it is used only with `prediction.metric: GPT`"),
     ("prediction.metric_gpt_template", "the LLM-judge metric is not built yet; it is used only with `prediction.metric: GPT`"),
 ];

@@ -45,6 +45,8 @@ settings_struct! {
         temperature: f64 = 0.0 => meta().min(0.0).when("prediction.do_sample", true);
         /// Most seconds to generate one answer (0: no limit); the answer ends there as if it hit `max_length_inference`.
         max_time: f64 = 0.0 => meta().label("Max seconds per answer").min(0.0);
+        /// Earlier exchanges (a message and its answer) the studio's chat keeps in the conversation it sends the model.
+        num_history: u32 = 4 => meta().label("Chat history").min(0.0);
         /// Penalty (> 1) for tokens already in the prompt or answer; 1: none.
         repetition_penalty: f64 = 1.0 => meta().above(0.0);
         /// Extra texts that end an answer, separated by `,`.

@@ -128,9 +128,11 @@ fn answer(
     if !req.settings.system.trim().is_empty() {
         history.push(Message::new("system", req.settings.system.clone()));
     }
+    // `prediction.num_history`: the last that many earlier exchanges (a user message and its answer) are kept.
+    let (kept, dropped) =
+        recent_history(&req.messages, model.config.prediction.num_history as usize);
     history.extend(
-        req.messages
-            .iter()
+        kept.iter()
             .map(|m| Message::new(&m.role, m.content.clone())),
     );
     let ids = backbone.tokenizer.encode_chat(&history)?;
@@ -166,9 +168,38 @@ fn answer(
         "tokens": out.token_ids.len(),
         "finish_reason": format!("{:?}", out.finish_reason).to_lowercase(),
         "tokens_per_second": out.decode_tokens_per_second(),
+        "history_dropped": dropped,
     });
     let _ = tx.blocking_send(Event::default().event("done").data(done.to_string()));
     Ok(())
+}
+
+/// The conversation with only the last `keep` exchanges before the final user message (system messages stay),
+/// and how many earlier exchanges were left out.
+fn recent_history(messages: &[ChatMessage], keep: usize) -> (Vec<&ChatMessage>, usize) {
+    let (last, earlier) = messages
+        .split_last()
+        .expect("the conversation ends with a user message");
+    let mut start = earlier.len();
+    let mut exchanges = 0;
+    let mut total = 0;
+    for (i, m) in earlier.iter().enumerate().rev() {
+        if m.role == "user" {
+            total += 1;
+            if exchanges < keep {
+                exchanges += 1;
+                start = i;
+            }
+        }
+    }
+    let kept = earlier
+        .iter()
+        .enumerate()
+        .filter(|(i, m)| *i >= start || m.role == "system")
+        .map(|(_, m)| m)
+        .chain(std::iter::once(last))
+        .collect();
+    (kept, total - exchanges)
 }
 
 /// The registered name of the backbone at `path` (its folder name when it is not registered).
@@ -235,4 +266,52 @@ async fn chat_create(
         }
     });
     Ok(Sse::new(ReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msgs(roles: &[&str]) -> Vec<ChatMessage> {
+        roles
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ChatMessage {
+                role: r.to_string(),
+                content: format!("{r} {i}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_chat_keeps_the_last_num_history_exchanges_and_system_messages() {
+        let m = msgs(&[
+            "system",
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+        ]);
+        fn contents((kept, dropped): (Vec<&ChatMessage>, usize)) -> (Vec<String>, usize) {
+            (kept.iter().map(|m| m.content.clone()).collect(), dropped)
+        }
+        assert_eq!(
+            contents(recent_history(&m, 1)),
+            (
+                ["system 0", "user 5", "assistant 6", "user 7"]
+                    .map(String::from)
+                    .to_vec(),
+                2
+            )
+        );
+        assert_eq!(
+            contents(recent_history(&m, 0)),
+            (["system 0", "user 7"].map(String::from).to_vec(), 3)
+        );
+        assert_eq!(contents(recent_history(&m, 4)).0.len(), 8);
+        assert_eq!(contents(recent_history(&m, 4)).1, 0);
+    }
 }
