@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 .venv/bin/pip install -q --disable-pip-version-check \
   torch==2.15.0 transformers==5.24.0 peft==0.21.2 gguf==0.19.0 accelerate==1.15.0 \
   safetensors==0.8.0 tokenizers==0.23.3 numpy==2.4.6 trl==1.16.0 scikit-learn==1.9.1
+# What CI needs too (mlflow for the tracker's test).
+.venv/bin/pip install -q --disable-pip-version-check -r tools/requirements-ci.txt
 .venv/bin/python -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 # Optional: llama.cpp itself (the GGUF export checks and the decode-speed reference), built from its sdist on one
 # core (~15 min): FERROTUNE_LLAMA_CPP=1 bash tools/reference-env.sh

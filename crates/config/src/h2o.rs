@@ -26,8 +26,6 @@ pub const H2O_IGNORED: &[(&str, &str)] = &[
     ("logging.wandb_project", "Weights & Biases needs internet access (use `logging.logger: TensorBoard`)"),
     ("logging.wandb_entity", "Weights & Biases needs internet access (use `logging.logger: TensorBoard`)"),
     ("tokenizer.tokenizer_kwargs", "the backbone's tokenizer.json is used as it is (always the fast tokenizer)"),
-    ("tokenizer.max_length_prompt", "an older H2O setting: prompts are cut as part of `tokenizer.max_length`"),
-    ("tokenizer.max_length_answer", "an older H2O setting: answers are cut as part of `tokenizer.max_length`"),
     ("training.attention_implementation", "attention is Ferrotune's own fused kernel"),
     ("prediction.metric_gpt_model", "the LLM-judge metric is not built yet; it is used only with `prediction.metric: GPT`"),
     ("prediction.metric_gpt_template", "the LLM-judge metric is not built yet; it is used only with `prediction.metric: GPT`"),
@@ -36,6 +34,7 @@ pub const H2O_IGNORED: &[(&str, &str)] = &[
 /// H2O keys whose one value here is H2O's default behaviour: (key, the value that is accepted, what another
 /// value would need).
 pub const H2O_DEFAULT_ONLY: &[(&str, &str, &str)] = &[
+    ("architecture.force_embedding_gradients", "false", "training the embedding matrix beside LoRA is not supported; use full fine-tuning (`training.lora: false`), which trains it"),
     ("architecture.pretrained", "true", "training from randomly initialised weights is not supported; the backbone's weights are always loaded"),
     ("dataset.add_prompt_answer_tokens", "false", "adding the markers as new tokens to the vocabulary is not supported"),
     ("tokenizer.add_prompt_answer_tokens", "false", "adding the markers as new tokens to the vocabulary is not supported"),

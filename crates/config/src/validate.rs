@@ -3,7 +3,7 @@
 
 use crate::error::{Issue, Report};
 use crate::meta::{setting, settings, Setting};
-use crate::schema::{BackboneDtype, Experiment, Metric, ValidationStrategy};
+use crate::schema::{BackboneDtype, Experiment, Logger, Metric, ValidationStrategy};
 use crate::yaml::render_value;
 
 /// Tokens that must stay free for prompt and answer text in the `max_length` rule ([`min_max_length`]).
@@ -25,6 +25,7 @@ pub fn validate(cfg: &Experiment) -> Report {
     run(cfg, &mut report);
     training(cfg, &mut report);
     prediction(cfg, &mut report);
+    logging(cfg, &mut report);
     max_length(cfg, &mut report);
     crate::problem::check(cfg, &mut report);
     for ignored in &cfg.ignored {
@@ -274,6 +275,32 @@ fn prediction(cfg: &Experiment, report: &mut Report) {
                 p.min_length_inference, p.max_length_inference
             ),
         ));
+    }
+}
+
+fn logging(cfg: &Experiment, report: &mut Report) {
+    let l = &cfg.logging;
+    if l.logger != Logger::MLflow {
+        return;
+    }
+    match l.mlflow_uri() {
+        None => report.error(
+            Issue::new("logging.mlflow_tracking_uri", "is empty, and `MLFLOW_TRACKING_URI` is not set")
+                .with_help("e.g. `http://127.0.0.1:5000` (start a server with `mlflow server --port 5000`)"),
+        ),
+        Some(uri) if !(uri.starts_with("http://") || uri.starts_with("https://")) => report.error(
+            Issue::new("logging.mlflow_tracking_uri", format!("is `{uri}`, not an http(s) address"))
+                .with_help(
+                    "Ferrotune talks to a tracking server over MLflow's REST API; for a local folder start \
+                     `mlflow server --backend-store-uri FOLDER` and give its address",
+                ),
+        ),
+        Some(_) => {}
+    }
+    if l.mlflow_experiment_name.trim().is_empty() {
+        report.error(
+            Issue::new("logging.mlflow_experiment_name", "is empty").with_help("e.g. `Ferrotune`"),
+        );
     }
 }
 

@@ -150,6 +150,15 @@ impl Experiment {
         self.render(false)
     }
 
+    /// Every setting as `(key, value)`, the value as one line of YAML (`[a, b]` for lists): what trackers log as
+    /// the run's parameters.
+    pub fn flat_values(&self) -> Vec<(&'static str, String)> {
+        crate::meta::settings()
+            .iter()
+            .filter_map(|s| Some((s.key, render_value(&self.get(s.key)?))))
+            .collect()
+    }
+
     /// Writes [`Experiment::to_yaml`] to `path` (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
         ferrotune_home::atomic::write(path, self.to_yaml().as_bytes()).map_err(|source| {

@@ -109,6 +109,36 @@ fn h2o_value_conventions_are_read_and_what_cannot_run_is_refused_by_name() {
             "{err}"
         );
     }
+    // Keys of older H2O files: the per-piece limits are settings; forced embedding gradients only at false.
+    let older = base.replace(
+        "tokenizer:\n",
+        "tokenizer:\n    max_length_prompt: 256.0\n    max_length_answer: 128\n",
+    );
+    let cfg = Experiment::from_yaml_str(&older, "older").unwrap();
+    assert_eq!(
+        (
+            cfg.tokenizer.max_length_prompt,
+            cfg.tokenizer.max_length_answer
+        ),
+        (256, 128)
+    );
+    assert!(!cfg.ignored.iter().any(|w| w.key.contains("max_length_")));
+    let embedding = |v: &str| {
+        Experiment::from_yaml_str(
+            &base.replace(
+                "architecture:\n",
+                &format!("architecture:\n    force_embedding_gradients: {v}\n"),
+            ),
+            "older",
+        )
+    };
+    embedding("false").unwrap();
+    let err = embedding("true").unwrap_err().to_string();
+    assert!(
+        err.contains("`architecture.force_embedding_gradients`")
+            && err.contains("full fine-tuning"),
+        "{err}"
+    );
     // Online trackers are refused with the offline choices named.
     let err = with("logger: None", "logger: Neptune")
         .unwrap_err()

@@ -268,3 +268,40 @@ fn everything_is_reported_at_once() {
     assert_eq!(warnings, ["prediction.temperature", "tokenizer.max_length"]);
     assert_eq!(cfg.get("prediction.temperature"), Some(Value::from(1.0)));
 }
+
+#[test]
+fn mlflow_needs_an_http_tracking_server_and_an_experiment_name() {
+    use ferrotune_config::Logger;
+    // The test process may have MLFLOW_TRACKING_URI set: a file path is checked the same way.
+    let e = only_error(
+        &report(|c| {
+            c.logging.logger = Logger::MLflow;
+            c.logging.mlflow_tracking_uri = "./mlruns".into();
+        }),
+        "logging.mlflow_tracking_uri",
+    );
+    assert!(e.contains("is `./mlruns`, not an http(s) address"), "{e}");
+    assert!(e.contains("mlflow server --backend-store-uri"), "{e}");
+    let e = only_error(
+        &report(|c| {
+            c.logging.logger = Logger::MLflow;
+            c.logging.mlflow_tracking_uri = "http://127.0.0.1:5000/".into();
+            c.logging.mlflow_experiment_name = " ".into();
+        }),
+        "logging.mlflow_experiment_name",
+    );
+    assert!(e.contains("is empty"), "{e}");
+    let mut cfg = valid();
+    cfg.logging.mlflow_tracking_uri = " https://mlflow.internal:443/ ".into();
+    assert_eq!(
+        cfg.logging.mlflow_uri().as_deref(),
+        Some("https://mlflow.internal:443")
+    );
+    if std::env::var_os(ferrotune_config::MLFLOW_TRACKING_URI_ENV).is_none() {
+        let e = only_error(
+            &report(|c| c.logging.logger = Logger::MLflow),
+            "logging.mlflow_tracking_uri",
+        );
+        assert!(e.contains("`MLFLOW_TRACKING_URI` is not set"), "{e}");
+    }
+}

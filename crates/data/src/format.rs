@@ -22,6 +22,10 @@
 //! **Labels** equal the input ids (the loss shifts them), `-100` where masked: BOS, system and prompt tokens when
 //! `mask_prompt_labels`; with `mask_prompt_labels && only_last_answer` also every answer but the last.
 //!
+//! **Per-piece limits** (`max_length_prompt` / `max_length_answer`, H2O LLM Studio's older settings): each system piece
+//! keeps its first `max_length_prompt` tokens, each prompt piece (markers and EOS included) its last, each answer
+//! (with its EOS) its first `max_length_answer` tokens, before the sample's own truncation.
+//!
 //! **Truncation** to `max_length` keeps the final answer: the oldest tokens after the BOS are cut first (the BOS
 //! goes too only when the answer needs its room). If the final answer (with its EOS) alone is `max_length` tokens or
 //! more, the sample is its first `max_length` tokens, with no prompt: the start of a long answer is kept, so the
@@ -71,6 +75,8 @@ pub(crate) struct TurnIds {
     system: Vec<u32>,
     prompt: Vec<u32>,
     answer: Vec<u32>,
+    /// A piece was cut to `max_length_prompt` / `max_length_answer`.
+    cut: bool,
 }
 
 /// A sample before labels and truncation.
@@ -80,6 +86,8 @@ struct Draft {
     prompt_len: usize,
     bos_len: usize,
     prompt_text: String,
+    /// A piece was cut to `max_length_prompt` / `max_length_answer`.
+    cut: bool,
 }
 
 impl Draft {
@@ -164,7 +172,7 @@ impl<'a> Encoder<'a> {
             }
         }
         let prompt_text = format!("{}{}", self.prompt_start, turn.prompt);
-        let prompt = if s.add_eos_token_to_prompt {
+        let mut prompt = if s.add_eos_token_to_prompt {
             let mut ids = self.encode(&prompt_text)?;
             ids.extend(self.eos_id());
             ids.extend(self.encode(&self.answer_separator)?);
@@ -176,10 +184,15 @@ impl<'a> Encoder<'a> {
         if s.add_eos_token_to_answer {
             answer.extend(self.eos_id());
         }
+        // H2O cuts the system text like the answer (its end), the prompt from its start.
+        let cut = keep_first(&mut system, s.max_length_prompt)
+            | keep_last(&mut prompt, s.max_length_prompt)
+            | keep_first(&mut answer, s.max_length_answer);
         Ok(TurnIds {
             system,
             prompt,
             answer,
+            cut,
         })
     }
 
@@ -212,8 +225,10 @@ impl<'a> Encoder<'a> {
             prompt_len: 0,
             bos_len: self.bos.len(),
             prompt_text: String::new(),
+            cut: false,
         };
         d.push(&self.bos, mask_prompt);
+        d.cut = ids.iter().any(|p| p.cut);
         if let (Some(first), Some(first_ids)) = (turns.first(), ids.first()) {
             d.push(&first_ids.system, mask_prompt);
             if !first.system.is_empty() {
@@ -258,6 +273,7 @@ impl<'a> Encoder<'a> {
             prompt_len: 0,
             bos_len: 0,
             prompt_text: String::new(),
+            cut: false,
         };
         let mut rendered = String::new();
         let last = turns.len().saturating_sub(1);
@@ -277,15 +293,18 @@ impl<'a> Encoder<'a> {
                 d.push(&self.bos, mask_prompt);
                 d.bos_len = self.bos.len();
             }
+            d.cut |= keep_last(&mut prompt_ids, s.max_length_prompt);
             d.push(&std::mem::take(&mut prompt_ids), mask_prompt);
             let (labelled, tail) =
                 split_after_eos(answer_piece, self.eos.as_ref().map(|(_, t)| t.as_str()));
+            let mut answer_ids = self.encode(labelled)?;
+            d.cut |= keep_first(&mut answer_ids, s.max_length_answer);
             if i == last {
                 d.prompt_len = d.ids.len();
                 d.prompt_text = prefix.clone();
-                d.push(&self.encode(labelled)?, false);
+                d.push(&answer_ids, false);
             } else {
-                d.push(&self.encode(labelled)?, mask_prompt && s.only_last_answer);
+                d.push(&answer_ids, mask_prompt && s.only_last_answer);
             }
             d.push(&self.encode(tail)?, mask_prompt);
             rendered = full;
@@ -311,7 +330,7 @@ impl<'a> Encoder<'a> {
             answer_text: String::new(),
             conversation_id: String::new(),
             row: 0,
-            truncated: false,
+            truncated: d.cut,
         };
         let n = sample.input_ids.len();
         if n <= max {
@@ -339,6 +358,28 @@ impl<'a> Encoder<'a> {
         sample.prompt_len -= cut;
         sample.bos_len = bos;
         sample
+    }
+}
+
+/// Keeps the first `limit` ids (H2O's right-side truncation); whether any were cut.
+fn keep_first(ids: &mut Vec<u32>, limit: Option<usize>) -> bool {
+    match limit {
+        Some(n) if ids.len() > n => {
+            ids.truncate(n);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Keeps the last `limit` ids (H2O's left-side truncation of prompts); whether any were cut.
+fn keep_last(ids: &mut Vec<u32>, limit: Option<usize>) -> bool {
+    match limit {
+        Some(n) if ids.len() > n => {
+            ids.drain(..ids.len() - n);
+            true
+        }
+        _ => false,
     }
 }
 

@@ -61,6 +61,10 @@ pub struct DatasetSettings {
     pub use_chat_template: bool,
     /// Most tokens per sample.
     pub max_length: usize,
+    /// Most tokens of each system and prompt piece (its oldest cut) and of each answer (its end cut), before
+    /// `max_length` applies to the whole sample (H2O LLM Studio's older `max_length_prompt` / `max_length_answer`).
+    pub max_length_prompt: Option<usize>,
+    pub max_length_answer: Option<usize>,
     /// Training batches are padded to this quantile of their lengths (1.0: the longest; 0: `max_length`).
     pub padding_quantile: f64,
     pub seed: u64,
@@ -124,6 +128,10 @@ impl DatasetSettings {
             only_last_answer: d.only_last_answer,
             use_chat_template: d.use_chat_template,
             max_length: cfg.tokenizer.max_length as usize,
+            max_length_prompt: (cfg.tokenizer.max_length_prompt > 0)
+                .then_some(cfg.tokenizer.max_length_prompt as usize),
+            max_length_answer: (cfg.tokenizer.max_length_answer > 0)
+                .then_some(cfg.tokenizer.max_length_answer as usize),
             padding_quantile: cfg.tokenizer.padding_quantile,
             seed: cfg.environment.seed.max(0) as u64,
             skip_parent_probability: cfg.augmentation.skip_parent_probability,

@@ -247,6 +247,49 @@ fn an_answer_longer_than_max_length_keeps_its_first_tokens() {
 }
 
 #[test]
+fn max_length_prompt_and_answer_cut_each_piece_like_h2o_before_max_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "t.csv",
+        "system,instruction,input,output\nBe brief and to the point always.,one two three four five six seven eight,,alpha beta gamma delta epsilon zeta\n",
+    );
+    let tok = tokenizer("qwen2_tied");
+    let eos = tok.token_id("<|im_end|>").unwrap();
+    let enc = |t: &str| tok.encode(t, false).unwrap();
+    let mut system = enc("<|system|>Be brief and to the point always.");
+    system.push(eos);
+    let mut prompt = enc("<|prompt|>one two three four five six seven eight");
+    prompt.push(eos);
+    prompt.extend(enc("<|answer|>"));
+    let mut answer = enc("alpha beta gamma delta epsilon zeta");
+    answer.push(eos);
+    let (p, a) = (5, 3);
+    assert!(system.len() > p && prompt.len() > p && answer.len() > a);
+    let s = DatasetSettings {
+        max_length_prompt: Some(p),
+        max_length_answer: Some(a),
+        ..settings(&path)
+    };
+    let cut = prepare(&s, &tok).unwrap().train.remove(0);
+    // The system keeps its start, the prompt its end (the separator stays), the answer its start.
+    let expected: Vec<u32> = [&system[..p], &prompt[prompt.len() - p..], &answer[..a]].concat();
+    assert_eq!(cut.input_ids, expected);
+    assert_eq!(cut.prompt_len, 2 * p);
+    assert_eq!(labelled(&tok, &cut), decode(&tok, &answer[..a]));
+    assert!(cut.truncated);
+    // Limits the pieces fit in change nothing.
+    let roomy = DatasetSettings {
+        max_length_prompt: Some(100),
+        max_length_answer: Some(100),
+        ..settings(&path)
+    };
+    let full = prepare(&settings(&path), &tok).unwrap().train.remove(0);
+    assert_eq!(prepare(&roomy, &tok).unwrap().train.remove(0), full);
+    assert!(!full.truncated);
+}
+
+#[test]
 fn no_trainable_label_is_an_error_naming_the_settings() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "t.csv", "instruction,input,output\na,,x\nb,,\n");

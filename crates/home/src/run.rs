@@ -293,6 +293,11 @@ impl RunDir {
         self.root.join("tensorboard")
     }
 
+    /// `mlflow_run.json`: the MLflow run this run logs into (`logging.logger: MLflow`), continued on resume.
+    pub fn mlflow_run(&self) -> PathBuf {
+        self.root.join("mlflow_run.json")
+    }
+
     /// `exports/`: the studio's exports of the trained model, one folder per kind.
     pub fn exports(&self) -> PathBuf {
         self.root.join("exports")

@@ -161,15 +161,7 @@ impl Linear {
                 return Ok(y.reshape(out_dims)?);
             }
         }
-        let mut y = match &self.weight {
-            LinearWeight::Dense(w) if kernels::frozen_matmul::applies(&x2, w) => {
-                kernels::frozen_matmul::frozen_matmul(&x2, w)?
-            }
-            LinearWeight::Dense(w) => x2.matmul(&w.t()?)?,
-            LinearWeight::Quantized(q) => {
-                quant::quantized_matmul(&x2.to_dtype(DType::F32)?, q)?.to_dtype(x2.dtype())?
-            }
-        };
+        let mut y = self.base_product(&x2)?;
         if let Some(lora) = &self.lora {
             y = (&y + lora.delta(&x2, &y, &self.weight, dropout_seed)?)?;
         }
@@ -177,5 +169,57 @@ impl Linear {
             y = y.broadcast_add(b)?;
         }
         Ok(y.reshape(out_dims)?)
+    }
+
+    /// `x2·Wᵀ` for `x2` `(rows, in)`: the frozen weight alone, without adapter or bias.
+    fn base_product(&self, x2: &Tensor) -> Result<Tensor> {
+        Ok(match &self.weight {
+            LinearWeight::Dense(w) if kernels::frozen_matmul::applies(x2, w) => {
+                kernels::frozen_matmul::frozen_matmul(x2, w)?
+            }
+            LinearWeight::Dense(w) => x2.matmul(&w.t()?)?,
+            LinearWeight::Quantized(q) => {
+                quant::quantized_matmul(&x2.to_dtype(DType::F32)?, q)?.to_dtype(x2.dtype())?
+            }
+        })
+    }
+
+    /// `x`: `(rows, in)` → `(rows, out)` with its own adapter per row (`None`: the weight alone), without dropout:
+    /// one product with the shared weight for every row, then each run of rows with the same adapter adds that
+    /// adapter's update (batched decoding over many adapters). The layer's own adapter is not used.
+    pub fn forward_rows(&self, x: &Tensor, adapters: &[Option<&LoraAdapter>]) -> Result<Tensor> {
+        let y = self.base_product(x)?;
+        let rows = y.dim(0)?;
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        while start < rows {
+            let same = |a: &Option<&LoraAdapter>, b: &Option<&LoraAdapter>| match (a, b) {
+                (Some(a), Some(b)) => std::ptr::eq(*a, *b),
+                (None, None) => true,
+                _ => false,
+            };
+            let mut end = start + 1;
+            while end < rows && same(&adapters[end], &adapters[start]) {
+                end += 1;
+            }
+            let base = y.narrow(0, start, end - start)?;
+            pieces.push(match adapters[start] {
+                Some(lora) => {
+                    let xs = x.narrow(0, start, end - start)?;
+                    (&base + lora.delta(&xs, &base, &self.weight, None)?)?
+                }
+                None => base,
+            });
+            start = end;
+        }
+        let mut y = if pieces.len() == 1 {
+            pieces.pop().expect("one piece")
+        } else {
+            Tensor::cat(&pieces, 0)?
+        };
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(b)?;
+        }
+        Ok(y)
     }
 }

@@ -40,7 +40,7 @@ pub use describe::{check_folder, describe_folder, FolderSummary};
 pub use error::{Error, Result};
 pub use ferrotune_data::{chat_template, tokenizer, ChatTemplate, Message, TextTokenizer};
 pub use generation::{generate, generate_until, FinishReason, Generation, GenerationConfig};
-pub use models::{CheckpointGrads, ForwardOptions, Llama, Packing};
+pub use models::{AdapterWeights, CheckpointGrads, DecodeRow, ForwardOptions, Llama, Packing};
 pub use quant::Quantization;
 pub use save::save_hf_folder;
 

@@ -47,8 +47,40 @@ impl<'a> RunFiles<'a> {
     }
 
     pub(crate) fn emit(&mut self, event: Event) {
+        self.write(&event);
+        let mut lines = Vec::new();
+        self.trackers.retain_mut(|t| {
+            let kept = match t.record(&event) {
+                Ok(()) => true,
+                Err(e) => {
+                    lines.push(format!(
+                        "warning: {} stopped receiving metrics: {e}; training goes on",
+                        t.name()
+                    ));
+                    false
+                }
+            };
+            lines.splice(0..0, t.notes());
+            kept
+        });
+        for message in lines {
+            self.write(&Event::Log { message });
+        }
+    }
+
+    /// Tells the trackers how the run ended (they send what is left) and logs what they say.
+    pub(crate) fn finish_trackers(&mut self, end: &crate::trackers::RunEnd) {
+        for mut tracker in std::mem::take(&mut self.trackers) {
+            for message in tracker.finish(end) {
+                self.write(&Event::Log { message });
+            }
+        }
+    }
+
+    /// One event into `metrics.jsonl`, its line into `logs.log`, and to the listener.
+    fn write(&mut self, event: &Event) {
         let _ = writeln!(self.metrics, "{}", event.to_line());
-        let text = match &event {
+        let text = match event {
             Event::Log { message } => message.clone(),
             Event::PeakMemory {
                 bytes, end_of_run, ..
@@ -64,29 +96,7 @@ impl<'a> RunFiles<'a> {
             other => other.to_line(),
         };
         let _ = writeln!(self.log, "{text}");
-        let mut failed = Vec::new();
-        self.trackers.retain_mut(|t| match t.record(&event) {
-            Ok(()) => true,
-            Err(e) => {
-                failed.push(format!(
-                    "warning: {} stopped receiving metrics: {e}; training goes on",
-                    t.name()
-                ));
-                false
-            }
-        });
-        for line in failed {
-            let _ = writeln!(
-                self.metrics,
-                "{}",
-                Event::Log {
-                    message: line.clone()
-                }
-                .to_line()
-            );
-            let _ = writeln!(self.log, "{line}");
-        }
-        self.listener.on_event(&event);
+        self.listener.on_event(event);
     }
 
     pub(crate) fn log(&mut self, message: impl Into<String>) {

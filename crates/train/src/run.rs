@@ -144,6 +144,10 @@ pub fn run(request: RunRequest, listener: &mut dyn Listener) -> Result<RunSummar
     if let Err(e) = &result {
         files.log(format!("error: {e}"));
     }
+    files.finish_trackers(&crate::trackers::RunEnd {
+        status,
+        message: &message,
+    });
     run.write_status(status, &message).map_err(status_io)?;
     result
 }
@@ -152,7 +156,7 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
     let cfg = request.config;
     cfg.save(&files.run.config())
         .map_err(|e| Error::Setting(e.to_string()))?;
-    let (trackers, notes) = crate::trackers::for_config(cfg, &files.run);
+    let (trackers, notes) = crate::trackers::for_config(cfg, &files.run, request.resume);
     for note in notes {
         files.log(note);
     }

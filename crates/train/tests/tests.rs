@@ -15,3 +15,4 @@ mod packing;
 mod quantized;
 mod runs;
 mod scores;
+mod trackers;

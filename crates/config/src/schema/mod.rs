@@ -20,7 +20,7 @@ pub use architecture::{Architecture, BackboneDtype};
 pub use augmentation::Augmentation;
 pub use dataset::{column_name, Columns, DataSampleChoice, Dataset, ValidationStrategy, NO_COLUMN};
 pub use environment::{Environment, MixedPrecisionDtype};
-pub use logging::{LogStepSize, Logger, Logging};
+pub use logging::{LogStepSize, Logger, Logging, MLFLOW_TRACKING_URI_ENV};
 pub use prediction::{Metric, Prediction};
 pub use tokenizer::Tokenizer;
 pub use training::{LoraModule, LossFunction, Optimizer, SaveCheckpoint, Schedule, Training};
@@ -123,7 +123,7 @@ impl Experiment {
                     key,
                     format!("is `{name}`, which needs internet access to its service"),
                 )
-                .with_help("use `TensorBoard` (event files in the run folder, read offline by `tensorboard --logdir`) or `None`"));
+                .with_help("use `TensorBoard` (event files in the run folder, read offline by `tensorboard --logdir`), `MLflow` (a tracking server you run, e.g. on this machine) or `None`"));
             }
         }
         let setting = setting(key).ok_or_else(|| unknown_key(key))?;

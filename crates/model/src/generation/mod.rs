@@ -3,18 +3,17 @@
 
 mod beam;
 pub mod sampling;
+mod state;
 mod stream;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use candle_core::Tensor;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 use crate::error::{Error, Result};
 use crate::models::Llama;
 use crate::tokenizer::TextTokenizer;
-use sampling::SamplingParams;
+pub use state::DecodeState;
 pub use stream::TextStream;
 
 /// Settings of one generation call.
@@ -32,6 +31,12 @@ pub struct GenerationConfig {
     pub top_p: Option<f64>,
     /// > 1 discourages tokens already present (CTRL's rule, as transformers).
     pub repetition_penalty: f64,
+    /// Keep only tokens at least this share as likely as the most likely one when sampling (`None`: off).
+    pub min_p: Option<f64>,
+    /// Subtracted from the logit of every token the completion already holds (OpenAI's `presence_penalty`).
+    pub presence_penalty: f64,
+    /// Subtracted per occurrence in the completion so far (OpenAI's `frequency_penalty`).
+    pub frequency_penalty: f64,
     /// > 1 runs beam search (deterministic; temperature must be 0).
     pub num_beams: usize,
     /// Beam scores are divided by `generated_len ^ length_penalty`.
@@ -56,6 +61,9 @@ impl Default for GenerationConfig {
             top_k: None,
             top_p: None,
             repetition_penalty: 1.0,
+            min_p: None,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
             num_beams: 1,
             length_penalty: 1.0,
             seed: 0,
@@ -82,6 +90,19 @@ impl GenerationConfig {
         if let Some(p) = self.top_p {
             if !(p > 0.0 && p <= 1.0) {
                 return bad("`top_p` must be in (0, 1]");
+            }
+        }
+        if let Some(p) = self.min_p {
+            if !(0.0..=1.0).contains(&p) {
+                return bad("`min_p` must be in [0, 1]");
+            }
+        }
+        for (name, v) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if !(-2.0..=2.0).contains(&v) {
+                return bad(&format!("`{name}` must be in [-2, 2]"));
             }
         }
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
@@ -161,114 +182,39 @@ pub fn generate_until(
     on_text: &mut dyn FnMut(&str),
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Generation> {
-    cfg.validate()?;
-    if prompt_ids.is_empty() {
-        return Err(Error::InvalidGeneration("the prompt is empty".into()));
-    }
-    // A request longer than the model's context is capped there (finishing with `Context`).
-    let context = model.config().max_position_embeddings;
-    if prompt_ids.len() >= context {
-        return Err(Error::InvalidGeneration(format!(
-            "the prompt has {} tokens and the model's context holds {context} tokens, which leaves no room for an answer; shorten the prompt",
-            prompt_ids.len()
-        )));
-    }
-    let room = context - prompt_ids.len();
-    let capped = cfg.max_new_tokens > room;
-    let capped_cfg;
-    let cfg = if capped {
-        capped_cfg = GenerationConfig {
-            max_new_tokens: room,
-            min_new_tokens: cfg.min_new_tokens.min(room),
-            ..cfg.clone()
-        };
-        &capped_cfg
-    } else {
-        cfg
-    };
+    let mut state = DecodeState::new(prompt_ids, cfg, model.config().max_position_embeddings)?;
     // No autograd graph while generating (the KV cache would otherwise keep every step's).
     let model = &model.for_inference();
     if cfg.num_beams > 1 && !cancelled() {
-        let mut generation = beam::beam_search(model, tokenizer, prompt_ids, cfg)?;
-        if capped && generation.finish_reason == FinishReason::Length {
+        let mut generation = beam::beam_search(model, tokenizer, prompt_ids, state.config())?;
+        if state.is_capped() && generation.finish_reason == FinishReason::Length {
             generation.finish_reason = FinishReason::Context;
         }
         on_text(&generation.text);
         return Ok(generation);
     }
-    let device = model.device();
     let mut cache = model.new_cache();
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let mut stream = TextStream::new(tokenizer, &cfg.stop_strings);
-    let mut history: Vec<u32> = prompt_ids.to_vec();
-    let mut generated: Vec<u32> = Vec::new();
-    let start = Instant::now();
-    let mut input = Tensor::new(prompt_ids, device)?.unsqueeze(0)?;
-    let mut prefill_time = None;
-    let mut finish = if capped {
-        FinishReason::Context
-    } else {
-        FinishReason::Length
-    };
-    while generated.len() < cfg.max_new_tokens {
+    let mut input = Tensor::new(prompt_ids, model.device())?.unsqueeze(0)?;
+    loop {
         if cancelled() {
-            finish = FinishReason::Cancelled;
+            state.cancel();
             break;
         }
-        if cfg.max_time.is_some_and(|t| start.elapsed() >= t) {
-            finish = FinishReason::Length;
+        if state.out_of_time() {
             break;
         }
         let mut logits = model
             .forward_last(&input, Some(&mut cache))?
             .squeeze(0)?
             .to_vec1::<f32>()?;
-        prefill_time.get_or_insert_with(|| start.elapsed());
-        let next = choose(&mut logits, &history, generated.len(), cfg, &mut rng);
-        if generated.len() >= cfg.min_new_tokens && cfg.stop_token_ids.contains(&next) {
-            finish = FinishReason::StopToken;
+        state.mark_prefilled();
+        if state.step(&mut logits, tokenizer, on_text)?.is_some() {
             break;
         }
-        generated.push(next);
-        history.push(next);
-        let stopped = stream.push(&generated, generated.len() > cfg.min_new_tokens, on_text)?;
-        if stopped {
-            finish = FinishReason::StopString;
+        let Some(next) = state.last_token() else {
             break;
-        }
-        input = Tensor::new(&[next], device)?.unsqueeze(0)?;
+        };
+        input = Tensor::new(&[next], model.device())?.unsqueeze(0)?;
     }
-    let text = stream.finish(&generated, on_text)?;
-    let total = start.elapsed();
-    let prefill_time = prefill_time.unwrap_or(total);
-    Ok(Generation {
-        token_ids: generated,
-        text,
-        finish_reason: finish,
-        prefill_time,
-        decode_time: total.saturating_sub(prefill_time),
-    })
-}
-
-/// Applies the logits processors and picks the next token (greedy or sampled).
-fn choose(
-    logits: &mut [f32],
-    history: &[u32],
-    n_generated: usize,
-    cfg: &GenerationConfig,
-    rng: &mut StdRng,
-) -> u32 {
-    sampling::apply_repetition_penalty(logits, history, cfg.repetition_penalty as f32);
-    if n_generated < cfg.min_new_tokens {
-        sampling::suppress(logits, &cfg.stop_token_ids);
-    }
-    if cfg.temperature == 0.0 {
-        return sampling::argmax(logits);
-    }
-    let params = SamplingParams {
-        temperature: cfg.temperature as f32,
-        top_k: cfg.top_k,
-        top_p: cfg.top_p.map(|p| p as f32),
-    };
-    sampling::sample(logits, params, rng)
+    state.finish(tokenizer, on_text)
 }

@@ -5,19 +5,18 @@ use crate::error::Result;
 use crate::tokenizer::TextTokenizer;
 
 /// Turns a growing list of token ids into text deltas.
-pub struct TextStream<'a> {
-    tokenizer: &'a TextTokenizer,
-    stop_strings: &'a [String],
+#[derive(Debug, Clone)]
+pub struct TextStream {
+    stop_strings: Vec<String>,
     emitted: usize,
     final_text: Option<String>,
 }
 
-impl<'a> TextStream<'a> {
-    /// A stream for `tokenizer` that watches for `stop_strings`.
-    pub fn new(tokenizer: &'a TextTokenizer, stop_strings: &'a [String]) -> Self {
+impl TextStream {
+    /// A stream that watches for `stop_strings`.
+    pub fn new(stop_strings: &[String]) -> Self {
         Self {
-            tokenizer,
-            stop_strings,
+            stop_strings: stop_strings.to_vec(),
             emitted: 0,
             final_text: None,
         }
@@ -27,11 +26,12 @@ impl<'a> TextStream<'a> {
     /// (only checked when `check_stop`).
     pub fn push(
         &mut self,
+        tokenizer: &TextTokenizer,
         ids: &[u32],
         check_stop: bool,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<bool> {
-        let text = self.tokenizer.decode(ids, true)?;
+        let text = tokenizer.decode(ids, true)?;
         if check_stop {
             if let Some(cut) = self
                 .stop_strings
@@ -51,7 +51,7 @@ impl<'a> TextStream<'a> {
             safe -= '\u{FFFD}'.len_utf8();
         }
         // Hold back a suffix that could still grow into a stop string.
-        for s in self.stop_strings {
+        for s in &self.stop_strings {
             for k in (1..s.len()).rev() {
                 if s.is_char_boundary(k) && text[..safe].ends_with(&s[..k]) {
                     safe = safe.min(text[..safe].len() - k);
@@ -71,10 +71,15 @@ impl<'a> TextStream<'a> {
     }
 
     /// Emits the rest and returns the whole completion text.
-    pub fn finish(mut self, ids: &[u32], on_text: &mut dyn FnMut(&str)) -> Result<String> {
+    pub fn finish(
+        &mut self,
+        tokenizer: &TextTokenizer,
+        ids: &[u32],
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<String> {
         let text = match self.final_text.take() {
             Some(t) => t,
-            None => self.tokenizer.decode(ids, true)?,
+            None => tokenizer.decode(ids, true)?,
         };
         self.emit_up_to(&text, text.len(), on_text);
         Ok(text)

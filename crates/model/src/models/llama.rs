@@ -43,7 +43,7 @@ impl RmsNorm {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         ops::rms_norm(x, &self.weight, self.eps)
     }
 }
@@ -100,9 +100,7 @@ impl Attention {
         cache: Option<(&mut KvCache, usize)>,
         step: &LayerStep,
     ) -> Result<Tensor> {
-        let ((cos, sin), offset, seed) = (step.rope, step.offset, step.seed);
-        let (packed_mask, tokens) = (step.packed_mask, step.tokens);
-        let (b, t, _) = x.dims3()?;
+        let (seed, tokens) = (step.seed, step.tokens);
         let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let q = self.q_proj.forward_t(x, sub_seed(seed, 0))?;
         let k = self.k_proj.forward_t(x, sub_seed(seed, 1))?;
@@ -118,6 +116,24 @@ impl Attention {
             let out = attention::causal_attention(&q, &k, &v, &spec, layout.clone())?;
             return self.o_proj.forward_t(&out, sub_seed(seed, 3));
         }
+        let out = self.attend(&q, &k, &v, cache, step)?;
+        self.o_proj.forward_t(&out, sub_seed(seed, 3))
+    }
+
+    /// Attention of projected `q`, `k`, `v` `(batch, seq, heads·head_dim)` over what `cache` holds and these
+    /// positions (appending them to it): `(batch, seq, heads·head_dim)`, before the output projection.
+    pub(super) fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        cache: Option<(&mut KvCache, usize)>,
+        step: &LayerStep,
+    ) -> Result<Tensor> {
+        let ((cos, sin), offset) = (step.rope, step.offset);
+        let packed_mask = step.packed_mask;
+        let (b, t, _) = q.dims3()?;
+        let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let q = q.reshape((b, t, nh, d))?.transpose(1, 2)?;
         let k = k.reshape((b, t, nkv, d))?.transpose(1, 2)?;
         let v = v.reshape((b, t, nkv, d))?.transpose(1, 2)?;
@@ -152,17 +168,16 @@ impl Attention {
             self.sliding_window,
             n_rep,
             scores.dtype(),
-            x.device(),
+            q.device(),
         )? {
             scores = scores.broadcast_add(&mask)?;
         }
         let probs = ops::softmax_last_dim(&scores)?;
         let out = probs.matmul(&v)?; // (b, nkv, n_rep·t, d)
-        let out = out
+        Ok(out
             .reshape((b, nh, t, d))?
             .transpose(1, 2)?
-            .reshape((b, t, nh * d))?;
-        self.o_proj.forward_t(&out, sub_seed(seed, 3))
+            .reshape((b, t, nh * d))?)
     }
 }
 
@@ -367,7 +382,7 @@ pub struct Llama {
     pub(super) lm_head: Linear,
     /// The LM head is the embedding's buffer (tied embeddings without an `lm_head.weight` on disk).
     pub(super) lm_head_shares_embedding: bool,
-    rotary: RotaryEmbedding,
+    pub(super) rotary: RotaryEmbedding,
     dtype: DType,
 }
 
