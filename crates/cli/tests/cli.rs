@@ -11,6 +11,8 @@ use serde_json::Value;
 mod demo;
 #[path = "e2e/export.rs"]
 mod export;
+#[path = "e2e/serve_api.rs"]
+mod serve_api;
 #[path = "e2e/train.rs"]
 mod train;
 

@@ -369,6 +369,17 @@ impl From<ferrotune_train::Error> for ApiError {
     }
 }
 
+impl From<ferrotune_engine::EngineError> for ApiError {
+    fn from(e: ferrotune_engine::EngineError) -> Self {
+        match e {
+            ferrotune_engine::EngineError::QueueFull { .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+            }
+            ferrotune_engine::EngineError::Stopped => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {

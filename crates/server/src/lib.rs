@@ -26,6 +26,8 @@ mod views;
 use std::net::{IpAddr, SocketAddr};
 
 pub use demo::{register_in_background, DEMO_BACKBONE};
+pub use ferrotune_engine::EngineOptions;
+pub use routes::openai::ServedModels;
 pub use state::{AppState, StudioSettings};
 
 /// How `ferrotune serve` was started (the access token is the [`AppState`]'s).
@@ -36,6 +38,8 @@ pub struct ServeOptions {
     pub port: u16,
     /// Register the demo backbone and datasets when the home is empty (fetched in the background).
     pub register_demo: bool,
+    /// Serve only the OpenAI-compatible API (`/v1`), not the studio.
+    pub api_only: bool,
 }
 
 /// Errors of starting the server.
@@ -78,7 +82,12 @@ pub async fn serve(
         .map_err(|source| ServeError::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(ServeError::Serve)?;
     on_ready(bound);
-    axum::serve(listener, app(state))
+    let router = if options.api_only {
+        routes::api_only_router(state)
+    } else {
+        app(state)
+    };
+    axum::serve(listener, router)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

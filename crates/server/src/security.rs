@@ -77,6 +77,9 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     if state.has_token() {
         let cookie_ok = cookie(&headers, TOKEN_COOKIE).is_some_and(|c| state.is_token(c));
         if !cookie_ok && !bearer_ok && !is_public(&path) {
+            if path.starts_with("/v1/") {
+                return crate::routes::openai::OpenAiError::unauthorized().into_response();
+            }
             if is_api {
                 return ApiError::new(
                     StatusCode::UNAUTHORIZED,

@@ -31,7 +31,7 @@ impl Default for StudioSettings {
     }
 }
 
-/// The chat model kept loaded between messages.
+/// The scoring model (a classification or regression head's backbone) kept loaded between texts.
 pub(crate) struct LoadedModel {
     /// Backbone folder, adapter folder (if any) and the adapter's modification time.
     pub(crate) key: (PathBuf, Option<PathBuf>, Option<std::time::SystemTime>),
@@ -52,7 +52,12 @@ pub struct Inner {
     /// Random per server start; forgery-protection tokens derive from it and the session cookie.
     secret: String,
     settings: RwLock<StudioSettings>,
-    pub(crate) chat: Mutex<Option<LoadedModel>>,
+    /// The model that scores texts with a trained head (`POST /api/experiments/{name}/score`).
+    pub(crate) scoring: Mutex<Option<LoadedModel>>,
+    /// Every generated answer: the studio's chat and `/v1`.
+    pub(crate) engine: ferrotune_engine::Engine,
+    /// Models `/v1` serves from paths instead of the home's (`ferrotune serve --model`).
+    pub(crate) served: Option<crate::routes::openai::ServedModels>,
     /// What the demo registration is doing (shown on the home page), if anything.
     notice: RwLock<Option<String>>,
     /// The exports this server started, by experiment.
@@ -69,6 +74,21 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// State for the home `home`; `exe` runs experiments; `token` protects the server (required off loopback).
     pub fn new(home: Home, exe: Option<PathBuf>, token: Option<String>) -> AppState {
+        let engine = ferrotune_engine::EngineOptions {
+            gguf_cache: home.backbones(),
+            ..Default::default()
+        };
+        Self::with_engine(home, exe, token, engine, None)
+    }
+
+    /// [`AppState::new`] with the engine's limits, and (for `/v1`) models served from paths.
+    pub fn with_engine(
+        home: Home,
+        exe: Option<PathBuf>,
+        token: Option<String>,
+        engine: ferrotune_engine::EngineOptions,
+        served: Option<crate::routes::openai::ServedModels>,
+    ) -> AppState {
         let settings = load_settings(&home).unwrap_or_default();
         AppState(Arc::new(Inner {
             home,
@@ -76,7 +96,9 @@ impl AppState {
             token,
             secret: crate::security::random_hex(32),
             settings: RwLock::new(settings),
-            chat: Mutex::new(None),
+            scoring: Mutex::new(None),
+            engine: ferrotune_engine::Engine::start(engine),
+            served,
             notice: RwLock::new(None),
             exports: Default::default(),
         }))

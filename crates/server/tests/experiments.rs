@@ -166,8 +166,8 @@ async fn chat_streams_tokens_then_done_from_the_backbone_while_no_adapter_exists
     let done: serde_json::Value = serde_json::from_str(done).unwrap();
     assert_eq!(done["text"], tokens, "the streamed pieces make the answer");
     assert!(done["tokens"].as_u64().unwrap() >= 1);
-    // A conversation that does not end with the user is refused in the stream, readably.
-    let (_, _, body) = s
+    // A conversation that does not end with the user is refused before the stream starts, readably.
+    let (status, _, body) = s
         .send(
             Request::post("/api/experiments/talk/chat")
                 .header(header::CONTENT_TYPE, "application/json")
@@ -175,10 +175,8 @@ async fn chat_streams_tokens_then_done_from_the_backbone_while_no_adapter_exists
                 .unwrap(),
         )
         .await;
-    assert!(
-        body.contains("event: error") && body.contains("must end with a user message"),
-        "{body}"
-    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("must end with a user message"), "{body}");
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod demo;
 mod errors;
 mod experiments;
 mod lifecycle;
+mod openai;
 mod pages;
 mod run_files;
 mod security;

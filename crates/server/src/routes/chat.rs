@@ -1,6 +1,6 @@
 //! `POST /api/experiments/{name}/chat`: the conversation so far in, the answer out as Server-Sent Events
 //! (`token` pieces, then `done` with timings, or `error`), from the experiment's backbone with its trained
-//! adapter (the backbone alone while no adapter is saved). The loaded model is kept for the next message.
+//! adapter (the backbone alone while no adapter is saved), through the engine that also serves `/v1`.
 
 use std::convert::Infallible;
 
@@ -9,13 +9,13 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::post;
 use axum::Router;
 use ferrotune_config::Experiment;
+use ferrotune_engine::{GenerationConfig, ModelSpec, Prompt, Request, Update};
 use ferrotune_home::RunDir;
-use ferrotune_model::{generate_until, Device, Message};
+use ferrotune_model::{Device, Message};
 use ferrotune_train::load::TrainedModel;
 use futures_util::Stream;
 use serde::Deserialize;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
 
 use crate::error::ApiError;
@@ -97,12 +97,8 @@ pub(crate) fn load(
     Ok(())
 }
 
-fn answer(
-    state: &AppState,
-    model: &TrainedModel,
-    req: &ChatRequest,
-    tx: &mpsc::Sender<Event>,
-) -> Result<(), ApiError> {
+/// The engine request of a chat message, and how many earlier exchanges `prediction.num_history` left out.
+fn engine_request(model: &TrainedModel, req: &ChatRequest) -> Result<(Request, usize), ApiError> {
     if req.messages.is_empty() || req.messages.last().is_some_and(|m| m.role != "user") {
         return Err(ApiError::bad_request(
             "the conversation must end with a user message",
@@ -113,17 +109,6 @@ fn answer(
             "`max_new_tokens` must be between 1 and {MAX_NEW_TOKENS}"
         )));
     }
-    // One lock for loading and answering: a chat with another experiment waits instead of swapping the model
-    // under this one.
-    let mut slot = state
-        .chat
-        .lock()
-        .map_err(|_| ApiError::internal("the chat model lock is poisoned"))?;
-    load(state, &mut slot, model)?;
-    let Some(loaded) = slot.as_ref() else {
-        return Err(ApiError::internal("the chat model did not stay loaded"));
-    };
-    let backbone = &loaded.backbone;
     let mut history: Vec<Message> = Vec::new();
     if !req.settings.system.trim().is_empty() {
         history.push(Message::new("system", req.settings.system.clone()));
@@ -135,43 +120,64 @@ fn answer(
         kept.iter()
             .map(|m| Message::new(&m.role, m.content.clone())),
     );
-    let ids = backbone.tokenizer.encode_chat(&history)?;
     let s = &req.settings;
-    let gen_cfg = ferrotune_model::GenerationConfig {
+    let generation = GenerationConfig {
         max_new_tokens: s.max_new_tokens,
         temperature: s.temperature,
         top_k: s.top_k,
         top_p: s.top_p,
         repetition_penalty: s.repetition_penalty,
         seed: s.seed,
-        ..backbone.generation_config()
+        ..GenerationConfig::default()
     };
-    // A client that went away (closed tab, "clear history" mid-answer) ends the generation at the next token.
-    let out = ferrotune_model::threads::install(|| {
-        generate_until(
-            &backbone.model,
-            &backbone.tokenizer,
-            &ids,
-            &gen_cfg,
-            &mut |piece| {
-                let _ = tx.blocking_send(
-                    Event::default()
-                        .event("token")
-                        .data(serde_json::to_string(piece).unwrap_or_default()),
-                );
-            },
-            &|| tx.is_closed(),
-        )
-    })?;
-    let done = serde_json::json!({
-        "text": out.text,
-        "tokens": out.token_ids.len(),
-        "finish_reason": format!("{:?}", out.finish_reason).to_lowercase(),
-        "tokens_per_second": out.decode_tokens_per_second(),
-        "history_dropped": dropped,
-    });
-    let _ = tx.blocking_send(Event::default().event("done").data(done.to_string()));
-    Ok(())
+    let request = Request {
+        model: ModelSpec {
+            backbone: model.backbone.clone(),
+            format: model.format,
+            adapter: model.adapter.clone(),
+        },
+        prompt: Prompt::Messages(history),
+        generation,
+    };
+    Ok((request, dropped))
+}
+
+/// The studio's SSE event of an engine update (`None` for what the chat does not show).
+fn chat_event(state: &AppState, name: &str, update: Update, dropped: usize) -> Option<Event> {
+    match update {
+        Update::Started { .. } => None,
+        Update::Text(piece) => Some(
+            Event::default()
+                .event("token")
+                .data(serde_json::to_string(&piece).unwrap_or_default()),
+        ),
+        Update::Done { generation, .. } => {
+            let done = serde_json::json!({
+                "text": generation.text,
+                "tokens": generation.token_ids.len(),
+                "finish_reason": format!("{:?}", generation.finish_reason).to_lowercase(),
+                "tokens_per_second": generation.decode_tokens_per_second(),
+                "history_dropped": dropped,
+            });
+            Some(Event::default().event("done").data(done.to_string()))
+        }
+        Update::Failed(failure) => {
+            // The answer has begun (200, an event stream), so the logging middleware never sees this error: an
+            // internal one is logged here with its details, the stream gets its request id.
+            let shown = if failure.bad_request {
+                failure.message
+            } else {
+                let e = ApiError::internal(failure.message);
+                state.log_error(&format!("POST /api/experiments/{name}/chat"), &e);
+                e.message
+            };
+            Some(
+                Event::default()
+                    .event("error")
+                    .data(serde_json::to_string(&shown).unwrap_or_default()),
+            )
+        }
+    }
 }
 
 /// The conversation with only the last `keep` exchanges before the final user message (system messages stay),
@@ -237,7 +243,7 @@ async fn chat_create(
     })
     .await
     .map_err(|e| ApiError::internal(format!("task failed: {e}")))??;
-    let (tx, rx) = mpsc::channel(1024);
+    let (request, dropped) = engine_request(&model, &req)?;
     let backbone = backbone_name(&state, &model.backbone).await;
     let note = match &model.adapter {
         Some(_) => {
@@ -247,25 +253,15 @@ async fn chat_create(
             format!("Answering with {backbone} alone: experiment {name} has saved no adapter yet")
         }
     };
-    let _ = tx
-        .send(
-            Event::default()
-                .event("info")
-                .data(serde_json::to_string(&note).unwrap_or_default()),
-        )
-        .await;
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = answer(&state, &model, &req, &tx) {
-            // The answer has begun (200, an event stream), so the logging middleware never sees this error.
-            state.log_error(&format!("POST /api/experiments/{name}/chat"), &e);
-            let _ = tx.blocking_send(
-                Event::default()
-                    .event("error")
-                    .data(serde_json::to_string(&e.message).unwrap_or_default()),
-            );
-        }
-    });
-    Ok(Sse::new(ReceiverStream::new(rx).map(Ok)).keep_alive(KeepAlive::default()))
+    let info = Event::default()
+        .event("info")
+        .data(serde_json::to_string(&note).unwrap_or_default());
+    // A client that goes away (closed tab, "clear history" mid-answer) drops this stream and with it the
+    // engine's receiver: the engine stops that sequence at its next step.
+    let updates = state.engine.submit(request).map_err(ApiError::from)?;
+    let events = UnboundedReceiverStream::new(updates)
+        .filter_map(move |u| chat_event(&state, &name, u, dropped));
+    Ok(Sse::new(tokio_stream::once(info).chain(events).map(Ok)).keep_alive(KeepAlive::default()))
 }
 
 #[cfg(test)]

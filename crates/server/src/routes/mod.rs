@@ -8,6 +8,7 @@ mod experiments;
 pub(crate) mod exports;
 mod home;
 mod live;
+pub(crate) mod openai;
 mod predict;
 mod runs;
 mod settings;
@@ -58,9 +59,20 @@ pub(crate) fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(page_method_not_allowed);
     Router::new()
         .nest("/api", api)
+        .nest("/v1", openai::router())
         .merge(pages)
         // Uploads are streamed to disk and counted against the studio's own limit.
         .layer(DefaultBodyLimit::disable())
+        .layer(from_fn_with_state(state.clone(), security::guard))
+        .layer(from_fn_with_state(state.clone(), log_internal_errors))
+        .with_state(state)
+}
+
+/// Only the OpenAI-compatible API (`ferrotune serve --api-only`): `/v1`, with the same authentication.
+pub(crate) fn api_only_router(state: AppState) -> Router {
+    Router::new()
+        .nest("/v1", openai::router())
+        .fallback(openai::outside_v1)
         .layer(from_fn_with_state(state.clone(), security::guard))
         .layer(from_fn_with_state(state.clone(), log_internal_errors))
         .with_state(state)

@@ -78,7 +78,7 @@ async fn score(
         }
         let head = ferrotune_train::head::Head::load(dir)?;
         let mut slot = st
-            .chat
+            .scoring
             .lock()
             .map_err(|_| ApiError::internal("the model lock is poisoned"))?;
         crate::routes::chat::load(&st, &mut slot, &model)?;
