@@ -82,6 +82,8 @@ fn validate_reports_errors_and_exits_non_zero() {
             "cfg.yaml",
             "--prediction.metric",
             "GPT",
+            "--prediction.metric_gpt_api_base",
+            "localhost:8000",
         ],
     );
     assert_failure(&o, "`cfg.yaml` has 2 errors");
@@ -90,8 +92,16 @@ fn validate_reports_errors_and_exits_non_zero() {
         out.contains("error: `dataset.train_dataframe` is empty"),
         "{out}"
     );
-    assert!(out.contains("error: `prediction.metric` is `GPT`"), "{out}");
-    assert!(out.contains("  help: use `Perplexity` or `BLEU`"), "{out}");
+    assert!(
+        out.contains(
+            "error: `prediction.metric_gpt_api_base` is `localhost:8000`, not an http(s) address"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("  help: e.g. `http://127.0.0.1:10101/v1`"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -53,8 +53,8 @@ fn h2o_table() -> String {
         ));
     }
     out.push_str(
-        "| `logging.logger` | `None`, `TensorBoard`; `Neptune` / `W&B` refused | they need internet access |\n\
-         | `prediction.metric: GPT` | refused by validation | the LLM judge is not built yet |\n",
+        "| `logging.logger` | `None`, `TensorBoard`, `MLflow`; `Neptune` / `W&B` refused | they need internet access |\n\
+         | `prediction.metric: GPT` | the LLM judge, on any OpenAI-compatible endpoint (`OPENAI_API_BASE`, `OPENAI_API_KEY`) | |\n",
     );
     out
 }
@@ -142,7 +142,8 @@ and a comment.
 - **Drawn at the start of a run.** An empty `experiment_name` becomes an adjective-animal name and a `seed` of -1
   a random seed; both are recorded in the run's saved settings.
 - **Checks** (`ferrotune config validate`). Beyond types, ranges and choices: `int8`/`int4` backbones need LoRA;
-  `num_beams` > 1 does not combine with `do_sample`; the `GPT` metric comes in a later release; a custom validation
+  `num_beams` > 1 does not combine with `do_sample`; the `GPT` metric needs a judge model name (and an http(s) endpoint
+  when one is given); a custom validation
   strategy needs `validation_dataframe`; `train_dataframe` must be set; grid lists need `grid_search`. The
   `max_length` rule warns when `tokenizer.max_length` is below the bytes of the marker texts in use (a token
   covers at least one byte), plus one token per end-of-sequence token added, plus {MIN_CONTENT_TOKENS} tokens of

@@ -27,8 +27,6 @@ pub const H2O_IGNORED: &[(&str, &str)] = &[
     ("logging.wandb_entity", "Weights & Biases needs internet access (use `logging.logger: TensorBoard`)"),
     ("tokenizer.tokenizer_kwargs", "the backbone's tokenizer.json is used as it is (always the fast tokenizer)"),
     ("training.attention_implementation", "attention is Ferrotune's own fused kernel"),
-    ("prediction.metric_gpt_model", "the LLM-judge metric is not built yet; it is used only with `prediction.metric: GPT`"),
-    ("prediction.metric_gpt_template", "the LLM-judge metric is not built yet; it is used only with `prediction.metric: GPT`"),
 ];
 
 /// H2O keys whose one value here is H2O's default behaviour: (key, the value that is accepted, what another

@@ -49,9 +49,10 @@ pub use names::{fresh_entropy, generate_name};
 pub use overrides::{apply_overrides, load_with_overrides, split_override_args};
 pub use schema::{
     column_name, expand_path, Architecture, Augmentation, BackboneDtype, Columns, DataSampleChoice,
-    Dataset, Environment, Experiment, GridValues, LogStepSize, Logger, Logging, LoraModule,
-    LossFunction, Metric, MixedPrecisionDtype, Optimizer, Prediction, ProblemType, SaveCheckpoint,
-    Schedule, Tokenizer, Training, ValidationStrategy, MLFLOW_TRACKING_URI_ENV, NO_COLUMN,
+    Dataset, Environment, Experiment, GptTemplate, GridValues, LogStepSize, Logger, Logging,
+    LoraModule, LossFunction, Metric, MixedPrecisionDtype, Optimizer, Prediction, ProblemType,
+    SaveCheckpoint, Schedule, Tokenizer, Training, ValidationStrategy, MLFLOW_TRACKING_URI_ENV,
+    NO_COLUMN,
 };
 /// The YAML value type used for defaults, `get` and `set`.
 pub use serde_yaml_ng::Value;

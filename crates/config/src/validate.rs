@@ -240,13 +240,26 @@ fn training(cfg: &Experiment, report: &mut Report) {
 
 fn prediction(cfg: &Experiment, report: &mut Report) {
     let p = &cfg.prediction;
-    if p.metric == Metric::Gpt {
+    if p.metric == Metric::Gpt && p.metric_gpt_model.trim().is_empty() {
         report.error(
             Issue::new(
-                "prediction.metric",
-                "is `GPT`: the GPT judge metric comes in a later release",
+                "prediction.metric_gpt_model",
+                "is empty, but `prediction.metric` is `GPT`",
             )
-            .with_help("use `Perplexity` or `BLEU`"),
+            .with_help(
+                "name the judge model the endpoint serves, e.g. one listed by `GET /v1/models`",
+            ),
+        );
+    }
+    let base = p.metric_gpt_api_base.trim();
+    if p.metric == Metric::Gpt
+        && !base.is_empty()
+        && !base.starts_with("http://")
+        && !base.starts_with("https://")
+    {
+        report.error(
+            Issue::new("prediction.metric_gpt_api_base", format!("is `{base}`, not an http(s) address"))
+                .with_help("e.g. `http://127.0.0.1:10101/v1` (`ferrotune serve`) or `https://api.openai.com/v1`"),
         );
     }
     if p.num_beams > 1 && p.do_sample {

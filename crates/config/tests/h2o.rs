@@ -30,17 +30,16 @@ fn h2o_files_of_every_problem_type_load_with_warnings_for_what_is_ignored() {
         assert_eq!(cfg.problem_type.as_str(), problem);
         assert_eq!(cfg.llm_backbone, "/models/backbone");
         let report = validate(&cfg);
-        // H2O's default metric for generated answers is its GPT judge, refused until the judge exists.
         let errors: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
-        match problem {
-            "text_causal_language_modeling" | "text_dpo_modeling" => {
-                assert_eq!(errors.len(), 1, "{file}: {errors:?}");
-                assert!(
-                    errors[0].contains("`prediction.metric` is `GPT`"),
-                    "{file}: {errors:?}"
-                );
-            }
-            _ => assert!(errors.is_empty(), "{file}: {errors:?}"),
+        assert!(errors.is_empty(), "{file}: {errors:?}");
+        // H2O's default metric for generated answers is its GPT judge, with its model and template.
+        if matches!(
+            problem,
+            "text_causal_language_modeling" | "text_dpo_modeling"
+        ) {
+            assert_eq!(cfg.prediction.metric.as_str(), "GPT");
+            assert_eq!(cfg.prediction.metric_gpt_model, "gpt-3.5-turbo-0301");
+            assert_eq!(cfg.prediction.metric_gpt_template.as_str(), "general");
         }
         // Each ignored key the file has is reported once, with why.
         for (key, why) in H2O_IGNORED {

@@ -172,16 +172,30 @@ fn max_length_too_short_for_the_markers_is_a_warning() {
 }
 
 #[test]
-fn gpt_metric_is_for_a_later_release() {
+fn the_gpt_metric_needs_a_judge_model_and_an_http_endpoint() {
+    assert!(validate(&{
+        let mut c = valid();
+        c.prediction.metric = Metric::Gpt;
+        c
+    })
+    .errors
+    .is_empty());
     let e = only_error(
-        &report(|c| c.prediction.metric = Metric::Gpt),
-        "prediction.metric",
+        &report(|c| {
+            c.prediction.metric = Metric::Gpt;
+            c.prediction.metric_gpt_model = " ".into();
+        }),
+        "prediction.metric_gpt_model",
     );
-    assert!(
-        e.contains("the GPT judge metric comes in a later release")
-            && e.contains("`Perplexity` or `BLEU`"),
-        "{e}"
+    assert!(e.contains("is empty"), "{e}");
+    let e = only_error(
+        &report(|c| {
+            c.prediction.metric = Metric::Gpt;
+            c.prediction.metric_gpt_api_base = "localhost:8000".into();
+        }),
+        "prediction.metric_gpt_api_base",
     );
+    assert!(e.contains("not an http(s) address"), "{e}");
 }
 
 #[test]
@@ -249,6 +263,7 @@ fn misc_rules() {
 fn everything_is_reported_at_once() {
     let mut cfg = Experiment::default();
     cfg.prediction.metric = Metric::Gpt;
+    cfg.prediction.metric_gpt_model.clear();
     cfg.training.lora = false;
     cfg.architecture.backbone_dtype = BackboneDtype::Int4;
     cfg.dataset.validation_size = 2.0;
@@ -261,7 +276,7 @@ fn everything_is_reported_at_once() {
         "dataset.validation_size",
         "dataset.train_dataframe",
         "architecture.backbone_dtype",
-        "prediction.metric",
+        "prediction.metric_gpt_model",
     ] {
         assert!(errors.contains(&key), "{key} missing from {errors:?}");
     }

@@ -19,6 +19,8 @@ pub enum Metric {
     Perplexity,
     /// Mean sentence BLEU of generated answers; higher is better.
     Bleu,
+    /// Mean score an LLM judge gives the generated answers (see [`crate::judge`]); higher is better.
+    Gpt,
     /// The head metrics of classification and regression (see [`crate::scores`]).
     Auc,
     Accuracy,
@@ -28,8 +30,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    /// The evaluation that computes the config's metric; `None` for one this release cannot compute (the GPT
-    /// judge, refused before a run by [`crate::run::unsupported`]).
+    /// The evaluation that computes the config's metric.
     pub fn from_config(metric: ferrotune_config::Metric) -> Option<Metric> {
         use ferrotune_config::Metric as M;
         match metric {
@@ -40,7 +41,7 @@ impl Metric {
             M::LogLoss => Some(Metric::LogLoss),
             M::Mse => Some(Metric::Mse),
             M::Mae => Some(Metric::Mae),
-            M::Gpt => None,
+            M::Gpt => Some(Metric::Gpt),
         }
     }
 
@@ -49,6 +50,7 @@ impl Metric {
         match self {
             Metric::Perplexity => ferrotune_config::Metric::Perplexity,
             Metric::Bleu => ferrotune_config::Metric::Bleu,
+            Metric::Gpt => ferrotune_config::Metric::Gpt,
             Metric::Auc => ferrotune_config::Metric::Auc,
             Metric::Accuracy => ferrotune_config::Metric::Accuracy,
             Metric::LogLoss => ferrotune_config::Metric::LogLoss,
@@ -59,6 +61,12 @@ impl Metric {
 
     pub fn name(self) -> &'static str {
         self.config().as_str()
+    }
+
+    /// Whether every evaluation generates answers to score (BLEU and the judge); the others generate them only
+    /// for the final predictions file.
+    pub fn needs_answers(self) -> bool {
+        matches!(self, Metric::Bleu | Metric::Gpt)
     }
 
     /// Whether `a` is better than `b` (see [`ferrotune_config::Metric::higher_is_better`]).
@@ -73,8 +81,11 @@ pub struct Prediction {
     pub prompt: String,
     pub target: String,
     pub prediction: String,
-    /// BLEU, or the sample's perplexity (NaN for the head metrics, which are not per sample).
+    /// BLEU, the judge's score, or the sample's perplexity (NaN for the head metrics, which are not per sample,
+    /// and for an answer the judge could not score).
     pub metric: f64,
+    /// The GPT judge's explanation, or why it gave no score.
+    pub explanation: Option<String>,
     /// Classification and regression: the head's probabilities or values (empty for answers).
     pub outputs: Vec<f64>,
 }
@@ -88,18 +99,33 @@ pub struct Evaluation {
     pub predictions: Vec<Prediction>,
     /// Preference tuning: the validation pairs' rewards.
     pub rewards: Option<ferrotune_home::Rewards>,
+    /// A line for the run's log (e.g. answers the judge could not score).
+    pub note: Option<String>,
 }
 
-/// Evaluates `model` on `samples`. With `generation`, every sample's answer is generated and scored.
+/// How an evaluation scores answers: the metric, the generation settings when answers are generated, and the
+/// judge of the GPT metric.
+#[derive(Clone, Copy)]
+pub struct Scoring<'a> {
+    pub metric: Metric,
+    pub generation: Option<&'a GenerationConfig>,
+    pub judge: Option<&'a crate::judge::Judge>,
+}
+
+/// Evaluates `model` on `samples`. With `scoring.generation`, every sample's answer is generated and scored.
 pub fn evaluate(
     model: &Llama,
     tokenizer: &TextTokenizer,
     samples: &[Sample],
     padding: &PadOptions,
     batch_size: usize,
-    metric: Metric,
-    generation: Option<&GenerationConfig>,
+    scoring: Scoring,
 ) -> Result<Evaluation> {
+    let Scoring {
+        metric,
+        generation,
+        judge,
+    } = scoring;
     if samples.is_empty() {
         return Err(Error::Setting("the validation set is empty\nhelp: raise `dataset.validation_size` or give a `dataset.validation_dataframe`".into()));
     }
@@ -156,12 +182,42 @@ pub fn evaluate(
                 target: s.answer_text.clone(),
                 prediction,
                 metric: value,
+                explanation: None,
                 outputs: Vec::new(),
             });
         }
     }
+    let mut judge_note = None;
+    if let (Metric::Gpt, Some(judge), false) = (metric, judge, predictions.is_empty()) {
+        let answers: Vec<crate::judge::Answer> = predictions
+            .iter()
+            .map(|p| crate::judge::Answer {
+                prompt: &p.prompt,
+                reference: &p.target,
+                prediction: &p.prediction,
+            })
+            .collect();
+        let judged = judge.judge_all(&answers)?;
+        judge_note = judged.failure_note();
+        for (p, verdict) in predictions.iter_mut().zip(judged.verdicts) {
+            let (score, explanation) = match verdict {
+                crate::judge::Verdict::Scored { score, explanation } => (score, explanation),
+                crate::judge::Verdict::Failed(why) => (f64::NAN, format!("not scored: {why}")),
+            };
+            p.metric = score;
+            p.explanation = Some(explanation);
+        }
+    }
     let metric_value = match metric {
         Metric::Perplexity => perplexity,
+        Metric::Gpt if !predictions.is_empty() => {
+            let scored: Vec<f64> = predictions
+                .iter()
+                .map(|p| p.metric)
+                .filter(|m| m.is_finite())
+                .collect();
+            scored.iter().sum::<f64>() / scored.len().max(1) as f64
+        }
         Metric::Bleu if !predictions.is_empty() => {
             predictions.iter().map(|p| p.metric).sum::<f64>() / predictions.len() as f64
         }
@@ -173,21 +229,35 @@ pub fn evaluate(
         metric: metric_value,
         predictions,
         rewards: None,
+        note: judge_note,
     })
 }
 
-/// Writes `validation_predictions.csv` (prompt, target, prediction, metric) with RFC 4180 quoting.
+/// Writes `validation_predictions.csv` (prompt, target, prediction, metric; with the GPT judge also its
+/// explanation) with RFC 4180 quoting.
 pub fn write_predictions(path: &Path, metric: Metric, predictions: &[Prediction]) -> Result<()> {
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let mut out = format!("prompt,target,prediction,{}\n", metric.name());
+    let explained = predictions.iter().any(|p| p.explanation.is_some());
+    let mut out = format!(
+        "prompt,target,prediction,{}{}\n",
+        metric.name(),
+        if explained { ",explanation" } else { "" }
+    );
     for p in predictions {
         out.push_str(&format!(
-            "{},{},{},{}\n",
+            "{},{},{},{}",
             quote(&p.prompt),
             quote(&p.target),
             quote(&p.prediction),
             p.metric
         ));
+        if explained {
+            out.push_str(&format!(
+                ",{}",
+                quote(p.explanation.as_deref().unwrap_or(""))
+            ));
+        }
+        out.push('\n');
     }
     ferrotune_home::atomic::write(path, out.as_bytes()).map_err(|source| Error::Io {
         path: path.to_path_buf(),

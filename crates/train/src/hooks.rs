@@ -155,9 +155,13 @@ impl Hooks for RunHooks<'_, '_> {
             });
         }
         let metric = self.objective.metric();
-        // Answers are generated for BLEU at every evaluation, and for the predictions file at the last one.
-        let generate = metric == crate::eval::Metric::Bleu || last_eval;
+        // Answers are generated for BLEU and the judge at every evaluation, and for the predictions file at the
+        // last one.
+        let generate = metric.needs_answers() || last_eval;
         let ev = self.objective.evaluate(model, generate)?;
+        if let Some(note) = &ev.note {
+            self.files.log(note.clone());
+        }
         if last_eval {
             self.objective
                 .write_predictions(&self.files.run.predictions(), &ev)?;
@@ -307,7 +311,7 @@ mod tests {
             files.log(format!("line {i}"));
         }
         drop(files);
-        assert_eq!(seen, 5, "every event still reaches the listener");
+        assert_eq!(seen, 6, "every event and the warning reach the listener");
         let log = std::fs::read_to_string(run.log()).unwrap();
         assert_eq!(
             log.matches(

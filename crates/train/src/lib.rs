@@ -21,6 +21,7 @@ pub mod eval;
 pub mod events;
 pub mod head;
 mod hooks;
+pub mod judge;
 pub mod load;
 pub mod loss;
 pub mod memory;

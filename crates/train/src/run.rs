@@ -200,6 +200,9 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
         generation: prediction_config(cfg, &backbone),
         hidden_size: backbone.model.config().hidden_size,
     })?;
+    for note in objective.notes() {
+        files.log(note);
+    }
     if let Some(dir) = &start.from {
         objective.restore_own(dir)?;
     }

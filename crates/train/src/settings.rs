@@ -100,7 +100,6 @@ pub fn unsupported(cfg: &Experiment) -> Vec<Issue> {
         "training.sample_packing",
         "`training.sample_packing` cannot be combined with the parent augmentations yet; turn one off",
     );
-    // `prediction.metric: GPT` is refused by the config's own `validate` (said once, there).
     // `environment.gpus` on the CPU (an H2O file from a GPU machine) draws the config's "has no effect" warning.
     no(
         !cfg.environment.device.starts_with("cpu"),

@@ -322,3 +322,43 @@ fn an_h2o_llm_studio_classification_file_trains_as_it_is() {
     );
     assert!(Head::load(&cfg.output_dir().join("adapter")).is_ok());
 }
+
+#[test]
+fn an_h2o_llm_studio_regression_file_trains_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<serde_json::Value> = (0..48)
+        .map(|i| serde_json::json!({"instruction": format!("Item {i}"), "label": (i % 5) as f64 / 2.0}))
+        .collect();
+    let data = write_file(
+        dir.path(),
+        "values.json",
+        serde_json::to_string(&rows).unwrap(),
+    );
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../config/tests/fixtures/h2o/regression.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "LLM_BACKBONE",
+        &ferrotune_test_support::model_fixture("llama3_rope")
+            .display()
+            .to_string(),
+    )
+    .replace("TRAIN_DATAFRAME", &data.display().to_string())
+    .replace(
+        "output_directory: output/user/fixture-regression/",
+        &format!("output_directory: {}/h2o", dir.path().display()),
+    );
+    let cfg = ferrotune_config::Experiment::from_yaml_str(&text, "h2o").unwrap();
+    assert_eq!(cfg.problem_type.as_str(), "text_causal_regression_modeling");
+    let ran = train(&cfg, false, None);
+    assert_eq!(ran.summary.status.name(), "finished");
+    assert_eq!(ran.summary.metric_name, "MSE");
+    assert!(
+        ran.summary.metric.is_some_and(f64::is_finite),
+        "{:?}",
+        ran.summary
+    );
+    assert!(Head::load(&cfg.output_dir().join("adapter")).is_ok());
+}

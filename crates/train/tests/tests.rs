@@ -10,6 +10,7 @@ mod dpo;
 mod dpo_parity;
 mod full_ft;
 mod heads;
+mod judge;
 mod lora_step;
 mod packing;
 mod quantized;

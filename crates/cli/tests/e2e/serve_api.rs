@@ -206,3 +206,56 @@ fn a_stream_delivers_the_answer_in_chunks_and_a_client_may_leave_mid_stream() {
         Some(text.as_str())
     );
 }
+
+#[test]
+fn a_run_judged_by_ferrotune_serve_reaches_it_and_a_judge_that_cannot_score_fails_the_run_clearly()
+{
+    // The judge is the tiny fixture served on loopback, whose 256-token context cannot hold the judge's prompt:
+    // ferrotune serve's 400 (`context_length_exceeded`) reaches the run as the reason no answer was scored.
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("home"), &[]);
+    let rows: Vec<Value> = (0..20)
+        .map(|i| json!({"instruction": format!("Add {i} and {i}."), "input": "", "output": format!("{}", 2 * i)}))
+        .collect();
+    std::fs::write(
+        dir.path().join("data.json"),
+        serde_json::to_string(&rows).unwrap(),
+    )
+    .unwrap();
+    let cfg = dir.path().join("judged.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "llm_backbone: {}\noutput_directory: {}/{{experiment_name}}\nexperiment_name: judged\n\
+             dataset:\n  train_dataframe: {}\n  system_column: None\n  validation_size: 0.1\n\
+             prediction:\n  metric: GPT\n  metric_gpt_model: llama3_rope\n  metric_gpt_api_base: {}\n  max_length_inference: 4\n",
+            fixture("llama3_rope").display(),
+            dir.path().display(),
+            dir.path().join("data.json").display(),
+            server.base
+        ),
+    )
+    .unwrap();
+    let out = ferrotune()
+        .env("FERROTUNE_HOME", dir.path().join("home"))
+        .args(["train", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("the GPT judge (`llama3_rope` at ")
+            && err.contains("scored none of the 2 validation answers"),
+        "{err}"
+    );
+    assert!(
+        err.contains("HTTP 400") && err.contains("the model's context holds 256 tokens"),
+        "{err}"
+    );
+    let status: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("judged/status.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status["status"], "failed");
+}

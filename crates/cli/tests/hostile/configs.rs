@@ -105,9 +105,9 @@ pub const CASES: &[Case] = &[
         check: Check::Run(unknown_optimizer),
     },
     Case {
-        id: "configs.metric-not-yet",
-        guards: "`prediction.metric: GPT` (a later release) is refused once, with the metrics there are",
-        check: Check::Run(metric_not_yet),
+        id: "configs.gpt-judge-endpoint",
+        guards: "`prediction.metric: GPT` with an endpoint that is not an http(s) address is refused once, naming the setting",
+        check: Check::Run(gpt_judge_endpoint),
     },
     Case {
         id: "configs.list-for-plain-setting",
@@ -325,21 +325,30 @@ fn unknown_optimizer(lab: &Lab) {
     );
 }
 
-fn metric_not_yet(lab: &Lab) {
+fn gpt_judge_endpoint(lab: &Lab) {
     let (cfg, _) = experiment(lab, "gpt-metric", "");
     for command in [&["config", "validate"][..], &["train", "--config"]] {
-        let args = [command, &[cfg.as_str(), "--prediction.metric", "GPT"]].concat();
+        let args = [
+            command,
+            &[
+                cfg.as_str(),
+                "--prediction.metric",
+                "GPT",
+                "--prediction.metric_gpt_api_base",
+                "localhost:8000",
+            ],
+        ]
+        .concat();
         let o = lab.refuses(
             &args,
             &[
-                "`prediction.metric` is `GPT`",
-                "later release",
-                "`Perplexity`",
+                "`prediction.metric_gpt_api_base` is `localhost:8000`",
+                "not an http(s) address",
             ],
         );
         let text = crate::lab::printed(&o);
         assert_eq!(
-            text.matches("later release").count(),
+            text.matches("not an http(s) address").count(),
             1,
             "said once: {text}"
         );

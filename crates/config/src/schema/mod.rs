@@ -21,7 +21,7 @@ pub use augmentation::Augmentation;
 pub use dataset::{column_name, Columns, DataSampleChoice, Dataset, ValidationStrategy, NO_COLUMN};
 pub use environment::{Environment, MixedPrecisionDtype};
 pub use logging::{LogStepSize, Logger, Logging, MLFLOW_TRACKING_URI_ENV};
-pub use prediction::{Metric, Prediction};
+pub use prediction::{GptTemplate, Metric, Prediction};
 pub use tokenizer::Tokenizer;
 pub use training::{LoraModule, LossFunction, Optimizer, SaveCheckpoint, Schedule, Training};
 

@@ -11,7 +11,7 @@ choice_enum! {
         Perplexity = "Perplexity",
         /// BLEU of generated answers against the validation answers; higher is better.
         Bleu = "BLEU",
-        /// An LLM judge scores the generated answers (a later release).
+        /// An LLM judge (any OpenAI-compatible endpoint) scores the generated answers; higher is better.
         Gpt = "GPT",
         /// Classification: area under the ROC curve (macro one-vs-rest for several classes); higher is better.
         Auc = "AUC",
@@ -26,11 +26,27 @@ choice_enum! {
     }
 }
 
+choice_enum! {
+    /// How the LLM judge scores an answer (`prediction.metric: GPT`).
+    pub enum GptTemplate {
+        /// Against the reference answer, from 0 (wrong) to 1 (fully correct and helpful).
+        General = "general",
+        /// MT-Bench's single-answer grading, from 1 to 10.
+        MtBench = "mt-bench",
+    }
+}
+
 settings_struct! {
     /// Prediction: the validation metric and how validation answers are generated.
     pub struct Prediction in "prediction." {
         /// Validation metric.
         metric: Metric = Metric::Perplexity => meta().basic();
+        /// The judge model's name at the endpoint (`prediction.metric: GPT`), e.g. one of `ferrotune serve`'s models.
+        metric_gpt_model: String = "gpt-3.5-turbo-0301".into() => meta().label("GPT judge model").when("prediction.metric", "GPT");
+        /// How the judge scores: `general` (0–1, against the reference answer) or `mt-bench` (1–10).
+        metric_gpt_template: GptTemplate = GptTemplate::General => meta().label("GPT judge template").when("prediction.metric", "GPT");
+        /// The judge's OpenAI-compatible endpoint, e.g. `http://127.0.0.1:10101/v1` (empty: `OPENAI_API_BASE`, else OpenAI's); the key comes from `OPENAI_API_KEY`.
+        metric_gpt_api_base: String = String::new() => meta().label("GPT judge endpoint").when("prediction.metric", "GPT");
         /// Fewest new tokens before an answer may end.
         min_length_inference: u32 = 2 => meta().label("Min new tokens").min(0.0);
         /// Most new tokens per answer.

@@ -147,6 +147,10 @@ impl Objective for CausalLm<'_> {
             .answers(model, self.tokenizer, &self.data.validation, generate)
     }
 
+    fn notes(&self) -> Vec<String> {
+        self.eval.notes.clone()
+    }
+
     fn write_predictions(&self, path: &Path, evaluation: &Evaluation) -> Result<()> {
         write_predictions(path, self.eval.metric, &evaluation.predictions)
     }

@@ -384,6 +384,10 @@ impl Objective for Dpo<'_> {
         })
     }
 
+    fn notes(&self) -> Vec<String> {
+        self.eval.notes.clone()
+    }
+
     fn write_predictions(&self, path: &Path, evaluation: &Evaluation) -> Result<()> {
         write_predictions(path, self.eval.metric, &evaluation.predictions)
     }

@@ -93,7 +93,7 @@ impl<'a> HeadObjective<'a> {
             Metric::LogLoss => scores::log_loss(kind, outputs, targets),
             Metric::Mse => scores::mse(outputs, targets),
             Metric::Mae => scores::mae(outputs, targets),
-            Metric::Perplexity | Metric::Bleu => f64::NAN,
+            Metric::Perplexity | Metric::Bleu | Metric::Gpt => f64::NAN,
         }
     }
 }
@@ -162,6 +162,7 @@ impl Objective for HeadObjective<'_> {
                 target: s.answer_text.clone(),
                 prediction: self.head.prediction(out),
                 metric: f64::NAN,
+                explanation: None,
                 outputs: out.clone(),
             })
             .collect();
@@ -171,6 +172,7 @@ impl Objective for HeadObjective<'_> {
             metric,
             predictions,
             rewards: None,
+            note: None,
         })
     }
 

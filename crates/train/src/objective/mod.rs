@@ -97,6 +97,11 @@ pub trait Objective {
         Ok(())
     }
 
+    /// Lines for the run's log about how it evaluates.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Sets its own weights to those saved in `dir` (resuming, or starting from an earlier adapter).
     fn restore_own(&self, _dir: &Path) -> Result<()> {
         Ok(())
@@ -121,6 +126,10 @@ pub struct EvalSettings {
     pub padding: ferrotune_data::batch::PadOptions,
     pub batch: usize,
     pub generation: GenerationConfig,
+    /// The LLM judge of `prediction.metric: GPT`.
+    pub judge: Option<crate::judge::Judge>,
+    /// Lines for the run's log about how it evaluates (e.g. the judge's cost guard falling back to BLEU).
+    pub notes: Vec<String>,
 }
 
 impl EvalSettings {
@@ -134,8 +143,11 @@ impl EvalSettings {
             ))
         })?;
         let data_settings = ferrotune_data::DatasetSettings::from_experiment(cfg);
+        let (metric, judge, notes) = judge_of(cfg, metric, inputs.data.validation.len());
         Ok(EvalSettings {
             metric,
+            judge,
+            notes,
             padding: ferrotune_data::batch::PadOptions::eval(&data_settings, inputs.tokenizer)?,
             batch: match cfg.prediction.batch_size_inference {
                 0 => inputs.settings.batch_size,
@@ -159,10 +171,43 @@ impl EvalSettings {
             samples,
             &self.padding,
             self.batch,
-            self.metric,
-            generate.then_some(&self.generation),
+            crate::eval::Scoring {
+                metric: self.metric,
+                generation: generate.then_some(&self.generation),
+                judge: self.judge.as_ref(),
+            },
         )
     }
+}
+
+/// The judge of a GPT metric over `rows` validation answers — or, past `GPT_EVAL_MAX` rows (H2O's cost guard),
+/// BLEU instead with a warning.
+fn judge_of(
+    cfg: &Experiment,
+    metric: Metric,
+    rows: usize,
+) -> (Metric, Option<crate::judge::Judge>, Vec<String>) {
+    if metric != Metric::Gpt {
+        return (metric, None, Vec::new());
+    }
+    let settings = crate::judge::JudgeSettings::from_experiment(cfg);
+    if rows > settings.max_rows {
+        let note = format!(
+            "warning: {rows} validation answers are more than GPT_EVAL_MAX ({}): the metric is BLEU instead of the GPT judge \
+             (raise GPT_EVAL_MAX to pay for judging them all)",
+            settings.max_rows
+        );
+        return (Metric::Bleu, None, vec![note]);
+    }
+    let note = format!(
+        "GPT judge: `{}` at {} ({} template, {} tries of {} s per answer)",
+        settings.model,
+        settings.api_base,
+        settings.template,
+        settings.attempts,
+        settings.timeout.as_secs()
+    );
+    (metric, Some(crate::judge::Judge::new(settings)), vec![note])
 }
 
 /// The objective of the config's `problem_type`.

@@ -268,8 +268,16 @@ fn common(
     if top_p == Some(0.0) {
         return Err(OpenAiError::invalid("top_p", "`top_p` must be above 0"));
     }
+    let min_new_tokens = f.integer("min_tokens", 0)?.map_or(0, |n| n as usize);
+    if min_new_tokens > max_new_tokens {
+        return Err(OpenAiError::invalid(
+            "min_tokens",
+            format!("`min_tokens` ({min_new_tokens}) must not exceed the most new tokens ({max_new_tokens})"),
+        ));
+    }
     let generation = GenerationConfig {
         max_new_tokens,
+        min_new_tokens,
         temperature,
         top_p,
         top_k: f
@@ -327,7 +335,8 @@ mod tests {
             ],
             "max_completion_tokens": 7, "max_tokens": 99, "temperature": 0, "top_p": 0.9, "stop": ["\n", "END"],
             "seed": 5, "stream": true, "stream_options": {"include_usage": true}, "presence_penalty": 0.5,
-            "frequency_penalty": -0.5, "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1, "n": 1, "user": "x"
+            "frequency_penalty": -0.5, "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1, "n": 1, "user": "x",
+            "min_tokens": 3
         }))
         .unwrap();
         let Prompt::Messages(m) = &r.prompts[0] else {
@@ -338,7 +347,7 @@ mod tests {
             ("system", "Hi there")
         );
         let g = &r.generation;
-        assert_eq!(g.max_new_tokens, 7);
+        assert_eq!((g.max_new_tokens, g.min_new_tokens), (7, 3));
         assert_eq!(
             (g.temperature, g.top_p, g.top_k, g.min_p),
             (0.0, Some(0.9), Some(40), Some(0.05))
