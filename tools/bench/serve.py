@@ -65,11 +65,16 @@ def one_stream(client, model, extra, out, i, start_gate):
         stream_options={"include_usage": True},
         extra_body=extra,
     )
+    pieces = 0
     for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content and first is None:
-            first = time.perf_counter()
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces += 1
+            if first is None:
+                first = time.perf_counter()
         if chunk.usage is not None:
             tokens = chunk.usage.completion_tokens
+    # llama-cpp-python's server sends no usage chunk: there each content chunk is one token.
+    tokens = tokens or pieces
     out[i] = (t0, first or time.perf_counter(), time.perf_counter(), tokens)
 
 

@@ -188,7 +188,12 @@ impl Linear {
     /// one product with the shared weight for every row, then each run of rows with the same adapter adds that
     /// adapter's update (batched decoding over many adapters). The layer's own adapter is not used.
     pub fn forward_rows(&self, x: &Tensor, adapters: &[Option<&LoraAdapter>]) -> Result<Tensor> {
-        let y = self.base_product(x)?;
+        let y = match &self.weight {
+            LinearWeight::Dense(w) if kernels::small_m::applies(x, w) => {
+                kernels::small_m::matmul_rows(x, w)?
+            }
+            _ => self.base_product(x)?,
+        };
         let rows = y.dim(0)?;
         let mut pieces = Vec::new();
         let mut start = 0;

@@ -74,12 +74,12 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     let path = request.uri().path().to_string();
     let is_api = path.starts_with("/api/");
     let bearer_ok = bearer(&headers).is_some_and(|given| state.is_token(given));
+    if path == "/v1" || path.starts_with("/v1/") {
+        return guard_v1(&state, &headers, bearer_ok, request, next).await;
+    }
     if state.has_token() {
         let cookie_ok = cookie(&headers, TOKEN_COOKIE).is_some_and(|c| state.is_token(c));
         if !cookie_ok && !bearer_ok && !is_public(&path) {
-            if path.starts_with("/v1/") {
-                return crate::routes::openai::OpenAiError::unauthorized().into_response();
-            }
             if is_api {
                 return ApiError::new(
                     StatusCode::UNAUTHORIZED,
@@ -134,6 +134,33 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         }
     }
     response
+}
+
+/// `/v1` is for programs (OpenAI clients), not pages: with a token only the bearer header is accepted (no cookie,
+/// so no forgery-protection token is needed), without one (loopback) a cross-site browser request — one with an
+/// `Origin` — is refused; no session cookie is set.
+async fn guard_v1(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    bearer_ok: bool,
+    request: Request,
+    next: Next,
+) -> Response {
+    use crate::routes::openai::OpenAiError;
+    if state.has_token() && !bearer_ok {
+        return OpenAiError::unauthorized().into_response();
+    }
+    if !state.has_token() && headers.contains_key(header::ORIGIN) && request.method() != Method::GET
+    {
+        return OpenAiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            "cross-site requests from a web page are refused on a server without a token: call /v1 from a program, \
+             or start `ferrotune serve --token …` and send `Authorization: Bearer …`",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// The request's forgery-protection token, for the page's `<meta name="csrf-token">`.

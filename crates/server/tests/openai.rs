@@ -234,6 +234,34 @@ async fn a_bad_token_is_401_and_a_full_queue_429_with_retry_after() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    // Clients keep cookies (the openai client's httpx does): /v1 needs no forgery-protection token and sets no
+    // session cookie; a browser's cross-site request (an Origin) is refused on a server without a token.
+    let open = studio();
+    let post = |extra: (&'static str, &'static str)| {
+        Request::post("/v1/chat/completions")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(extra.0, extra.1)
+            .body(Body::from(
+                json!({"model": "tiny", "messages": user("x"), "max_tokens": 2}).to_string(),
+            ))
+            .unwrap()
+    };
+    let (status, headers, body) = open
+        .send(post((
+            "cookie",
+            "ferrotune_session=0123456789abcdef0123456789abcdef",
+        )))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!headers.contains_key(header::SET_COOKIE));
+    let (status, _, body) = open.send(post(("origin", "https://evil.example"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_openai_error(
+        &serde_json::from_str(&body).unwrap(),
+        "invalid_request_error",
+        None,
+        None,
+    );
     // An engine that takes no waiting request answers every completion with 429.
     let full = Studio::new(None);
     full.place(&trained().finished, "tiny");

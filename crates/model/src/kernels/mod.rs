@@ -6,6 +6,7 @@ pub mod cross_entropy;
 pub mod frozen_matmul;
 pub mod lora_linear;
 pub mod rms_norm;
+pub mod small_m;
 pub mod softmax;
 pub mod swiglu;
 

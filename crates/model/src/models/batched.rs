@@ -113,7 +113,11 @@ impl Llama {
             x = decode_layer(layer, &x, rows, &offsets, &ropes, &per_row, i)?;
         }
         let x = self.norm.forward(&x.reshape((rows.len(), hidden))?)?;
-        self.logits(&x)
+        let no_adapters = vec![None; rows.len()];
+        Ok(self
+            .lm_head
+            .forward_rows(&x, &no_adapters)?
+            .to_dtype(candle_core::DType::F32)?)
     }
 }
 
