@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use ferrotune_engine::{
     wait, Engine, EngineError, EngineOptions, GenerationConfig, ModelSpec, Prompt, Request, Update,
 };
-use ferrotune_model::adapter::{attach_lora, save_peft};
+use ferrotune_model::adapter::{attach_random_lora, save_peft};
 use ferrotune_model::lora::LoraSpec;
 use ferrotune_model::Backbone;
 use ferrotune_test_support::model_fixture;
@@ -26,14 +26,7 @@ fn write_adapter(dir: &Path, name: &str, seed: u64) -> PathBuf {
         use_dora: false,
         target_modules: Vec::new(),
     };
-    attach_lora(&mut backbone.model, &spec, seed).unwrap();
-    for (_, _, linear) in backbone.model.linears() {
-        let lora = linear.lora().unwrap();
-        let shape = lora.b.as_tensor().shape().clone();
-        lora.b
-            .set(&Tensor::randn(0f32, 0.05, shape, &Device::Cpu).unwrap())
-            .unwrap();
-    }
+    attach_random_lora(&mut backbone.model, &spec, seed, 0.05).unwrap();
     let out = dir.join(name);
     save_peft(&backbone.model, &spec, "fixture", &out).unwrap();
     out

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use candle_core::{DType, Tensor, Var};
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{read_json, Error, Result};
@@ -35,6 +35,32 @@ pub fn attach_lora(model: &mut Llama, spec: &LoraSpec, seed: u64) -> Result<usiz
             let adapter = LoraAdapter::init(spec, linear.weight(), &mut rng)?;
             linear.set_lora(Some(adapter));
             n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// [`attach_lora`] with B drawn uniformly from ±`b_scale` (seeded) instead of zeros: adapters that change the
+/// model's answers without training — what tests and benchmarks of serving many adapters use.
+pub fn attach_random_lora(
+    model: &mut Llama,
+    spec: &LoraSpec,
+    seed: u64,
+    b_scale: f32,
+) -> Result<usize> {
+    let n = attach_lora(model, spec, seed)?;
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x0005_EEDB);
+    for (_, _, linear) in model.linears() {
+        if let Some(lora) = linear.lora() {
+            let shape = lora.b.as_tensor().shape().clone();
+            let values: Vec<f32> = (0..shape.elem_count())
+                .map(|_| rng.random_range(-b_scale..b_scale))
+                .collect();
+            lora.b.set(&Tensor::from_vec(
+                values,
+                shape,
+                lora.b.as_tensor().device(),
+            )?)?;
         }
     }
     Ok(n)

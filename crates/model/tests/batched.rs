@@ -2,7 +2,7 @@
 //! adapter, gives the logits and greedy tokens that sequence gets decoded alone.
 
 use candle_core::{DType, Device, Tensor};
-use ferrotune_model::adapter::attach_lora;
+use ferrotune_model::adapter::attach_random_lora;
 use ferrotune_model::generation::sampling::argmax;
 use ferrotune_model::lora::LoraSpec;
 use ferrotune_model::{generate, AdapterWeights, Backbone, DecodeRow, GenerationConfig, Llama};
@@ -11,22 +11,19 @@ use ferrotune_test_support::model_fixture;
 /// An adapter on every linear layer with non-zero A and B (seeded), detached for inference.
 fn adapter(base: &Llama, seed: u64) -> AdapterWeights {
     let mut model = base.clone();
-    let spec = LoraSpec {
+    attach_random_lora(&mut model, &spec(), seed, 0.05).unwrap();
+    AdapterWeights::of(&model.for_inference())
+}
+
+fn spec() -> LoraSpec {
+    LoraSpec {
         r: 4,
         alpha: 8.0,
         dropout: 0.0,
         use_rslora: false,
         use_dora: false,
         target_modules: Vec::new(),
-    };
-    attach_lora(&mut model, &spec, seed).unwrap();
-    for (_, _, linear) in model.linears() {
-        let lora = linear.lora().unwrap();
-        let b = lora.b.as_tensor();
-        let noise = Tensor::randn(0f32, 0.05, b.shape(), &Device::Cpu).unwrap();
-        lora.b.set(&noise).unwrap();
     }
-    AdapterWeights::of(&model.for_inference())
 }
 
 #[test]
@@ -137,14 +134,7 @@ fn one_batched_step_per_token_matches_each_sequence_decoded_alone() {
             .unwrap()
             .get(0)
             .unwrap();
-        let diff = (solo - reference)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = ferrotune_test_support::max_diff(&solo, &reference);
         assert!(diff <= 1e-5, "{case}: max |Δlogit| = {diff}");
     }
 }

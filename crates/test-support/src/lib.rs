@@ -132,6 +132,32 @@ pub fn write_arithmetic_data(dir: &Path, name: &str, n: usize) -> PathBuf {
     )
 }
 
+/// H2O LLM Studio 1.14's saved experiment `name` (`crates/config/tests/fixtures/h2o/<name>.yaml`) as it is, with
+/// only what points at H2O's machine pointed here: the tiny `llama3_rope` backbone, the training data `train` and
+/// the output folder `out`.
+pub fn h2o_experiment(name: &str, train: &Path, out: &Path) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config/tests/fixtures/h2o")
+        .join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.replace(
+        "LLM_BACKBONE",
+        &model_fixture("llama3_rope").display().to_string(),
+    )
+    .replace("TRAIN_DATAFRAME", &train.display().to_string())
+    .lines()
+    .map(|l| {
+        if l.starts_with("output_directory:") {
+            format!("output_directory: {}", out.display())
+        } else {
+            l.to_string()
+        }
+    })
+    .collect::<Vec<_>>()
+    .join("\n")
+        + "\n"
+}
+
 /// An experiment file that trains LoRA adapters on the tiny `llama3_rope` backbone with `train` (Alpaca
 /// columns, 10 % held out for validation) into `output_root/{experiment_name}`: one epoch of batches of 4 at a
 /// learning rate of 0.01, seed 7, 6 new tokens per validation answer. Tests vary it with `--key value`

@@ -286,22 +286,8 @@ fn an_h2o_llm_studio_classification_file_trains_as_it_is() {
     // mixed precision, H2O's differential learning rate for `classification_head`, its `drop_last_batch`.
     let dir = tempfile::tempdir().unwrap();
     let data = write_rows(dir.path(), 48);
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../config/tests/fixtures/h2o/classification.yaml"),
-    )
-    .unwrap()
-    .replace(
-        "LLM_BACKBONE",
-        &ferrotune_test_support::model_fixture("llama3_rope")
-            .display()
-            .to_string(),
-    )
-    .replace("TRAIN_DATAFRAME", &data.display().to_string())
-    .replace(
-        "output_directory: output/user/fixture-classification/",
-        &format!("output_directory: {}/h2o", dir.path().display()),
-    );
+    let text =
+        ferrotune_test_support::h2o_experiment("classification", &data, &dir.path().join("h2o"));
     let cfg = ferrotune_config::Experiment::from_yaml_str(&text, "h2o").unwrap();
     assert!(cfg.training.drop_last_batch);
     let ran = train(&cfg, false, None);
@@ -334,22 +320,7 @@ fn an_h2o_llm_studio_regression_file_trains_as_it_is() {
         "values.json",
         serde_json::to_string(&rows).unwrap(),
     );
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../config/tests/fixtures/h2o/regression.yaml"),
-    )
-    .unwrap()
-    .replace(
-        "LLM_BACKBONE",
-        &ferrotune_test_support::model_fixture("llama3_rope")
-            .display()
-            .to_string(),
-    )
-    .replace("TRAIN_DATAFRAME", &data.display().to_string())
-    .replace(
-        "output_directory: output/user/fixture-regression/",
-        &format!("output_directory: {}/h2o", dir.path().display()),
-    );
+    let text = ferrotune_test_support::h2o_experiment("regression", &data, &dir.path().join("h2o"));
     let cfg = ferrotune_config::Experiment::from_yaml_str(&text, "h2o").unwrap();
     assert_eq!(cfg.problem_type.as_str(), "text_causal_regression_modeling");
     let ran = train(&cfg, false, None);

@@ -244,30 +244,15 @@ fn an_h2o_llm_studio_causal_file_trains_as_it_is_judged_by_its_gpt_metric() {
     let (base, counts) = stub();
     let dir = tempfile::tempdir().unwrap();
     let data = ferrotune_test_support::write_arithmetic_data(dir.path(), "data.json", 48);
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../config/tests/fixtures/h2o/causal_lm.yaml"),
-    )
-    .unwrap()
-    .replace(
-        "LLM_BACKBONE",
-        &ferrotune_test_support::model_fixture("llama3_rope")
-            .display()
-            .to_string(),
-    )
-    .replace("TRAIN_DATAFRAME", &data.display().to_string())
-    .replace(
-        "output_directory: output/user/fixture-causal-lm/",
-        &format!("output_directory: {}/h2o", dir.path().display()),
-    )
-    .replace(
-        "    metric_gpt_template: general\n",
-        &format!("    metric_gpt_template: general\n    metric_gpt_api_base: {base}\n"),
-    )
-    .replace(
-        "    max_length_inference: 256\n",
-        "    max_length_inference: 8\n",
-    );
+    let text = ferrotune_test_support::h2o_experiment("causal_lm", &data, &dir.path().join("h2o"))
+        .replace(
+            "    metric_gpt_template: general\n",
+            &format!("    metric_gpt_template: general\n    metric_gpt_api_base: {base}\n"),
+        )
+        .replace(
+            "    max_length_inference: 256\n",
+            "    max_length_inference: 8\n",
+        );
     let cfg = ferrotune_config::Experiment::from_yaml_str(&text, "h2o").unwrap();
     assert_eq!(cfg.prediction.metric_gpt_model, "gpt-3.5-turbo-0301");
     let ran = train(&cfg, false, None);
@@ -298,30 +283,15 @@ fn an_h2o_llm_studio_dpo_file_trains_as_it_is_judged_by_its_gpt_metric() {
         "pairs.json",
         serde_json::to_string(&rows).unwrap(),
     );
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../config/tests/fixtures/h2o/dpo.yaml"),
-    )
-    .unwrap()
-    .replace(
-        "LLM_BACKBONE",
-        &ferrotune_test_support::model_fixture("llama3_rope")
-            .display()
-            .to_string(),
-    )
-    .replace("TRAIN_DATAFRAME", &data.display().to_string())
-    .replace(
-        "output_directory: output/user/fixture-dpo/",
-        &format!("output_directory: {}/h2o", dir.path().display()),
-    )
-    .replace(
-        "    metric_gpt_template: general\n",
-        &format!("    metric_gpt_template: general\n    metric_gpt_api_base: {base}\n"),
-    )
-    .replace(
-        "    max_length_inference: 256\n",
-        "    max_length_inference: 8\n",
-    );
+    let text = ferrotune_test_support::h2o_experiment("dpo", &data, &dir.path().join("h2o"))
+        .replace(
+            "    metric_gpt_template: general\n",
+            &format!("    metric_gpt_template: general\n    metric_gpt_api_base: {base}\n"),
+        )
+        .replace(
+            "    max_length_inference: 256\n",
+            "    max_length_inference: 8\n",
+        );
     let cfg = ferrotune_config::Experiment::from_yaml_str(&text, "h2o").unwrap();
     assert_eq!(cfg.problem_type.as_str(), "text_dpo_modeling");
     let ran = train(&cfg, false, None);

@@ -138,14 +138,7 @@ mod tests {
         assert!(applies(&x, &w));
         let ours = matmul_rows(&x, &w).unwrap();
         let reference = x.matmul(&w.t().unwrap()).unwrap();
-        let diff = (&ours - &reference)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = ferrotune_test_support::max_diff(&ours, &reference);
         assert!(diff < 1e-4, "{diff}");
         for r in 0..5 {
             let alone = matmul_rows(&x.narrow(0, r, 1).unwrap(), &w).unwrap();
