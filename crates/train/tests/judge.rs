@@ -237,14 +237,15 @@ fn a_run_with_the_gpt_metric_is_judged_at_each_evaluation_and_writes_the_verdict
     );
 }
 
-#[test]
-fn an_h2o_llm_studio_causal_file_trains_as_it_is_judged_by_its_gpt_metric() {
-    // H2O 1.14's saved causal-LM experiment (crates/config/tests/fixtures/h2o) with the backbone, the data and the
-    // output folder pointed at local places, and its judge endpoint (what OPENAI_API_BASE says for H2O) at the stub.
-    let (base, counts) = stub();
-    let dir = tempfile::tempdir().unwrap();
-    let data = ferrotune_test_support::write_arithmetic_data(dir.path(), "data.json", 48);
-    let text = ferrotune_test_support::h2o_experiment("causal_lm", &data, &dir.path().join("h2o"))
+/// H2O's saved experiment `name` with its judge endpoint (what OPENAI_API_BASE says for H2O) at `base`, and
+/// answers of 8 tokens.
+fn judged_h2o(
+    name: &str,
+    data: &std::path::Path,
+    dir: &std::path::Path,
+    base: &str,
+) -> ferrotune_config::Experiment {
+    let text = ferrotune_test_support::h2o_experiment(name, data, &dir.join("h2o"))
         .replace(
             "    metric_gpt_template: general\n",
             &format!("    metric_gpt_template: general\n    metric_gpt_api_base: {base}\n"),
@@ -253,7 +254,17 @@ fn an_h2o_llm_studio_causal_file_trains_as_it_is_judged_by_its_gpt_metric() {
             "    max_length_inference: 256\n",
             "    max_length_inference: 8\n",
         );
-    let cfg = ferrotune_config::Experiment::from_yaml_str(&text, "h2o").unwrap();
+    ferrotune_config::Experiment::from_yaml_str(&text, name).unwrap()
+}
+
+#[test]
+fn an_h2o_llm_studio_causal_file_trains_as_it_is_judged_by_its_gpt_metric() {
+    // H2O 1.14's saved causal-LM experiment (crates/config/tests/fixtures/h2o) with the backbone, the data and the
+    // output folder pointed at local places, and its judge endpoint (what OPENAI_API_BASE says for H2O) at the stub.
+    let (base, counts) = stub();
+    let dir = tempfile::tempdir().unwrap();
+    let data = ferrotune_test_support::write_arithmetic_data(dir.path(), "data.json", 48);
+    let cfg = judged_h2o("causal_lm", &data, dir.path(), &base);
     assert_eq!(cfg.prediction.metric_gpt_model, "gpt-3.5-turbo-0301");
     let ran = train(&cfg, false, None);
     assert_eq!(ran.summary.status.name(), "finished");
@@ -283,16 +294,7 @@ fn an_h2o_llm_studio_dpo_file_trains_as_it_is_judged_by_its_gpt_metric() {
         "pairs.json",
         serde_json::to_string(&rows).unwrap(),
     );
-    let text = ferrotune_test_support::h2o_experiment("dpo", &data, &dir.path().join("h2o"))
-        .replace(
-            "    metric_gpt_template: general\n",
-            &format!("    metric_gpt_template: general\n    metric_gpt_api_base: {base}\n"),
-        )
-        .replace(
-            "    max_length_inference: 256\n",
-            "    max_length_inference: 8\n",
-        );
-    let cfg = ferrotune_config::Experiment::from_yaml_str(&text, "h2o").unwrap();
+    let cfg = judged_h2o("dpo", &data, dir.path(), &base);
     assert_eq!(cfg.problem_type.as_str(), "text_dpo_modeling");
     let ran = train(&cfg, false, None);
     assert_eq!(ran.summary.status.name(), "finished");
