@@ -45,7 +45,7 @@ pub use batch::{
 };
 pub use chat_template::{ChatTemplate, Message};
 pub use checks::check_columns;
-pub use dataset::{read_columns, read_table, Format};
+pub use dataset::{read_columns, read_table, validation_column, Format};
 pub use error::{Error, Result};
 pub use format::{Sample, IGNORE_INDEX};
 pub use inspect::{dump_batch, save_first_batch, BatchDump};

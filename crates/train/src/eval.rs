@@ -191,10 +191,12 @@ pub fn evaluate(
     if let (Metric::Gpt, Some(judge), false) = (metric, judge, predictions.is_empty()) {
         let answers: Vec<crate::judge::Answer> = predictions
             .iter()
-            .map(|p| crate::judge::Answer {
+            .enumerate()
+            .map(|(i, p)| crate::judge::Answer {
                 prompt: &p.prompt,
                 reference: &p.target,
                 prediction: &p.prediction,
+                category: judge.category(i),
             })
             .collect();
         let judged = judge.judge_all(&answers)?;

@@ -46,6 +46,13 @@ fn stub() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
                     .into_iter()
                     .find(|w| body.contains(w))
                     .unwrap_or("GOOD");
+                if body.contains("start of the reference answer") {
+                    *seen
+                        .lock()
+                        .unwrap()
+                        .entry("REFERENCE".to_string())
+                        .or_insert(0) += 1;
+                }
                 let n = {
                     let mut c = seen.lock().unwrap();
                     let n = c.entry(word.to_string()).or_insert(0);
@@ -59,6 +66,9 @@ fn stub() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
                 let (status, text) = match word {
                     "GOOD" if auth == "Bearer wrong" => {
                         (401, r#"{"error": {"message": "bad key"}}"#.to_string())
+                    }
+                    "GOOD" if body.contains("scale of 1 to 10") => {
+                        (200, reply("Helpful.\nSCORE: 7"))
                     }
                     "GOOD" => (200, reply("Correct and clear.\nSCORE: 0.75")),
                     "GARBAGE" => (200, reply("What a lovely answer!")),
@@ -100,6 +110,7 @@ fn answer(prediction: &str) -> Answer<'_> {
         prompt: "What is 2 + 2?",
         reference: "4",
         prediction,
+        category: None,
     }
 }
 
@@ -302,4 +313,48 @@ fn an_h2o_llm_studio_dpo_file_trains_as_it_is_judged_by_its_gpt_metric() {
         (ran.summary.metric_name, ran.summary.metric),
         ("GPT", Some(0.75))
     );
+}
+
+#[test]
+fn the_mt_bench_template_grades_math_reasoning_and_coding_rows_against_their_reference() {
+    let (base, counts) = stub();
+    let dir = tempfile::tempdir().unwrap();
+    // A custom validation file: two math rows and two writing rows.
+    let rows = |n: usize| -> String {
+        let rows: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({
+                    "instruction": format!("Add {i} and {i}."), "input": "", "output": format!("{}", 2 * i),
+                    "category": if i % 2 == 0 { "math" } else { "writing" },
+                })
+            })
+            .collect();
+        serde_json::to_string(&rows).unwrap()
+    };
+    let train_file = ferrotune_test_support::write_file(dir.path(), "train.json", rows(16));
+    let validation = ferrotune_test_support::write_file(dir.path(), "validation.json", rows(4));
+    let cfg = crate::common::experiment_on(
+        dir.path(),
+        "mtbench",
+        &train_file,
+        &[
+            ("prediction.metric", "GPT"),
+            ("prediction.metric_gpt_template", "mt-bench"),
+            ("prediction.metric_gpt_api_base", &base),
+            ("prediction.max_length_inference", "4"),
+            ("dataset.validation_strategy", "custom"),
+            (
+                "dataset.validation_dataframe",
+                &validation.display().to_string(),
+            ),
+        ],
+    );
+    let ran = train(&cfg, false, None);
+    assert_eq!(
+        (ran.summary.metric_name, ran.summary.metric),
+        ("GPT", Some(7.0))
+    );
+    let c = counts.lock().unwrap();
+    // Half of the judged answers (the math rows) carried their reference.
+    assert_eq!(c["REFERENCE"] * 2, c["GOOD"], "{c:?}");
 }

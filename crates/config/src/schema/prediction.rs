@@ -31,7 +31,7 @@ choice_enum! {
     pub enum GptTemplate {
         /// Against the reference answer, from 0 (wrong) to 1 (fully correct and helpful).
         General = "general",
-        /// MT-Bench's single-answer grading, from 1 to 10.
+        /// MT-Bench's single-answer grading, from 1 to 10 (math, reasoning and coding rows against the reference).
         MtBench = "mt-bench",
     }
 }
@@ -43,7 +43,7 @@ settings_struct! {
         metric: Metric = Metric::Perplexity => meta().basic();
         /// The judge model's name at the endpoint (`prediction.metric: GPT`), e.g. one of `ferrotune serve`'s models.
         metric_gpt_model: String = "gpt-3.5-turbo-0301".into() => meta().label("GPT judge model").when("prediction.metric", "GPT");
-        /// How the judge scores: `general` (0–1, against the reference answer) or `mt-bench` (1–10).
+        /// How the judge scores: `general` (0–1, against the reference answer) or `mt-bench` (1–10; rows whose `category` column is math, reasoning or coding against their reference).
         metric_gpt_template: GptTemplate = GptTemplate::General => meta().label("GPT judge template").when("prediction.metric", "GPT");
         /// The judge's OpenAI-compatible endpoint, e.g. `http://127.0.0.1:10101/v1` (empty: `OPENAI_API_BASE`, else OpenAI's); the key comes from `OPENAI_API_KEY`.
         metric_gpt_api_base: String = String::new() => meta().label("GPT judge endpoint").when("prediction.metric", "GPT");

@@ -60,6 +60,38 @@ pub fn read_columns(path: &Path) -> Result<Vec<String>> {
     }
 }
 
+/// The text of `column` for each validation sample, from the row it came from (in the validation file, or in the
+/// training file when the split is automatic); `None` when that file has no such column.
+pub fn validation_column(
+    settings: &crate::DatasetSettings,
+    samples: &[crate::Sample],
+    column: &str,
+) -> Result<Option<Vec<String>>> {
+    let path = match (
+        &settings.validation_strategy,
+        &settings.validation_dataframe,
+    ) {
+        (crate::ValidationStrategy::Custom, Some(path)) => path.as_path(),
+        _ => settings.train_dataframe.as_path(),
+    };
+    let table = read_table(path)?;
+    let Some(col) = table.column(column) else {
+        return Ok(None);
+    };
+    Ok(Some(
+        samples
+            .iter()
+            .map(|s| {
+                if s.row < table.len() {
+                    table.text(s.row, col).to_string()
+                } else {
+                    String::new()
+                }
+            })
+            .collect(),
+    ))
+}
+
 /// Opens `path`, naming it on failure.
 pub(crate) fn open(path: &Path) -> Result<std::fs::File> {
     std::fs::File::open(path).map_err(|source| Error::Io {

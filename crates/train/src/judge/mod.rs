@@ -73,7 +73,13 @@ pub struct Answer<'a> {
     pub prompt: &'a str,
     pub reference: &'a str,
     pub prediction: &'a str,
+    /// The row's `category` (MT-Bench's): `math`, `reasoning` and `coding` rows are judged against the reference
+    /// with the `mt-bench` template.
+    pub category: Option<&'a str>,
 }
+
+/// The column whose `math` / `reasoning` / `coding` rows MT-Bench judges against their reference answer.
+pub const CATEGORY_COLUMN: &str = "category";
 
 /// The judge's verdict on one answer: its score and explanation, or why it has none.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +117,7 @@ impl Judged {
 pub struct Judge {
     settings: JudgeSettings,
     client: JudgeClient,
+    categories: Option<Vec<String>>,
 }
 
 impl Judge {
@@ -118,7 +125,19 @@ impl Judge {
         Judge {
             client: JudgeClient::new(&settings),
             settings,
+            categories: None,
         }
+    }
+
+    /// The validation samples' categories ([`CATEGORY_COLUMN`]), in sample order.
+    pub fn with_categories(mut self, categories: Option<Vec<String>>) -> Judge {
+        self.categories = categories;
+        self
+    }
+
+    /// The category of validation sample `i`, when the data has the column.
+    pub fn category(&self, i: usize) -> Option<&str> {
+        self.categories.as_ref()?.get(i).map(String::as_str)
     }
 
     pub fn settings(&self) -> &JudgeSettings {

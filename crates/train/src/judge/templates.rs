@@ -20,6 +20,14 @@ pub fn prompt(template: GptTemplate, answer: &Answer) -> Vec<(&'static str, Stri
              a number from 0 (wrong or useless) to 1 (fully correct and helpful).",
             answer.prompt, answer.reference, answer.prediction
         ),
+        GptTemplate::MtBench if needs_reference(answer.category) => format!(
+            "Evaluate the assistant's answer to the user's question below. Compare it with the reference answer: \
+             find and correct any mistake in the assistant's answer, then judge its correctness and helpfulness. \
+             Begin with a short, objective explanation, then rate the answer on a scale of 1 to 10 in a last line \
+             of the form `SCORE: x`.\n\n[Question]\n{}\n\n[The start of the reference answer]\n{}\n[The end of \
+             the reference answer]\n\n[The start of the assistant's answer]\n{}\n[The end of the assistant's answer]",
+            answer.prompt, answer.reference, answer.prediction
+        ),
         GptTemplate::MtBench => format!(
             "Evaluate the quality of the assistant's response to the user's question below. Consider how helpful, \
              relevant, accurate, deep, creative and detailed it is. Begin with a short, objective explanation, then \
@@ -29,6 +37,15 @@ pub fn prompt(template: GptTemplate, answer: &Answer) -> Vec<(&'static str, Stri
         ),
     };
     vec![("system", SYSTEM.to_string()), ("user", user)]
+}
+
+/// Whether MT-Bench grades rows of `category` against their reference (its math, reasoning and coding questions).
+fn needs_reference(category: Option<&str>) -> bool {
+    category.is_some_and(|c| {
+        ["math", "reasoning", "coding"]
+            .iter()
+            .any(|k| c.trim().eq_ignore_ascii_case(k))
+    })
 }
 
 /// The score of the reply's last `SCORE:` line, within the template's scale; why not otherwise.
@@ -114,10 +131,11 @@ mod tests {
 
     #[test]
     fn the_general_prompt_holds_the_question_the_reference_and_the_answer() {
-        let a = Answer {
+        let mut a = Answer {
             prompt: "2+2?",
             reference: "4",
             prediction: "four",
+            category: None,
         };
         let m = prompt(GptTemplate::General, &a);
         assert_eq!(m[0].0, "system");
@@ -128,6 +146,17 @@ mod tests {
         );
         assert!(!prompt(GptTemplate::MtBench, &a)[1]
             .1
-            .contains("[Reference answer]"));
+            .contains("reference answer"));
+        // MT-Bench's math, reasoning and coding rows are graded against the reference; its other rows are not.
+        a.category = Some("Math");
+        let with = &prompt(GptTemplate::MtBench, &a)[1].1;
+        assert!(
+            with.contains("[The start of the reference answer]\n4\n"),
+            "{with}"
+        );
+        a.category = Some("writing");
+        assert!(!prompt(GptTemplate::MtBench, &a)[1]
+            .1
+            .contains("reference answer"));
     }
 }

@@ -144,6 +144,18 @@ impl EvalSettings {
         })?;
         let data_settings = ferrotune_data::DatasetSettings::from_experiment(cfg);
         let (metric, judge, notes) = judge_of(cfg, metric, inputs.data.validation.len());
+        let judge = match judge {
+            Some(j)
+                if cfg.prediction.metric_gpt_template == ferrotune_config::GptTemplate::MtBench =>
+            {
+                Some(j.with_categories(ferrotune_data::validation_column(
+                    &data_settings,
+                    &inputs.data.validation,
+                    crate::judge::CATEGORY_COLUMN,
+                )?))
+            }
+            other => other,
+        };
         Ok(EvalSettings {
             metric,
             judge,
