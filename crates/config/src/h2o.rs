@@ -33,7 +33,6 @@ pub const H2O_IGNORED: &[(&str, &str)] = &[
 /// value would need).
 pub const H2O_DEFAULT_ONLY: &[(&str, &str, &str)] = &[
     ("architecture.force_embedding_gradients", "false", "training the embedding matrix beside LoRA is not supported; use full fine-tuning (`training.lora: false`), which trains it"),
-    ("architecture.pretrained", "true", "training from randomly initialised weights is not supported; the backbone's weights are always loaded"),
     ("dataset.add_prompt_answer_tokens", "false", "adding the markers as new tokens to the vocabulary is not supported"),
     ("tokenizer.add_prompt_answer_tokens", "false", "adding the markers as new tokens to the vocabulary is not supported"),
     ("training.lora_unfreeze_layers", "", "training whole layers beside LoRA is not supported; use full fine-tuning (`training.lora: false`)"),

@@ -216,6 +216,15 @@ fn run(cfg: &Experiment, report: &mut Report) {
 }
 
 fn training(cfg: &Experiment, report: &mut Report) {
+    if !cfg.architecture.pretrained && cfg.training.lora {
+        report.error(
+            Issue::new(
+                "architecture.pretrained",
+                "is false, but LoRA adapters on random weights would need those weights rebuilt wherever the adapter is used",
+            )
+            .with_help("train every weight from scratch with `training.lora: false`, or keep `architecture.pretrained: true`"),
+        );
+    }
     let dtype = cfg.architecture.backbone_dtype;
     if matches!(dtype, BackboneDtype::Int8 | BackboneDtype::Int4) && !cfg.training.lora {
         report.error(

@@ -147,7 +147,7 @@ fn every_group_and_setting_is_described() {
             s.key
         );
     }
-    assert_eq!(settings().len(), 103);
+    assert_eq!(settings().len(), 104);
 }
 
 #[test]

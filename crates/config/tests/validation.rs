@@ -320,3 +320,20 @@ fn mlflow_needs_an_http_tracking_server_and_an_experiment_name() {
         assert!(e.contains("`MLFLOW_TRACKING_URI` is not set"), "{e}");
     }
 }
+
+#[test]
+fn a_backbone_that_is_not_pretrained_needs_full_fine_tuning() {
+    let e = only_error(
+        &report(|c| c.architecture.pretrained = false),
+        "architecture.pretrained",
+    );
+    assert!(e.contains("`training.lora: false`"), "{e}");
+    assert!(validate(&{
+        let mut c = valid();
+        c.architecture.pretrained = false;
+        c.training.lora = false;
+        c
+    })
+    .errors
+    .is_empty());
+}

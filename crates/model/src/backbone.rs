@@ -78,13 +78,34 @@ impl Backbone {
         Self::load_folder(&dir, format, device)
     }
 
+    /// [`Backbone::load`] with fresh weights of the backbone's shapes instead of its stored ones when `random`
+    /// is given (`architecture.pretrained: false`); the tokenizer and configuration are the folder's.
+    pub fn load_initialised(
+        path: &Path,
+        format: impl Into<WeightFormat>,
+        device: &Device,
+        gguf_cache: &Path,
+        random: Option<crate::weights::RandomInit>,
+    ) -> Result<Self> {
+        let dir = resolve_folder(path, gguf_cache)?;
+        Self::load_folder_with(&dir, format.into(), device, random)
+    }
+
     /// Loads an HF folder, layer by layer: with quantization, only one tensor at a time exists in f32.
     pub fn load_folder(
         dir: &Path,
         format: impl Into<WeightFormat>,
         device: &Device,
     ) -> Result<Self> {
-        let format = format.into();
+        Self::load_folder_with(dir, format.into(), device, None)
+    }
+
+    fn load_folder_with(
+        dir: &Path,
+        format: WeightFormat,
+        device: &Device,
+        random: Option<crate::weights::RandomInit>,
+    ) -> Result<Self> {
         if format.quantization != Quantization::None && !device.is_cpu() {
             return Err(Error::QuantizedOnGpu);
         }
@@ -95,7 +116,7 @@ impl Backbone {
         }
         let cfg = ModelConfig::from_dir(dir)?;
         let tokenizer = TextTokenizer::from_dir(dir)?;
-        let weights = Weights::open(dir)?;
+        let weights = Weights::open(dir)?.with_random_init(random);
         let model = Llama::load(&cfg, &weights, format.compute, format.quantization, device)?;
         if tokenizer.vocab_size() > model.vocab_size() {
             return Err(Error::VocabMismatch {

@@ -23,6 +23,51 @@ pub struct Weights {
     dir: PathBuf,
     shards: Vec<Shard>,
     index: HashMap<String, (usize, TensorInfo)>,
+    random: Option<RandomInit>,
+}
+
+/// Fresh weights instead of the stored ones (H2O LLM Studio's `architecture.pretrained: false`, transformers'
+/// `from_config`): the folder's names and shapes, values drawn as transformers' `_init_weights` does for the
+/// Llama family — normal(0, `std`) for linear and embedding weights, ones for RMSNorm weights, zeros for biases —
+/// seeded per tensor name.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RandomInit {
+    pub seed: u64,
+    /// config.json's `initializer_range` (0.02 when absent).
+    pub std: f64,
+}
+
+impl RandomInit {
+    /// The init of the backbone folder `dir` (its `initializer_range`) with `seed`.
+    pub fn for_folder(dir: &Path, seed: u64) -> RandomInit {
+        let std = std::fs::read(dir.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["initializer_range"].as_f64())
+            .unwrap_or(0.02);
+        RandomInit { seed, std }
+    }
+
+    fn tensor(&self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
+        use rand::SeedableRng;
+        use rand_distr::Distribution;
+        let n: usize = shape.iter().product();
+        if name.ends_with("norm.weight") {
+            return Ok(Tensor::ones(shape, DType::F32, device)?);
+        }
+        if name.ends_with(".bias") {
+            return Ok(Tensor::zeros(shape, DType::F32, device)?);
+        }
+        // FNV-1a of the name: each tensor its own reproducible stream.
+        let salt = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        });
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ salt);
+        let normal = rand_distr::Normal::new(0.0f32, self.std as f32)
+            .map_err(|e| candle_core::Error::Msg(format!("initializer_range {}: {e}", self.std)))?;
+        let values: Vec<f32> = (0..n).map(|_| normal.sample(&mut rng)).collect();
+        Ok(Tensor::from_vec(values, shape, device)?)
+    }
 }
 
 impl Weights {
@@ -73,7 +118,14 @@ impl Weights {
             dir: dir.to_path_buf(),
             shards,
             index,
+            random: None,
         })
+    }
+
+    /// These weights' names and shapes with fresh values ([`RandomInit`]) instead of the stored ones.
+    pub fn with_random_init(mut self, init: Option<RandomInit>) -> Self {
+        self.random = init;
+        self
     }
 
     /// The backbone folder the weights are in.
@@ -183,6 +235,9 @@ impl Weights {
                     actual: info.shape.clone(),
                 });
             }
+        }
+        if let Some(init) = &self.random {
+            return Ok(init.tensor(name, &info.shape, device)?.to_dtype(dtype)?);
         }
         let shard = &self.shards[*shard_id];
         let stored = candle_dtype(info.dtype).ok_or_else(|| Error::CorruptWeights {

@@ -179,7 +179,14 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
         Some(loaded) if trained.is_full() => loaded.weights_dir.clone(),
         _ => folder.clone(),
     };
-    let mut backbone = load_backbone(cfg, &weights_from, request.home, files)?;
+    // `architecture.pretrained: false`: fresh weights of the backbone's shapes (a resumed run has its own).
+    let random = (!cfg.architecture.pretrained && weights_from == folder).then(|| {
+        ferrotune_model::weights::RandomInit::for_folder(
+            &folder,
+            cfg.environment.seed.max(0) as u64,
+        )
+    });
+    let mut backbone = load_backbone(cfg, &weights_from, random, request.home, files)?;
     let data = prepare_data(cfg, &backbone, files)?;
     let data_settings = ferrotune_data::DatasetSettings::from_experiment(cfg);
     let settings = loop_settings(cfg, PadOptions::train(&data_settings, &backbone.tokenizer)?);
@@ -285,6 +292,7 @@ fn run_stages(request: &RunRequest, files: &mut RunFiles) -> Result<RunSummary> 
 fn load_backbone(
     cfg: &Experiment,
     folder: &std::path::Path,
+    random: Option<ferrotune_model::weights::RandomInit>,
     home: &Home,
     files: &mut RunFiles,
 ) -> Result<Backbone> {
@@ -310,8 +318,17 @@ fn load_backbone(
             memory::gib(available)
         ));
     }
-    files.log(format!("loading backbone {}", folder.display()));
-    let backbone = Backbone::load(folder, format, &Device::Cpu, &home.backbones())?;
+    match &random {
+        Some(init) => files.log(format!(
+            "`architecture.pretrained: false`: fresh weights of {}'s shapes (normal, std {}, seed {})",
+            folder.display(),
+            init.std,
+            init.seed
+        )),
+        None => files.log(format!("loading backbone {}", folder.display())),
+    }
+    let backbone =
+        Backbone::load_initialised(folder, format, &Device::Cpu, &home.backbones(), random)?;
     let (linear_bytes, other_bytes) = backbone.model.frozen_weight_bytes();
     files.log(format!(
         "frozen weights in memory: {} (decoder linear weights {} as {}, embedding, head and norms {} as {:?})",

@@ -143,3 +143,60 @@ fn quantized_or_16_bit_full_fine_tuning_is_refused_before_a_folder_exists() {
     }
     assert!(!dir.path().join("refused").exists());
 }
+
+#[test]
+fn a_backbone_that_is_not_pretrained_trains_from_fresh_weights_of_its_shapes() {
+    // `architecture.pretrained: false` (H2O LLM Studio's): the folder's shapes, tokenizer and config, fresh values.
+    // Frozen layers keep the fresh values, so the saved model shows what the run started from.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = experiment(
+        dir.path(),
+        "scratch",
+        &with(&[
+            ("architecture.pretrained", "false"),
+            ("training.freeze_layers", "[embed_tokens, layers.0]"),
+        ]),
+    );
+    let ran = train(&cfg, false, None);
+    assert_trained(&ran, "training from scratch");
+    let log = ran.logs().join("\n");
+    assert!(
+        log.contains("`architecture.pretrained: false`: fresh weights of"),
+        "{log}"
+    );
+    let stored = read_f32_tensors(&model_fixture("llama3_rope").join("model.safetensors"));
+    let saved = read_f32_tensors(&cfg.output_dir().join("model/model.safetensors"));
+    assert_eq!(
+        stored.keys().collect::<Vec<_>>(),
+        saved.keys().collect::<Vec<_>>()
+    );
+    let embed = &saved["model.embed_tokens.weight"];
+    assert_ne!(
+        embed, &stored["model.embed_tokens.weight"],
+        "not the stored weights"
+    );
+    // transformers' init: normal(0, initializer_range) for weights, ones for RMSNorm.
+    let std = (embed.iter().map(|v| v * v).sum::<f32>() / embed.len() as f32).sqrt();
+    let range = ferrotune_model::weights::RandomInit::for_folder(&model_fixture("llama3_rope"), 0)
+        .std as f32;
+    assert!(
+        (std / range - 1.0).abs() < 0.05,
+        "std {std} vs initializer_range {range}"
+    );
+    assert!(saved["model.layers.0.input_layernorm.weight"]
+        .iter()
+        .all(|&v| v == 1.0));
+    // The same seed draws the same weights.
+    let dir2 = tempfile::tempdir().unwrap();
+    let cfg2 = experiment(
+        dir2.path(),
+        "scratch",
+        &with(&[
+            ("architecture.pretrained", "false"),
+            ("training.freeze_layers", "[embed_tokens, layers.0]"),
+        ]),
+    );
+    train(&cfg2, false, None);
+    let again = read_f32_tensors(&cfg2.output_dir().join("model/model.safetensors"));
+    assert_eq!(max_tensors_diff(&saved, &again), 0.0);
+}

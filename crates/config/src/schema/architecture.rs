@@ -28,6 +28,8 @@ settings_struct! {
         gradient_checkpointing: bool = false => meta();
         /// Dropout probability inside the backbone during training (0: as the backbone was trained).
         intermediate_dropout: f64 = 0.0 => meta().min(0.0).below(1.0).grid();
+        /// Load the backbone's trained weights; false starts from fresh random weights of its shapes (training from scratch; with `training.lora: false`).
+        pretrained: bool = true => meta();
         /// Weights to start from instead of the backbone's (e.g. an earlier experiment's checkpoint); empty: none.
         pretrained_weights: String = String::new() => meta().path();
     }
