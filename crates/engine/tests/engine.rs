@@ -18,14 +18,7 @@ const CASE: &str = "llama3_rope";
 fn write_adapter(dir: &Path, name: &str, seed: u64) -> PathBuf {
     let mut backbone =
         Backbone::load_folder(&model_fixture(CASE), DType::F32, &Device::Cpu).unwrap();
-    let spec = LoraSpec {
-        r: 4,
-        alpha: 8.0,
-        dropout: 0.0,
-        use_rslora: false,
-        use_dora: false,
-        target_modules: Vec::new(),
-    };
+    let spec = LoraSpec::every_module(4, 8.0);
     attach_random_lora(&mut backbone.model, &spec, seed, 0.05).unwrap();
     let out = dir.join(name);
     save_peft(&backbone.model, &spec, "fixture", &out).unwrap();

@@ -36,6 +36,18 @@ pub const LORA_TARGETS: [&str; 7] = [
 ];
 
 impl LoraSpec {
+    /// Plain LoRA of rank `r` and scale numerator `alpha` on every linear module, without dropout.
+    pub fn every_module(r: usize, alpha: f64) -> LoraSpec {
+        LoraSpec {
+            r,
+            alpha,
+            dropout: 0.0,
+            use_rslora: false,
+            use_dora: false,
+            target_modules: Vec::new(),
+        }
+    }
+
     /// The scaling factor `s`.
     pub fn scale(&self) -> f64 {
         if self.use_rslora {

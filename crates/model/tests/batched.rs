@@ -16,14 +16,7 @@ fn adapter(base: &Llama, seed: u64) -> AdapterWeights {
 }
 
 fn spec() -> LoraSpec {
-    LoraSpec {
-        r: 4,
-        alpha: 8.0,
-        dropout: 0.0,
-        use_rslora: false,
-        use_dora: false,
-        target_modules: Vec::new(),
-    }
+    LoraSpec::every_module(4, 8.0)
 }
 
 #[test]

@@ -17,14 +17,7 @@ use super::{ferrotune, fixture};
 fn write_adapter(dir: &Path, name: &str, seed: u64) -> PathBuf {
     let mut backbone =
         Backbone::load_folder(&fixture("llama3_rope"), DType::F32, &Device::Cpu).unwrap();
-    let spec = LoraSpec {
-        r: 4,
-        alpha: 8.0,
-        dropout: 0.0,
-        use_rslora: false,
-        use_dora: false,
-        target_modules: Vec::new(),
-    };
+    let spec = LoraSpec::every_module(4, 8.0);
     attach_random_lora(&mut backbone.model, &spec, seed, 0.05).unwrap();
     let out = dir.join(name);
     save_peft(&backbone.model, &spec, "llama3_rope", &out).unwrap();
